@@ -1,19 +1,115 @@
-"""Shared fixtures. (Provisional: the session-wide local stack replaces the URL fallbacks.)"""
+"""Shared fixtures: one local stack per test session, isolated names per test.
+
+The session starts the local stack (``flightbook.stack``) under
+``.flightbook/test-stack`` on free ports, unless ``FLIGHTBOOK_*_URL`` variables point
+at servers already; it stops exactly what it started. Each test that asks for
+``settings`` gets its own PostgreSQL database (copied from a migrated template),
+MongoDB database, Redis key prefix and Kafka topic prefix, so tests cannot see each
+other's data.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import msgspec
 import psycopg
 import pytest
 
+from flightbook.migrate import migrate_postgres
+from flightbook.services import migrate_all
+from flightbook.settings import Settings
+from flightbook.stack.launcher import LocalStack
+from flightbook.stack.servers import KIND_BY_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_STATE_DIR = ROOT / ".flightbook" / "test-stack"
+
+
+def _base_settings() -> Settings:
+    env = {k: v for k, v in os.environ.items() if k.endswith(("_URL", "_BOOTSTRAP"))}
+    env = {k: v for k, v in env.items() if k.startswith("FLIGHTBOOK_")}
+    return Settings.from_env(
+        {
+            **env,
+            "FLIGHTBOOK_STATE_DIR": str(TEST_STATE_DIR),
+            "FLIGHTBOOK_STACK_POSTGRES_PORT": "0",
+            "FLIGHTBOOK_STACK_REDIS_PORT": "0",
+            "FLIGHTBOOK_STACK_KAFKA_PORT": "0",
+            "FLIGHTBOOK_STACK_MONGO_PORT": "0",
+            "FLIGHTBOOK_KAFKA_SESSION_TIMEOUT_MS": "2000",
+            "FLIGHTBOOK_PROJECT_DIR": str(ROOT),
+            "FLIGHTBOOK_LOG_FORMAT": "json",
+        }
+    )
+
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """URL of the PostgreSQL server the tests use."""
-    return os.environ.get("FLIGHTBOOK_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+def stack_settings() -> Iterator[Settings]:
+    """Settings whose URLs point at the session's servers (started here when not configured)."""
+    base = _base_settings()
+    stack = LocalStack(base)
+    if not any(state for state in stack.status().values() if state and not state.external):
+        shutil.rmtree(TEST_STATE_DIR, ignore_errors=True)  # every run starts from empty servers
+    states = stack.up()
+    started = [name for name, state in states.items() if state.started]
+    try:
+        yield base.with_urls(**{KIND_BY_NAME[n].setting: s.url for n, s in states.items()})
+    finally:
+        if started:
+            stack.down(started)
+
+
+@pytest.fixture(scope="session")
+def test_stack(stack_settings: Settings) -> LocalStack:
+    """The session's stack, for fault tests that stop and start its servers."""
+    return LocalStack(stack_settings)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(stack_settings: Settings) -> str:
+    """A migrated database shared by the session (prefer ``settings`` for isolation)."""
+    assert stack_settings.postgres_url is not None
+    url = _database_url(stack_settings.postgres_url, "flightbook_shared")
+    _create_database(stack_settings.postgres_url, "flightbook_shared")
+    migrate_postgres(url, ROOT / "migrations")
+    return url
+
+
+@pytest.fixture(scope="session")
+def template_database(stack_settings: Settings) -> str:
+    """Name of a migrated database that each test's database is copied from."""
+    assert stack_settings.postgres_url is not None
+    name = "flightbook_template"
+    _create_database(stack_settings.postgres_url, name)
+    migrate_postgres(_database_url(stack_settings.postgres_url, name), ROOT / "migrations")
+    return name
+
+
+@pytest.fixture
+def settings(stack_settings: Settings, template_database: str) -> Iterator[Settings]:
+    """Settings for one test: its own database, Mongo database, Redis prefix and topics."""
+    assert stack_settings.postgres_url is not None
+    tag = uuid.uuid4().hex[:10]
+    database = f"t_{tag}"
+    _create_database(stack_settings.postgres_url, database, template=template_database)
+    isolated = msgspec.structs.replace(
+        stack_settings,
+        postgres_url=_database_url(stack_settings.postgres_url, database),
+        mongo_database=f"t_{tag}",
+        redis_prefix=f"t_{tag}:",
+        topic_prefix=f"t_{tag}",
+    )
+    migrate_all(isolated)  # Mongo indexes (PostgreSQL came migrated from the template)
+    yield isolated
+    with psycopg.connect(
+        _database_url(stack_settings.postgres_url, "postgres"), autocommit=True
+    ) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -25,3 +121,16 @@ def isolated_schema(postgres_url: str) -> Iterator[str]:
     yield name
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def _database_url(url: str, database: str) -> str:
+    base, _, query = url.partition("?")
+    return base.rsplit("/", 1)[0] + f"/{database}" + (f"?{query}" if query else "")
+
+
+def _create_database(url: str, name: str, *, template: str | None = None) -> None:
+    with psycopg.connect(_database_url(url, "postgres"), autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(f'CREATE DATABASE "{name}"{suffix}')

@@ -1,0 +1,108 @@
+"""Composition: build each process from settings with real adapters (STYLE G5).
+
+The files in ``commands/``, ``queries/`` and ``projections/`` call these and nothing else.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+import psycopg
+import pymongo
+import redis.asyncio
+import structlog
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from flightbook.commands.http import create_command_app
+from flightbook.logs import configure_logging
+from flightbook.queries.http import create_query_app
+from flightbook.services import require
+from flightbook.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from litestar import Litestar
+
+__all__ = ("build_command_api", "build_query_api", "load_settings", "serve_http")
+
+
+def load_settings(process: str) -> Settings:
+    """Settings from the environment, logging configured; exit 2 with one line if bad."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _die(process, str(exc), 2)
+    configure_logging(log_format=settings.log_format, level=settings.log_level, process=process)
+    return settings
+
+
+def _die(process: str, message: str, code: int) -> NoReturn:
+    print(f"{process}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def postgres_check(url: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        async with await psycopg.AsyncConnection.connect(url, connect_timeout=2) as conn:
+            await conn.execute("SELECT 1")
+        return True
+
+    return check
+
+
+def mongo_check(url: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        client: pymongo.AsyncMongoClient[dict[str, object]] = pymongo.AsyncMongoClient(
+            url, serverSelectionTimeoutMS=2000
+        )
+        try:
+            await client.admin.command("ping")
+        finally:
+            await client.close()
+        return True
+
+    return check
+
+
+def redis_check(url: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        client = redis.asyncio.Redis.from_url(url, socket_timeout=2)
+        try:
+            return bool(await client.ping())
+        finally:
+            await client.aclose()
+
+    return check
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # CPU, memory (RSS), open files of this process
+    return registry
+
+
+def build_command_api(settings: Settings) -> Litestar:
+    postgres_url = require(settings.postgres_url, "postgres_url")
+    return create_command_app(
+        settings, checks={"postgres": postgres_check(postgres_url)}, registry=_registry()
+    )
+
+
+def build_query_api(settings: Settings) -> Litestar:
+    checks = {
+        "mongo": mongo_check(require(settings.mongo_url, "mongo_url")),
+        "redis": redis_check(require(settings.redis_url, "redis_url")),
+    }
+    return create_query_app(settings, checks=checks, registry=_registry())
+
+
+def serve_http(app: Litestar, *, host: str, port: int, process: str) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM (uvicorn drains in-flight requests first)."""
+    import uvicorn
+
+    structlog.get_logger().info("http.listening", url=f"http://{host}:{port}", process=process)
+    uvicorn.run(
+        app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10
+    )

@@ -1,0 +1,139 @@
+"""The ``flightbook`` console script: one entry point for operators and auditors.
+
+Errors are one line on stderr and a non-zero exit; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+from flightbook.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ("main",)
+
+
+class CliError(Exception):
+    """A failure to report as one line and exit code 1."""
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    print(f"flightbook: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def _cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
+    from flightbook.stack.launcher import LocalStack
+
+    stack = LocalStack(settings, say=_say)
+    if args.action == "up":
+        states = stack.up()
+        for up_state in states.values():
+            print(f"FLIGHTBOOK_{_setting_of(up_state.name).upper()}={up_state.url}")
+    elif args.action == "down":
+        if not stack.down():
+            _say("nothing to stop")
+    else:
+        for name, state in stack.status().items():
+            if state is None:
+                print(f"{name:<8} stopped")
+            elif state.external:
+                print(f"{name:<8} configured  {state.url}")
+            else:
+                print(f"{name:<8} running     {state.url}  pid {state.pid}")
+    return 0
+
+
+def _setting_of(server: str) -> str:
+    from flightbook.stack.servers import KIND_BY_NAME
+
+    return KIND_BY_NAME[server].setting
+
+
+def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from flightbook.services import migrate_all
+
+    if not (settings.postgres_url and settings.mongo_url):
+        from flightbook.stack.launcher import LocalStack
+
+        states = LocalStack(settings, say=_say).up()
+        settings = settings.with_urls(**{_setting_of(n): s.url for n, s in states.items()})
+    applied = migrate_all(settings, say=_say)
+    _say(f"{len(applied)} migration(s) applied" if applied else "database is up to date")
+    return 0
+
+
+def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
+    from flightbook.supervisor import run_system
+
+    return run_system(settings, say=_say)
+
+
+def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from flightbook.auth import mint_token
+
+    print(mint_token(settings, subject=args.sub, roles=args.role, ttl_seconds=args.ttl))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flightbook", description="flightbook: event-sourced flight booking backend"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start the local stack, migrate, and run every process")
+    up.set_defaults(handler=_cmd_up)
+
+    stack = sub.add_parser("stack", help="manage only the local servers")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(handler=_cmd_stack)
+
+    migrate = sub.add_parser("migrate", help="apply migrations/ (idempotent)")
+    migrate.set_defaults(handler=_cmd_migrate)
+
+    token = sub.add_parser("token", help="print a JWT for local use")
+    token.add_argument("--sub", required=True, help="the subject (user id)")
+    token.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=["customer", "agent", "ops", "analyst", "auditor"],
+        help="repeat for several",
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.set_defaults(handler=_cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``flightbook`` command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    try:
+        return handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        _fail(_one_line(exc))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 400 else text[:397] + "..."
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""structlog configuration: JSON lines when not on a terminal, readable when on one.
+
+Every long-running process logs one canonical line per unit of work (STYLE G10),
+with the correlation id bound through :func:`structlog.contextvars.bind_contextvars`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+__all__ = ("configure_logging",)
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
+def configure_logging(
+    *,
+    log_format: Literal["auto", "json", "console"] = "auto",
+    level: str = "info",
+    process: str | None = None,
+) -> None:
+    """Configure structlog once per process.
+
+    Args:
+        log_format: ``json``, ``console``, or ``auto`` (console on a terminal, JSON otherwise).
+        level: minimum level name.
+        process: a name bound to every line (``command-api``, ``relay``, ...).
+    """
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    renderer: structlog.typing.Processor = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    )
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if process is not None:
+        processors.insert(0, _bind_process(process))
+    if use_json:
+        processors.append(structlog.processors.dict_tracebacks)
+    processors.append(renderer)
+    # stdlib loggers (uvicorn, kafka, pymongo) go through the same renderer
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=processors[:-1],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(_LEVELS.get(level, logging.INFO), logging.INFO))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def _bind_process(name: str) -> structlog.typing.Processor:
+    def add_process(
+        _logger: object, _method: str, event_dict: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event_dict.setdefault("process", name)
+        return event_dict
+
+    return add_process

@@ -1,0 +1,150 @@
+"""RFC 9457 problem documents for every error either HTTP API returns.
+
+A 4xx names the offending field (``field``) whenever one is to blame; an unexpected
+exception becomes a 500 without internals, and is logged with the correlation id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from litestar import Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+if TYPE_CHECKING:
+    from litestar import Request
+    from litestar.types import ExceptionHandlersMap
+
+__all__ = ("PROBLEM_JSON", "Problem", "problem_handlers", "problem_response")
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "https://flightbook.example/problems/"
+_AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
+_log = structlog.get_logger()
+
+
+class Problem(HTTPException):
+    """An error to answer with a problem document.
+
+    Args:
+        status_code: the HTTP status.
+        code: a short stable slug, becomes the problem ``type``.
+        detail: a sentence for humans.
+        field: the request field to blame, if any (``passengers[0].email``).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail=detail, status_code=status_code, headers=headers)
+        self.code = code
+        self.field = field
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + code,
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+    }
+    if field is not None:
+        body["field"] = field
+    if extra:
+        body.update(extra)
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_from_message(message: str) -> str | None:
+    match = _AT_PATH.search(message)
+    if match is None:
+        return None
+    return match.group("path") or None
+
+
+def _on_problem(_request: Request[Any, Any, Any], exc: Problem) -> Response[dict[str, Any]]:
+    return problem_response(
+        exc.status_code, exc.code, exc.detail, field=exc.field, headers=exc.headers
+    )
+
+
+def _on_validation(
+    _request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
+    errors: list[dict[str, str]] = []
+    raw = exc.extra if isinstance(exc.extra, list) else []
+    for item in raw:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", ""))
+        key = item.get("key")
+        field = _field_from_message(message) or (str(key) if key else None)
+        source = item.get("source")
+        errors.append(
+            {
+                "field": field or "body",
+                "message": _AT_PATH.sub("", message),
+                **({"source": str(source)} if source else {}),
+            }
+        )
+    detail = str(exc.detail)
+    if not errors:
+        field = _field_from_message(detail)
+        errors.append({"field": field or "body", "message": _AT_PATH.sub("", detail)})
+    first = errors[0]
+    return problem_response(
+        400,
+        "invalid_request",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        extra={"errors": errors},
+    )
+
+
+def _on_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    code = {
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "request_too_large",
+        415: "unsupported_media_type",
+        429: "too_many_requests",
+    }.get(exc.status_code, "http_error")
+    return problem_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    _log.error("http.unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
+    return problem_response(
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "the server failed to handle this request; it was logged",
+    )
+
+
+def problem_handlers() -> ExceptionHandlersMap:
+    """Exception handlers that answer every error as ``application/problem+json``."""
+    return {
+        Problem: _on_problem,
+        ValidationException: _on_validation,
+        HTTPException: _on_http,
+        Exception: _on_unexpected,
+    }

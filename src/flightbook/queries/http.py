@@ -1,0 +1,27 @@
+"""The query HTTP API (port 8001): GET endpoints over the MongoDB and Redis read models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flightbook.web import create_app
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    from litestar import Litestar
+    from prometheus_client import CollectorRegistry
+
+    from flightbook.settings import Settings
+
+__all__ = ("create_query_app",)
+
+
+def create_query_app(
+    settings: Settings,
+    *,
+    checks: Mapping[str, Callable[[], Awaitable[bool]]],
+    registry: CollectorRegistry,
+) -> Litestar:
+    """The query API with its dependencies passed in (STYLE G5)."""
+    return create_app("flightbook query API", settings, checks=checks, registry=registry)

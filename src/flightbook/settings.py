@@ -1,0 +1,140 @@
+"""Process configuration: every setting comes from a ``FLIGHTBOOK_*`` environment variable.
+
+Read once, in a composition root, into a frozen :class:`Settings` (STYLE G4). A bad
+value stops the process with one line naming the variable (:class:`SettingsError`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ("PREFIX", "Settings", "SettingsError")
+
+PREFIX = "FLIGHTBOOK_"
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class SettingsError(ValueError):
+    """A ``FLIGHTBOOK_*`` variable is unknown or has a value that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything a flightbook process can be told from outside.
+
+    A server URL left unset means "start a local one" (``flightbook stack up``/``up``).
+    """
+
+    # servers; None = the local stack provides it
+    postgres_url: str | None = None
+    kafka_bootstrap: str | None = None
+    mongo_url: str | None = None
+    redis_url: str | None = None
+
+    # where the local stack keeps its data, pid files and logs
+    state_dir: str = ".flightbook"
+    stack_postgres_port: Port = 55432
+    stack_redis_port: Port = 56379
+    stack_kafka_port: Port = 59092
+    stack_mongo_port: Port = 57017
+
+    # where migrations/ and the composition roots are (default: found beside the source)
+    project_dir: str | None = None
+
+    # HTTP
+    host: str = "127.0.0.1"
+    command_port: Port = 8000
+    query_port: Port = 8001
+    max_body_bytes: Positive = 64 * 1024
+
+    # names inside the servers (tests isolate themselves by changing these)
+    postgres_schema_prefix: str = ""
+    mongo_database: str = "flightbook"
+    redis_prefix: str = "fb:"
+    topic_prefix: str = "flightbook"
+    kafka_partitions: Positive = 6
+    kafka_session_timeout_ms: Positive = 6000
+
+    # auth (the default secret is for a laptop only; compose.yaml sets a real one)
+    jwt_secret: str = "flightbook-local-development-secret-do-not-deploy"  # noqa: S105
+    jwt_issuer: str = "flightbook"
+    jwt_audience: str = "flightbook"
+
+    # booking rules
+    hold_seconds: Seconds = 600.0
+
+    # logging
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the ``FLIGHTBOOK_*`` variables of ``environ`` (default: the process's).
+
+        Raises:
+            SettingsError: one line naming the variable that is unknown or bad.
+        """
+        env = os.environ if environ is None else environ
+        values = {
+            key.removeprefix(PREFIX).lower(): value
+            for key, value in env.items()
+            if key.startswith(PREFIX) and value != ""
+        }
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_explain(exc, values)) from None
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve()
+
+    def with_urls(
+        self,
+        *,
+        postgres_url: str | None = None,
+        kafka_bootstrap: str | None = None,
+        mongo_url: str | None = None,
+        redis_url: str | None = None,
+    ) -> Settings:
+        """A copy with the given server URLs filled in (the stack's, for unset ones)."""
+        return msgspec.structs.replace(
+            self,
+            postgres_url=self.postgres_url or postgres_url,
+            kafka_bootstrap=self.kafka_bootstrap or kafka_bootstrap,
+            mongo_url=self.mongo_url or mongo_url,
+            redis_url=self.redis_url or redis_url,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The settings as ``FLIGHTBOOK_*`` variables, to hand to a child process."""
+        env: dict[str, str] = {}
+        for name, value in msgspec.structs.asdict(self).items():
+            if value is not None:
+                env[PREFIX + name.upper()] = str(value)
+        return env
+
+
+def _explain(exc: msgspec.ValidationError, values: Mapping[str, str]) -> str:
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.query_port`"
+    # or "Object contains unknown field `query_prt`"
+    message = str(exc)
+    if "unknown field" in message:
+        name = message.split("`")[1]
+        return f"{PREFIX}{name.upper()}: unknown setting"
+    if " - at `$." in message:
+        reason, _, where = message.rpartition(" - at `$.")
+        name = where.rstrip("`").split(".")[0].split("[")[0]
+        given = values.get(name)
+        shown = f"={given!r}" if given is not None else ""
+        return f"{PREFIX}{name.upper()}{shown}: {reason[0].lower()}{reason[1:]}"
+    return message

@@ -1,0 +1,256 @@
+"""Start, reuse and stop the local servers, as processes of our own (STACK.md).
+
+State lives under ``<state_dir>/stack``: one data directory, one log and one
+``<name>.json`` (pid, process start time, port, url) per server. A server whose
+pid file names a live process of ours that answers is reused, never started twice;
+``down`` stops exactly the processes named by those files, by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import psutil
+
+from flightbook.stack.servers import KINDS, ServerKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from flightbook.settings import Settings
+
+__all__ = ("LocalStack", "ServerState", "StackError")
+
+_READY_TIMEOUT = 60.0
+
+# servers started by this process, kept so that they are reaped (and not warned about) here
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StackError(RuntimeError):
+    """A local server could not be started or stopped."""
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the stack knows of one server: where it is, and whether it is ours."""
+
+    name: str
+    url: str
+    pid: int | None  # None: configured by URL, not started by us
+    started: bool = False  # True when this call started it (False: reused or external)
+
+    @property
+    def external(self) -> bool:
+        return self.pid is None
+
+
+class LocalStack:
+    """The servers a flightbook needs, started locally for each URL not configured.
+
+    Args:
+        settings: the process settings; ``*_url`` set means "use that server".
+        say: where progress lines go (``print`` for the CLI, a no-op in tests).
+    """
+
+    def __init__(self, settings: Settings, *, say: Callable[[str], None] | None = None) -> None:
+        self._settings = settings
+        self._root = settings.state_path / "stack"
+        self._say = say or (lambda _line: None)
+
+    # -- public verbs -----------------------------------------------------------------------
+
+    def up(self) -> dict[str, ServerState]:
+        """Start (or reuse) every server whose URL is not configured; wait until each answers."""
+        self._root.mkdir(parents=True, exist_ok=True)
+        states: dict[str, ServerState] = {}
+        pending: list[tuple[ServerKind, ServerState]] = []
+        for kind in KINDS:
+            configured = getattr(self._settings, kind.setting)
+            if configured:
+                states[kind.name] = ServerState(kind.name, configured, None)
+                continue
+            state = self._running(kind) or self._start(kind)
+            states[kind.name] = state
+            if state.started:
+                pending.append((kind, state))
+        for kind, state in pending:  # started in parallel above; now wait for each
+            self._wait_until_answers(kind, state)
+            kind.after_start(state.url)
+            self._say(f"started {kind.name:<8} {state.url}  (pid {state.pid})")
+        for state in states.values():
+            if not state.started:
+                origin = "configured" if state.external else f"running, pid {state.pid}"
+                self._say(f"using   {state.name:<8} {state.url}  ({origin})")
+        return states
+
+    def down(self, names: list[str] | None = None) -> list[str]:
+        """Stop the servers this stack started (all, or those named); return what was stopped."""
+        stopped = []
+        for kind in KINDS:
+            if names is not None and kind.name not in names:
+                continue
+            record = self._read_record(kind)
+            if record is None:
+                continue
+            process = self._live_process(record)
+            if process is not None:
+                _terminate(process, kind.stop_signal)
+                stopped.append(kind.name)
+                self._say(f"stopped {kind.name:<8} (pid {record['pid']})")
+            self._record_path(kind).unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> dict[str, ServerState | None]:
+        """Each server's state, or None when it is neither configured nor running."""
+        result: dict[str, ServerState | None] = {}
+        for kind in KINDS:
+            configured = getattr(self._settings, kind.setting)
+            if configured:
+                result[kind.name] = ServerState(kind.name, configured, None)
+            else:
+                result[kind.name] = self._running(kind)
+        return result
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one server we started (fault tests); its record stays for a restart."""
+        kind = next(k for k in KINDS if k.name == name)
+        record = self._read_record(kind)
+        process = self._live_process(record) if record else None
+        if process is None:
+            raise StackError(f"{name} is not running")
+        process.kill()
+        process.wait(10)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _record_path(self, kind: ServerKind) -> Path:
+        return self._root / f"{kind.name}.json"
+
+    def _read_record(self, kind: ServerKind) -> dict[str, object] | None:
+        try:
+            data: dict[str, object] = json.loads(self._record_path(kind).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return data
+
+    def _live_process(self, record: dict[str, object]) -> psutil.Process | None:
+        pid, created = record.get("pid"), record.get("create_time")
+        if not isinstance(pid, int) or not isinstance(created, float):
+            return None
+        try:
+            process = psutil.Process(pid)
+            # a recycled pid belongs to another process: compare start times
+            if abs(process.create_time() - created) > 0.01 or process.status() == "zombie":
+                return None
+        except psutil.Error:
+            return None
+        return process
+
+    def _running(self, kind: ServerKind) -> ServerState | None:
+        record = self._read_record(kind)
+        if record is None or self._live_process(record) is None:
+            return None
+        url, pid = str(record["url"]), int(str(record["pid"]))
+        if not kind.answers(url):
+            # alive but not answering yet (just started by someone else): wait for it
+            self._wait_until_answers(kind, ServerState(kind.name, url, pid))
+        return ServerState(kind.name, url, pid)
+
+    def _port_for(self, kind: ServerKind) -> int:
+        configured: int = getattr(self._settings, f"stack_{kind.name}_port")
+        record = self._read_record(kind)
+        if configured == 0 and record is not None and isinstance(record.get("port"), int):
+            previous = int(str(record["port"]))
+            if _port_free(previous):
+                return previous  # keep the URL stable across restarts
+        if configured == 0:
+            return _free_port()
+        if not _port_free(configured):
+            raise StackError(
+                f"{kind.name}: port {configured} is taken by another program; "
+                f"set FLIGHTBOOK_STACK_{kind.name.upper()}_PORT "
+                f"or FLIGHTBOOK_{kind.setting.upper()}"
+            )
+        return configured
+
+    def _start(self, kind: ServerKind) -> ServerState:
+        data_dir = self._root / kind.name
+        try:
+            kind.prepare(data_dir)
+        except subprocess.CalledProcessError as exc:
+            detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
+            raise StackError(f"{kind.name}: preparing {data_dir} failed: {detail[-1:]}") from exc
+        port = self._port_for(kind)
+        log = (self._root / f"{kind.name}.log").open("ab")
+        process = subprocess.Popen(
+            kind.command(data_dir, port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in the terminal is ours to forward, not theirs
+            user=kind.run_as(),
+            cwd=data_dir,
+        )
+        log.close()
+        _CHILDREN[process.pid] = process
+        url = kind.url(port)
+        record = {
+            "pid": process.pid,
+            "create_time": psutil.Process(process.pid).create_time(),
+            "port": port,
+            "url": url,
+        }
+        self._record_path(kind).write_text(json.dumps(record))
+        return ServerState(kind.name, url, process.pid, started=True)
+
+    def _wait_until_answers(self, kind: ServerKind, state: ServerState) -> None:
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if kind.answers(state.url):
+                return
+            if state.pid is not None and not psutil.pid_exists(state.pid):
+                break
+            time.sleep(0.1)
+        log = self._root / f"{kind.name}.log"
+        tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.exists() else []
+        raise StackError(
+            f"{kind.name} did not answer at {state.url}; log {log}: {' | '.join(tail)}"
+        )
+
+
+def _terminate(process: psutil.Process, sig: int, timeout: float = 15.0) -> None:
+    try:
+        process.send_signal(sig)
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    except psutil.NoSuchProcess:
+        pass
+    # reap if it is our child (avoids a zombie in long-lived parents such as tests)
+    child = _CHILDREN.pop(process.pid, None)
+    if child is not None:
+        child.wait(5)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

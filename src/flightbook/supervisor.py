@@ -1,0 +1,194 @@
+"""``flightbook up``: the local stack, migrations, and every process, until Ctrl-C.
+
+One supervisor owns the children: it starts them in their own sessions, forwards
+SIGINT/SIGTERM as SIGTERM, waits for them to finish their unit of work, and then
+stops the servers it started itself. A child that dies is restarted with a line
+saying so (never silently); one that keeps dying stops the whole system.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from flightbook.paths import project_dir
+from flightbook.services import migrate_all
+from flightbook.stack.launcher import LocalStack
+from flightbook.stack.servers import KIND_BY_NAME
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from types import FrameType
+
+    from flightbook.settings import Settings
+
+__all__ = ("PROCESSES", "ProcessSpec", "run_system")
+
+_MAX_RESTARTS = 5
+_RESTART_WINDOW = 60.0
+_STOP_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of the system: its name and its composition root."""
+
+    name: str
+    script: str  # relative to the project folder
+    port_setting: str | None = None  # for HTTP processes: which setting holds the port
+
+
+PROCESSES: tuple[ProcessSpec, ...] = (
+    ProcessSpec("command-api", "commands/api.py", "command_port"),
+    ProcessSpec("query-api", "queries/api.py", "query_port"),
+)
+
+
+@dataclass
+class _Child:
+    spec: ProcessSpec
+    process: subprocess.Popen[bytes]
+    restarts: list[float] = field(default_factory=list)
+
+
+class _StopRequestedError(Exception):
+    pass
+
+
+def run_system(
+    settings: Settings,
+    *,
+    say: Callable[[str], None],
+    processes: tuple[ProcessSpec, ...] = PROCESSES,
+) -> int:
+    """Run the whole system in the foreground; return the exit code."""
+    for spec in processes:
+        if spec.port_setting is not None:
+            port = getattr(settings, spec.port_setting)
+            if not _port_free(settings.host, port):
+                raise RuntimeError(
+                    f"{spec.name}: {settings.host}:{port} is already in use; "
+                    f"set FLIGHTBOOK_{spec.port_setting.upper()}"
+                )
+    root = project_dir(settings.project_dir)
+    stack = LocalStack(settings, say=say)
+    states = stack.up()
+    started_servers = [name for name, state in states.items() if state.started]
+    children: list[_Child] = []
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+        raise _StopRequestedError
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    code = 0
+    try:
+        full = settings.with_urls(**{KIND_BY_NAME[n].setting: s.url for n, s in states.items()})
+        migrate_all(full, say=say)
+        env = {**os.environ, **full.to_env()}
+        for spec in processes:
+            children.append(_Child(spec, _spawn(spec, root, env)))
+        _announce(full, children, say)
+        code = _watch(children, root, env, say)
+    except _StopRequestedError:
+        say(f"received {signal.Signals(stopping[0]).name}: stopping")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown
+        try:
+            _stop_children(children, say)
+            if started_servers:
+                stack.down(started_servers)
+        finally:
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+    return code
+
+
+def _spawn(spec: ProcessSpec, root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(root / spec.script)],
+        cwd=root,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _announce(settings: Settings, children: list[_Child], say: Callable[[str], None]) -> None:
+    for child in children:
+        if child.spec.port_setting is None:
+            continue
+        url = f"http://{settings.host}:{getattr(settings, child.spec.port_setting)}"
+        _wait_http(url + "/health/live", child.process)
+        say(f"{child.spec.name:<12} listening on {url}   (OpenAPI: {url}/schema/openapi.json)")
+    say("flightbook is running; press Ctrl-C to stop")
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own loopback URL
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
+def _watch(
+    children: list[_Child], root: Path, env: dict[str, str], say: Callable[[str], None]
+) -> int:
+    while True:
+        time.sleep(0.2)
+        for child in children:
+            status = child.process.poll()
+            if status is None:
+                continue
+            now = time.monotonic()
+            child.restarts = [t for t in child.restarts if now - t < _RESTART_WINDOW]
+            if len(child.restarts) >= _MAX_RESTARTS:
+                say(
+                    f"{child.spec.name} exited with status {status} {_MAX_RESTARTS} times "
+                    f"within {_RESTART_WINDOW:.0f}s: stopping the system"
+                )
+                return 1
+            child.restarts.append(now)
+            say(
+                f"{child.spec.name} exited with status {status}: restarting it "
+                f"({len(child.restarts)} of {_MAX_RESTARTS} allowed per minute)"
+            )
+            child.process = _spawn(child.spec, root, env)
+
+
+def _stop_children(children: list[_Child], say: Callable[[str], None]) -> None:
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_TIMEOUT
+    for child in children:
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(f"{child.spec.name} did not stop within {_STOP_TIMEOUT:.0f}s: killing it")
+            child.process.kill()
+            child.process.wait()
+        say(f"stopped {child.spec.name}")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,191 @@
+"""``flightbook stack`` and ``flightbook up`` as a newcomer runs them (own state dir)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pymongo
+import pytest
+import redis
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+FLIGHTBOOK = [sys.executable, "-m", "flightbook.cli"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _env(state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTBOOK_")}
+    env.update(
+        {
+            "FLIGHTBOOK_STATE_DIR": str(state_dir),
+            "FLIGHTBOOK_PROJECT_DIR": str(ROOT),
+            "FLIGHTBOOK_STACK_POSTGRES_PORT": "0",
+            "FLIGHTBOOK_STACK_REDIS_PORT": "0",
+            "FLIGHTBOOK_STACK_KAFKA_PORT": "0",
+            "FLIGHTBOOK_STACK_MONGO_PORT": "0",
+            "FLIGHTBOOK_LOG_FORMAT": "json",
+            **extra,
+        }
+    )
+    return env
+
+
+def _flightbook(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FLIGHTBOOK, *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def _server_pids(state_dir: Path) -> dict[str, int]:
+    return {p.stem: json.loads(p.read_text())["pid"] for p in (state_dir / "stack").glob("*.json")}
+
+
+def _urls(stdout: str) -> dict[str, str]:
+    return dict(
+        line.split("=", 1) for line in stdout.splitlines() if line.startswith("FLIGHTBOOK_")
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    _flightbook(_env(tmp_path), "stack", "down")  # whatever a failed test left behind
+
+
+def test_stack_up_is_idempotent_and_down_keeps_the_data(state_dir: Path) -> None:
+    """A second ``up`` starts nothing; after ``down`` and ``up`` the data is still there."""
+    env = _env(state_dir)
+
+    first = _flightbook(env, "stack", "up")
+    assert first.returncode == 0, first.stderr
+    pids = _server_pids(state_dir)
+    urls = _urls(first.stdout)
+    assert set(pids) == {"postgres", "redis", "kafka", "mongo"}
+
+    second = _flightbook(env, "stack", "up")
+    assert second.returncode == 0, second.stderr
+    assert "started" not in second.stderr
+    assert _server_pids(state_dir) == pids
+
+    with psycopg.connect(urls["FLIGHTBOOK_POSTGRES_URL"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('postgres')")
+    client: redis.Redis = redis.Redis.from_url(urls["FLIGHTBOOK_REDIS_URL"])
+    with client:
+        client.set("kept", "redis")
+    mongo: pymongo.MongoClient[dict[str, object]]
+    with pymongo.MongoClient(urls["FLIGHTBOOK_MONGO_URL"]) as mongo:
+        mongo["kept"]["kept"].insert_one({"_id": "mongo"})  # type: ignore[arg-type]
+
+    down = _flightbook(env, "stack", "down")
+    assert down.returncode == 0, down.stderr
+    assert not any(psutil.pid_exists(pid) for pid in pids.values())
+
+    again = _flightbook(env, "stack", "up")
+    assert again.returncode == 0, again.stderr
+    urls = _urls(again.stdout)
+    with psycopg.connect(urls["FLIGHTBOOK_POSTGRES_URL"]) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchall() == [("postgres",)]
+    client = redis.Redis.from_url(urls["FLIGHTBOOK_REDIS_URL"])
+    with client:
+        assert client.get("kept") == b"redis"
+    with pymongo.MongoClient(urls["FLIGHTBOOK_MONGO_URL"]) as mongo:
+        assert mongo["kept"]["kept"].find_one({"_id": "mongo"}) == {"_id": "mongo"}
+
+
+def test_a_configured_url_is_used_and_nothing_is_started_for_it(
+    state_dir: Path, stack_settings: object
+) -> None:
+    from flightbook.settings import Settings
+
+    assert isinstance(stack_settings, Settings)
+    assert stack_settings.redis_url is not None
+    env = _env(state_dir, FLIGHTBOOK_REDIS_URL=stack_settings.redis_url)
+
+    result = _flightbook(env, "stack", "up")
+
+    assert result.returncode == 0, result.stderr
+    assert "redis" not in _server_pids(state_dir)
+    assert _urls(result.stdout)["FLIGHTBOOK_REDIS_URL"] == stack_settings.redis_url
+    status = _flightbook(env, "stack", "status")
+    assert "redis    configured" in status.stdout
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(state_dir: Path) -> None:
+    result = _flightbook(_env(state_dir, FLIGHTBOOK_QUERY_PORT="abc"), "up")
+
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "FLIGHTBOOK_QUERY_PORT" in result.stderr
+    assert not (state_dir / "stack").exists()  # nothing was started
+
+
+def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir: Path) -> None:
+    command_port, query_port = _free_port(), _free_port()
+    env = _env(
+        state_dir, FLIGHTBOOK_COMMAND_PORT=str(command_port), FLIGHTBOOK_QUERY_PORT=str(query_port)
+    )
+    up = subprocess.Popen(
+        [*FLIGHTBOOK, "up"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert up.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "flightbook is running" in line:
+                break
+        assert any("flightbook is running" in line for line in lines), "".join(lines)
+        assert any(f"listening on http://127.0.0.1:{command_port}" in line for line in lines)
+        everything = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
+        everything |= set(_server_pids(state_dir).values())
+
+        for port in (command_port, query_port):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready") as response:
+                assert json.load(response)["status"] == "ok"
+
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        if up.stdout is not None:
+            up.stdout.close()
+
+    assert not [pid for pid in everything if psutil.pid_exists(pid)]
+    assert _server_pids(state_dir) == {}

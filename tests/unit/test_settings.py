@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from flightbook.settings import Settings, SettingsError
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_env({})
+
+    assert settings.command_port == 8000
+    assert settings.query_port == 8001
+    assert settings.postgres_url is None
+
+
+def test_values_are_converted_from_strings() -> None:
+    settings = Settings.from_env(
+        {"FLIGHTBOOK_QUERY_PORT": "9001", "FLIGHTBOOK_HOLD_SECONDS": "2.5"}
+    )
+
+    assert settings.query_port == 9001
+    assert settings.hold_seconds == 2.5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FLIGHTBOOK_QUERY_PORT", "abc"),
+        ("FLIGHTBOOK_COMMAND_PORT", "70000"),
+        ("FLIGHTBOOK_LOG_FORMAT", "xml"),
+        ("FLIGHTBOOK_HOLD_SECONDS", "-1"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+
+    message = str(caught.value)
+    assert message.startswith(variable)
+    assert "\n" not in message
+
+
+def test_an_unknown_variable_is_refused_so_typos_do_not_pass_silently() -> None:
+    with pytest.raises(SettingsError, match=r"^FLIGHTBOOK_POSTGRES_UR: unknown setting$"):
+        Settings.from_env({"FLIGHTBOOK_POSTGRES_UR": "postgresql://x"})
+
+
+def test_other_variables_and_empty_values_are_ignored() -> None:
+    settings = Settings.from_env({"PATH": "/bin", "FLIGHTBOOK_REDIS_URL": ""})
+
+    assert settings.redis_url is None
+
+
+def test_settings_survive_the_trip_to_a_child_process_environment() -> None:
+    settings = Settings.from_env(
+        {"FLIGHTBOOK_MONGO_URL": "mongodb://h:1", "FLIGHTBOOK_QUERY_PORT": "1"}
+    )
+
+    assert Settings.from_env(settings.to_env()) == settings
+
+
+def test_configured_urls_win_over_the_local_stack() -> None:
+    settings = Settings.from_env({"FLIGHTBOOK_REDIS_URL": "redis://mine:1/0"})
+
+    filled = settings.with_urls(redis_url="redis://stack:2/0", mongo_url="mongodb://stack:3")
+
+    assert filled.redis_url == "redis://mine:1/0"
+    assert filled.mongo_url == "mongodb://stack:3"
