@@ -1,0 +1,203 @@
+"""The payment-gateway port: what the booking saga needs from a payment provider.
+
+Money is always an integer amount in minor units plus an ISO 4217 currency code.
+Every call carries an idempotency key: repeating a call with the same key and the
+same parameters returns the first answer and never moves money twice, so callers
+may retry freely. A :class:`Declined` authorization is a normal answer, not an error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+__all__ = (
+    "Authorization",
+    "Capture",
+    "CardToken",
+    "CircuitOpenError",
+    "Declined",
+    "GatewayError",
+    "GatewayRejectedError",
+    "GatewayUnavailableError",
+    "LedgerEntry",
+    "Operation",
+    "PaymentGateway",
+    "PaymentLedger",
+    "Refund",
+)
+
+Operation = Literal["authorize", "capture", "void", "refund"]
+
+
+class CardToken(StrEnum):
+    """Payment tokens the shipped simulated adapters understand (any other one is invalid).
+
+    Attributes:
+        OK: Authorizes.
+        DECLINED: Declines with ``"card_declined"``.
+        INSUFFICIENT_FUNDS: Declines with ``"insufficient_funds"``.
+        TIMEOUT: Never answers: the call hangs, then fails as unavailable, recording nothing.
+        FLAKY: The first attempts of each idempotency key fail as unavailable, later ones work.
+    """
+
+    OK = "tok_ok"
+    DECLINED = "tok_declined"
+    INSUFFICIENT_FUNDS = "tok_insufficient_funds"
+    TIMEOUT = "tok_timeout"
+    FLAKY = "tok_flaky"
+
+
+class Authorization(msgspec.Struct, frozen=True, kw_only=True):
+    """Funds reserved on the customer's payment method, not yet moved.
+
+    Attributes:
+        authorization_id: The provider's id, needed to capture, void or refund.
+        amount: Amount reserved, in minor units.
+        currency: ISO 4217 code, e.g. ``"EUR"``.
+    """
+
+    authorization_id: str
+    amount: int
+    currency: str
+
+
+class Declined(msgspec.Struct, frozen=True, kw_only=True):
+    """The provider refused to authorize; nothing was reserved.
+
+    Attributes:
+        reason: Machine-readable reason: ``"card_declined"``, ``"insufficient_funds"``,
+            ``"invalid_token"``.
+    """
+
+    reason: str
+
+
+class Capture(msgspec.Struct, frozen=True, kw_only=True):
+    """Authorized funds actually taken.
+
+    Attributes:
+        capture_id: The provider's id for this capture.
+        amount: Amount captured, in minor units (at most the authorized amount).
+    """
+
+    capture_id: str
+    amount: int
+
+
+class Refund(msgspec.Struct, frozen=True, kw_only=True):
+    """Captured funds given back.
+
+    Attributes:
+        refund_id: The provider's id for this refund.
+        amount: Amount refunded, in minor units.
+    """
+
+    refund_id: str
+    amount: int
+
+
+class LedgerEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One accepted operation in an adapter's ledger (for tests and audits, not the saga).
+
+    Declines, rejections, timeouts and transient failures leave no entry.
+
+    Attributes:
+        operation: ``authorize``, ``capture``, ``void`` or ``refund``.
+        authorization_id: The authorization the operation belongs to.
+        amount: Minor units reserved, captured, released (void) or refunded.
+        currency: ISO 4217 code of the authorization.
+        idempotency_key: The key of the call that made this entry (unique in a ledger).
+        created_at: When the provider accepted the operation (UTC).
+    """
+
+    operation: Operation
+    authorization_id: str
+    amount: int
+    currency: str
+    idempotency_key: str
+    created_at: datetime
+
+
+class GatewayError(Exception):
+    """Base of every error a payment gateway raises."""
+
+
+class GatewayUnavailableError(GatewayError):
+    """Transient: timeout, connection failure, provider-side error. Safe to retry, same key."""
+
+
+class GatewayRejectedError(GatewayError):
+    """Permanent: the provider understood the request and refuses it. Retrying cannot help.
+
+    The message is a machine-readable reason such as ``"authorization_voided"``,
+    ``"refund_exceeds_captured"`` or ``"idempotency_key_reused"``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CircuitOpenError(GatewayUnavailableError):
+    """The circuit breaker is open: the call failed fast without reaching the provider."""
+
+
+@runtime_checkable
+class PaymentGateway(Protocol):
+    """A payment provider, as the booking saga sees it.
+
+    Each method is idempotent per ``idempotency_key``: the same key with the same
+    parameters returns the first result; the same key with other parameters raises
+    ``GatewayRejectedError("idempotency_key_reused")``. Every method may raise
+    :class:`GatewayUnavailableError` (retry with the same key) or
+    :class:`GatewayRejectedError` (do not retry).
+    """
+
+    def authorize(
+        self, *, idempotency_key: str, token: str, amount: int, currency: str
+    ) -> Authorization | Declined:
+        """Reserve ``amount`` on the payment method behind ``token``."""
+        ...
+
+    def capture(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Capture:
+        """Take ``amount`` (at most the authorized amount) of an authorization, once."""
+        ...
+
+    def void(self, *, idempotency_key: str, authorization_id: str) -> None:
+        """Release an authorization that was not captured."""
+        ...
+
+    def refund(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Refund:
+        """Give back part or all of what was captured; refunds never exceed the capture."""
+        ...
+
+
+@runtime_checkable
+class PaymentLedger(Protocol):
+    """Read access to what a gateway adapter accepted, so tests can prove "charged once"."""
+
+    def ledger(
+        self,
+        *,
+        operation: Operation | None = None,
+        authorization_id: str | None = None,
+        key_prefix: str | None = None,
+    ) -> list[LedgerEntry]:
+        """Accepted operations, oldest first, optionally filtered."""
+        ...
+
+    def captured_total(self, authorization_id: str) -> int:
+        """Sum of the captures of one authorization, in minor units."""
+        ...
+
+    def refunded_total(self, authorization_id: str) -> int:
+        """Sum of the refunds of one authorization, in minor units."""
+        ...
+
+    def entries_for_booking(self, booking_id: str) -> list[LedgerEntry]:
+        """Entries whose idempotency key is ``f"{booking_id}:<operation>"``."""
+        ...
