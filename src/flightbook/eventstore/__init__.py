@@ -1,1 +1,1 @@
-"""eventstore."""
+"""Event store plumbing on top of eventsourcing: metadata, personal-data sealing, recorders."""
