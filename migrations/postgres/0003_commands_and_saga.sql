@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS saga.jobs (
     kind text NOT NULL,               -- authorize_payment | expire_hold | settle_payment
     due_at timestamptz NOT NULL,
     attempts integer NOT NULL DEFAULT 0,
+    correlation_id text NOT NULL DEFAULT '',  -- of the request that started the booking
     last_error text,
     PRIMARY KEY (booking_id, kind)
 );

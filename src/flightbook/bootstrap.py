@@ -25,7 +25,16 @@ if TYPE_CHECKING:
 
     from litestar import Litestar
 
-__all__ = ("build_command_api", "build_query_api", "load_settings", "serve_http")
+    from flightbook.saga.process import SagaProcess
+
+__all__ = (
+    "build_command_api",
+    "build_query_api",
+    "build_saga",
+    "load_settings",
+    "run_until_signalled",
+    "serve_http",
+)
 
 
 def load_settings(process: str) -> Settings:
@@ -106,3 +115,63 @@ def serve_http(app: Litestar, *, host: str, port: int, process: str) -> None:
     uvicorn.run(
         app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10
     )
+
+
+def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
+    """The saga process and a function that closes what it opened."""
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.payments.resilience import ResilientGateway
+    from flightbook.payments.simulated import SimulatedGateway
+    from flightbook.saga.process import SagaProcess
+
+    url = require(settings.postgres_url, "postgres_url")
+    size = settings.saga_workers + 2
+    bookings = Bookings(url, pool_size=size)
+    inventory = Inventory(url, pool_size=size)
+    payments = Payments(url, pool_size=size)
+    pool = ConnectionPool(url, min_size=1, max_size=size, open=True)
+    simulated = SimulatedGateway(
+        pool, latency=settings.gateway_latency_seconds, timeout=settings.gateway_timeout_seconds
+    )
+    simulated.ensure_schema()
+    gateway = ResilientGateway(
+        simulated,
+        max_elapsed=settings.gateway_max_elapsed_seconds,
+        breaker_fail_max=max(10, settings.saga_workers * 2),
+    )
+    saga = SagaProcess(
+        bookings=bookings,
+        inventory=inventory,
+        payments=payments,
+        gateway=gateway,
+        pool=pool,
+        postgres_url=url,
+        hold_seconds=settings.hold_seconds,
+        workers=settings.saga_workers,
+        poll_seconds=settings.saga_poll_seconds,
+    )
+
+    def close() -> None:
+        for app in (bookings, inventory, payments):
+            app.close()
+        pool.close()
+
+    return saga, close
+
+
+def run_until_signalled(process: str, run: Callable[[], None], stop: Callable[[], None]) -> None:
+    """Run a worker loop; SIGTERM/SIGINT ask it to stop after its current unit of work."""
+    import signal
+
+    def on_signal(signum: int, _frame: object) -> None:
+        structlog.get_logger().info(
+            "process.stopping", process=process, signal=signal.Signals(signum).name
+        )
+        stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    run()
+    structlog.get_logger().info("process.stopped", process=process)

@@ -7,7 +7,10 @@ Opaque to clients; inside it is ``context:position`` pairs joined by ``,``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ("CONTEXT_NAMES", "PositionTokenError", "decode_positions", "encode_positions")
 

@@ -72,6 +72,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # booking rules
     hold_seconds: Seconds = 600.0
 
+    # the saga and the (simulated) payment gateway
+    saga_workers: Positive = 8
+    saga_poll_seconds: Seconds = 0.5
+    saga_http_port: Port = 8010
+    gateway_latency_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    gateway_timeout_seconds: Seconds = 2.0
+    gateway_max_elapsed_seconds: Seconds = 6.0
+
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

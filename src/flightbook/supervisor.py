@@ -43,12 +43,14 @@ class ProcessSpec:
 
     name: str
     script: str  # relative to the project folder
-    port_setting: str | None = None  # for HTTP processes: which setting holds the port
+    port_setting: str | None = None  # which setting holds its HTTP port
+    api: bool = False  # announced with its OpenAPI link (the others serve health/metrics only)
 
 
 PROCESSES: tuple[ProcessSpec, ...] = (
-    ProcessSpec("command-api", "commands/api.py", "command_port"),
-    ProcessSpec("query-api", "queries/api.py", "query_port"),
+    ProcessSpec("command-api", "commands/api.py", "command_port", api=True),
+    ProcessSpec("saga", "commands/saga.py", "saga_http_port"),
+    ProcessSpec("query-api", "queries/api.py", "query_port", api=True),
 )
 
 
@@ -130,7 +132,10 @@ def _announce(settings: Settings, children: list[_Child], say: Callable[[str], N
             continue
         url = f"http://{settings.host}:{getattr(settings, child.spec.port_setting)}"
         _wait_http(url + "/health/live", child.process)
-        say(f"{child.spec.name:<12} listening on {url}   (OpenAPI: {url}/schema/openapi.json)")
+        if child.spec.api:
+            say(f"{child.spec.name:<12} listening on {url}   (OpenAPI: {url}/schema/openapi.json)")
+        else:
+            say(f"{child.spec.name:<12} running; health and metrics on {url}")
     say("flightbook is running; press Ctrl-C to stop")
 
 

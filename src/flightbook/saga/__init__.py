@@ -1,0 +1,1 @@
+"""The booking saga: follows the three logs and drives each booking to its end."""

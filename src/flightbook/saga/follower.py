@@ -1,0 +1,147 @@
+"""Follows the three notification logs and stores each step with its tracking record.
+
+Positions are the tracking records themselves: the follower resumes, per source log,
+after the highest position any context recorded for it. Woken by LISTEN/NOTIFY on the
+logs' channels, and polls anyway, so a lost notification never stalls it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import psycopg
+import structlog
+from eventsourcing.persistence import Tracking
+from psycopg import sql
+
+from flightbook.commands.applications import retry_conflicts
+from flightbook.eventstore.metadata import recording
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventsourcing.persistence import Notification
+
+    from flightbook.commands.applications import ContextApplication
+    from flightbook.saga.steps import SagaSteps
+
+__all__ = ("LogFollower",)
+
+_log = structlog.get_logger()
+
+
+class LogFollower:
+    """Answers every new event of ``sources`` with the saga's step for it.
+
+    Args:
+        sources: the applications whose logs are followed.
+        targets: every application a step may write to (their tracking tables hold
+            the positions).
+        steps: the decisions.
+        postgres_url: for LISTEN/NOTIFY and reading positions.
+        batch_size: notifications read per query.
+    """
+
+    def __init__(
+        self,
+        *,
+        sources: Sequence[ContextApplication],
+        targets: Sequence[ContextApplication],
+        steps: SagaSteps,
+        postgres_url: str,
+        batch_size: int = 200,
+        on_step: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._sources = list(sources)
+        self._targets = list(targets)
+        self._steps = steps
+        self._url = postgres_url
+        self._batch_size = batch_size
+        self._positions: dict[str, int] = {}
+        self._on_step = on_step or (lambda _source, _note: None)
+
+    def positions(self) -> dict[str, int]:
+        """The last position answered, per source application name (from PostgreSQL)."""
+        found: dict[str, int] = {}
+        with psycopg.connect(self._url) as conn:
+            for source in self._sources:
+                parts = [
+                    sql.SQL(
+                        "SELECT max(notification_id) FROM {}.{} WHERE application_name = %s"
+                    ).format(sql.Identifier(t.schema), sql.Identifier(f"{t.name.lower()}_tracking"))
+                    for t in self._targets
+                ]
+                query = sql.SQL("SELECT max(m) FROM ({}) AS t(m)").format(
+                    sql.SQL(" UNION ALL ").join(parts)
+                )
+                row = conn.execute(query, [source.name] * len(parts)).fetchone()
+                found[source.name] = int(row[0]) if row and row[0] is not None else 0
+        return found
+
+    def heads(self) -> dict[str, int]:
+        """The newest position of each source log."""
+        return {s.name: s.recorder.max_notification_id() or 0 for s in self._sources}
+
+    def run_once(self) -> int:
+        """Answer every notification available now; return how many were read."""
+        if not self._positions:
+            self._positions = self.positions()
+        handled = 0
+        for source in self._sources:
+            while True:
+                after = self._positions[source.name]
+                batch = source.recorder.select_notifications(
+                    start=after + 1, limit=self._batch_size
+                )
+                for notification in batch:
+                    self._answer(source, notification)
+                    self._positions[source.name] = notification.id
+                handled += len(batch)
+                if len(batch) < self._batch_size:
+                    break
+        return handled
+
+    def run(self, should_stop: Callable[[], bool], poll_seconds: float) -> None:
+        """Follow the logs until ``should_stop()``; LISTEN wakes it early."""
+        channels = [s.recorder.channel_name for s in self._sources]  # type: ignore[attr-defined]
+        with psycopg.connect(self._url, autocommit=True) as listener:
+            for channel in channels:
+                listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            while not should_stop():
+                if self.run_once() == 0:
+                    for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
+                        pass
+
+    def _answer(self, source: ContextApplication, notification: Notification) -> None:
+        event, meta = source.metadata_mapper.decode(notification)
+        started = time.perf_counter()
+
+        def attempt() -> str | None:
+            step = self._steps.decide(event, meta.correlation_id)
+            if step is None:
+                return None
+            with recording(
+                actor="saga", correlation_id=meta.correlation_id, causation_id=meta.event_id
+            ):
+                step.target.record(
+                    *step.aggregates,
+                    tracking=Tracking(source.name, notification.id),
+                    statements=step.statements,
+                )
+            return step.note
+
+        note = retry_conflicts(attempt)
+        if note is None:
+            return
+        self._on_step(source.name, note)
+        _log.info(
+            "saga.step",
+            source=source.name,
+            position=notification.id,
+            event_type=type(event).__qualname__,
+            aggregate_id=str(notification.originator_id),
+            correlation_id=meta.correlation_id,
+            outcome=note,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )

@@ -1,0 +1,161 @@
+"""The saga process: one log follower and a pool of job workers, until told to stop.
+
+SIGTERM/SIGINT set a stop flag; each thread finishes its current unit of work (a
+step is one transaction, a job one gateway call plus one transaction) and exits.
+SIGKILL at any moment is safe too: progress lives in PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import TYPE_CHECKING
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+
+from flightbook.saga.follower import LogFollower
+from flightbook.saga.jobs import JobQueue
+from flightbook.saga.runner import JobRunner
+from flightbook.saga.steps import SagaSteps
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.payments.gateway import PaymentGateway
+
+__all__ = ("SagaProcess", "utc_now")
+
+_log = structlog.get_logger()
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class SagaProcess:
+    """Everything the saga runs, wired together (built by ``flightbook.bootstrap``)."""
+
+    def __init__(
+        self,
+        *,
+        bookings: Bookings,
+        inventory: Inventory,
+        payments: Payments,
+        gateway: PaymentGateway,
+        pool: ConnectionPool,
+        postgres_url: str,
+        hold_seconds: float,
+        workers: int,
+        poll_seconds: float,
+        clock: Callable[[], dt.datetime] = utc_now,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        steps_total = Counter(
+            "flightbook_saga_steps_total",
+            "Saga steps stored",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        jobs_total = Counter(
+            "flightbook_saga_jobs_total",
+            "Saga jobs run",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
+        self._lag = Gauge(
+            "flightbook_saga_lag_positions",
+            "Positions of each log not yet answered",
+            ["source"],
+            registry=self.registry,
+        )
+        self._pending = Gauge(
+            "flightbook_saga_jobs_pending", "Jobs waiting", registry=self.registry
+        )
+        apps = (bookings, inventory, payments)
+        steps = SagaSteps(
+            bookings=bookings,
+            inventory=inventory,
+            payments=payments,
+            hold_seconds=hold_seconds,
+            clock=clock,
+        )
+        self.follower = LogFollower(
+            sources=apps,
+            targets=apps,
+            steps=steps,
+            postgres_url=postgres_url,
+            on_step=lambda source, note: steps_total.labels(source, note).inc(),
+        )
+        self.queue = JobQueue(pool)
+        self.runner = JobRunner(
+            queue=self.queue,
+            bookings=bookings,
+            inventory=inventory,
+            payments=payments,
+            gateway=gateway,
+            clock=clock,
+            on_job=lambda kind, outcome: jobs_total.labels(kind, outcome).inc(),
+        )
+        self._workers = workers
+        self._poll = poll_seconds
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def ready(self) -> bool:
+        return not self._errors and self.queue.pending() >= 0
+
+    def run(self) -> None:
+        """Run until :meth:`stop`; re-raise the first error a thread died of."""
+        threads = [threading.Thread(target=self._guard(self._follow), name="saga-follower")]
+        threads += [
+            threading.Thread(target=self._guard(self._work), name=f"saga-worker-{n}")
+            for n in range(self._workers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self._stop.wait(1.0):
+                self._observe()
+        finally:
+            self._stop.set()
+            for thread in threads:
+                thread.join()
+        if self._errors:
+            raise self._errors[0]
+
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:
+                _log.exception("saga.thread_failed", thread=threading.current_thread().name)
+                self._errors.append(exc)
+                self._stop.set()
+
+        return run
+
+    def _follow(self) -> None:
+        self.follower.run(self._stop.is_set, self._poll)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if self.runner.run_due(1) == 0:
+                self._stop.wait(self._poll)
+
+    def _observe(self) -> None:
+        try:
+            heads, done = self.follower.heads(), self.follower.positions()
+            for source, head in heads.items():
+                self._lag.labels(source).set(max(0, head - done.get(source, 0)))
+            self._pending.set(self.queue.pending())
+        except Exception:
+            _log.warning("saga.metrics_failed")

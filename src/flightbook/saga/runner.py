@@ -1,0 +1,214 @@
+"""Runs the saga's due jobs: hold expiry and the calls to the payment gateway.
+
+Each job is state-driven and idempotent: it reloads the booking (and payment), asks
+the gateway with the booking's idempotency key ``<booking id>:<operation>``, and stores
+the outcome together with the job's completion. A gateway that does not answer leaves
+the job to be retried later with exponential backoff; a crash mid-job re-runs it after
+its lease, and the gateway's idempotency makes the repeat harmless.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from flightbook.commands.applications import retry_conflicts
+from flightbook.domain.booking import Booking, BookingStatus
+from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
+from flightbook.eventstore.metadata import recording
+from flightbook.payments.gateway import (
+    Authorization,
+    GatewayRejectedError,
+    GatewayUnavailableError,
+)
+from flightbook.saga.jobs import Job, JobKind, JobQueue, complete_job
+from flightbook.saga.steps import payment_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.domain.inventory import FlightInventory
+    from flightbook.payments.gateway import PaymentGateway
+
+__all__ = ("JobRunner",)
+
+_log = structlog.get_logger()
+_MAX_BACKOFF = 60.0
+
+
+class JobRunner:
+    """Executes claimed jobs.
+
+    Args:
+        queue: the job table.
+        bookings, inventory, payments: the applications.
+        gateway: the payment gateway (already wrapped in retry + circuit breaker).
+        clock: the current UTC time.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        bookings: Bookings,
+        inventory: Inventory,
+        payments: Payments,
+        gateway: PaymentGateway,
+        clock: Callable[[], dt.datetime],
+        on_job: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.bookings = bookings
+        self.inventory = inventory
+        self.payments = payments
+        self.gateway = gateway
+        self.clock = clock
+        self._on_job = on_job or (lambda _kind, _outcome: None)
+
+    def run_due(self, limit: int = 1) -> int:
+        """Claim and run up to ``limit`` due jobs; return how many ran."""
+        jobs = self.queue.claim(limit, self.clock())
+        for job in jobs:
+            self.run(job)
+        return len(jobs)
+
+    def run(self, job: Job) -> None:
+        started = time.perf_counter()
+        handler = {
+            JobKind.AUTHORIZE_PAYMENT: self._authorize,
+            JobKind.EXPIRE_HOLD: self._expire_hold,
+            JobKind.SETTLE_PAYMENT: self._settle,
+        }[job.kind]
+        with recording(
+            actor="saga",
+            correlation_id=job.correlation_id,
+            causation_id=f"job:{job.kind.value}:{job.booking_id}",
+        ):
+            try:
+                outcome = retry_conflicts(lambda: handler(job))
+            except GatewayUnavailableError as exc:
+                outcome = self._later(job, f"gateway unavailable: {exc}")
+        self._on_job(job.kind.value, outcome.split(":")[0])
+        _log.info(
+            "saga.job",
+            kind=job.kind.value,
+            booking_id=str(job.booking_id),
+            attempt=job.attempts,
+            correlation_id=job.correlation_id,
+            outcome=outcome,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def _later(self, job: Job, error: str) -> str:
+        delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(job.attempts, 10))
+        delay = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not security
+        booking: Booking = self.bookings.repository.get(job.booking_id)
+        due = self.clock() + dt.timedelta(seconds=delay)
+        if job.kind is JobKind.AUTHORIZE_PAYMENT and booking.hold_expires_at is not None:
+            if self.clock() >= booking.hold_expires_at:
+                self.payments.record(statements=[complete_job(job)])
+                return "given up: the hold expired"
+            due = min(due, booking.hold_expires_at)
+        self.queue.retry_later(job, due, error)
+        return f"retry later: {error}"
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def _authorize(self, job: Job) -> str:
+        booking: Booking = self.bookings.repository.get(job.booking_id)
+        if booking.status is not BookingStatus.SEATS_HELD:
+            self.payments.record(statements=[complete_job(job)])
+            return "not needed"
+        if payment_of(self.payments, booking.id) is not None:
+            self.payments.record(statements=[complete_job(job)])
+            return "already answered"
+        answer = self.gateway.authorize(
+            idempotency_key=f"{booking.id}:authorize",
+            token=booking.payment_token,
+            amount=booking.price_amount,
+            currency=booking.currency,
+        )
+        if isinstance(answer, Authorization):
+            payment = Payment.authorized(
+                payment_id=payment_id_for(booking.id),
+                booking_id=booking.id,
+                amount=booking.price_amount,
+                currency=booking.currency,
+                gateway_ref=answer.authorization_id,
+            )
+            outcome = "authorized"
+        else:
+            payment = Payment.declined(
+                payment_id=payment_id_for(booking.id),
+                booking_id=booking.id,
+                amount=booking.price_amount,
+                currency=booking.currency,
+                reason=answer.reason,
+            )
+            outcome = f"declined: {answer.reason}"
+        self.payments.record(payment, statements=[complete_job(job)])
+        return outcome
+
+    def _expire_hold(self, job: Job) -> str:
+        booking: Booking = self.bookings.repository.get(job.booking_id)
+        flight: FlightInventory = self.inventory.repository.get(booking.flight_id)
+        hold = flight.hold_of(booking.id)
+        if hold is None:
+            self.inventory.record(statements=[complete_job(job)])
+            return "no hold"
+        now = self.clock()
+        if hold.expires_at > now:
+            self.queue.retry_later(job, hold.expires_at, "not yet due")
+            return "not yet due"
+        flight.expire_hold(booking.id, now)
+        self.inventory.record(flight, statements=[complete_job(job)])
+        return "expired"
+
+    def _settle(self, job: Job) -> str:
+        booking: Booking = self.bookings.repository.get(job.booking_id)
+        payment = payment_of(self.payments, booking.id)
+        key = f"{booking.id}"
+        if payment is None or payment.gateway_ref is None:
+            self.payments.record(statements=[complete_job(job)])
+            return "nothing to settle"
+        try:
+            if payment.status is PaymentStatus.AUTHORIZED:
+                if booking.status is BookingStatus.CONFIRMED:
+                    capture = self.gateway.capture(
+                        idempotency_key=f"{key}:capture",
+                        authorization_id=payment.gateway_ref,
+                        amount=payment.amount,
+                    )
+                    payment.capture(capture.capture_id)
+                    outcome = "captured"
+                elif booking.is_final:
+                    self.gateway.void(
+                        idempotency_key=f"{key}:void", authorization_id=payment.gateway_ref
+                    )
+                    payment.void()
+                    outcome = "voided"
+                else:
+                    outcome = "waiting for the booking"
+            elif (
+                payment.status is PaymentStatus.CAPTURED
+                and booking.status is BookingStatus.CANCELLED
+                and booking.refund_amount > 0
+            ):
+                refund = self.gateway.refund(
+                    idempotency_key=f"{key}:refund",
+                    authorization_id=payment.gateway_ref,
+                    amount=booking.refund_amount,
+                )
+                payment.refund(refund.amount, refund.refund_id)
+                outcome = "refunded"
+            else:
+                outcome = "settled"
+        except GatewayRejectedError as exc:  # the provider refuses for good: stop asking
+            outcome = f"rejected by the gateway: {exc.reason}"
+        self.payments.record(payment, statements=[complete_job(job)])
+        return outcome
