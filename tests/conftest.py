@@ -10,16 +10,23 @@ other's data.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import psycopg
 import pytest
 
+from flightbook.commands.applications import Bookings, Inventory, Payments
+from flightbook.domain.booking import Booking
+from flightbook.domain.inventory import FlightInventory
+from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.metadata import recording
 from flightbook.migrate import migrate_postgres
 from flightbook.services import migrate_all
 from flightbook.settings import Settings
@@ -134,3 +141,85 @@ def _create_database(url: str, name: str, *, template: str | None = None) -> Non
             return
         suffix = f' TEMPLATE "{template}"' if template else ""
         conn.execute(f'CREATE DATABASE "{name}"{suffix}')
+
+
+@dataclass
+class WriteSide:
+    """The three applications, with shortcuts to put flights and bookings in the log."""
+
+    bookings: Bookings
+    inventory: Inventory
+    payments: Payments
+
+    def schedule_flight(
+        self, *, seats: int = 10, refundable: bool = False, price: int = 45000
+    ) -> uuid.UUID:
+        departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
+        flight = FlightInventory.schedule(
+            flight_number="FB101",
+            origin="LHR",
+            destination="JFK",
+            departure=departure,
+            arrival=departure + dt.timedelta(hours=8),
+            fares=[
+                Fare(
+                    code="Y",
+                    cabin=Cabin.ECONOMY,
+                    price=Money(price, "EUR"),
+                    seats=seats,
+                    refundable=refundable,
+                )
+            ],
+        )
+        with recording(actor="ops"):
+            self.inventory.record(flight)
+        return flight.id
+
+    def request_booking(
+        self,
+        flight_id: uuid.UUID,
+        *,
+        token: str = "tok_ok",  # noqa: S107
+        passengers: int = 1,
+        refundable: bool = False,
+        price: int = 45000,
+        customer: str = "alice",
+        correlation_id: str | None = None,
+    ) -> uuid.UUID:
+        booking = Booking.request(
+            booking_id=uuid.uuid4(),
+            customer_id=customer,
+            flight_id=flight_id,
+            fare="Y",
+            passengers="sealed",
+            passenger_count=passengers,
+            price_amount=price * passengers,
+            currency="EUR",
+            refundable=refundable,
+            payment_token=token,
+        )
+        with recording(actor=customer, correlation_id=correlation_id):
+            self.bookings.record(booking)
+        return booking.id
+
+    def booking(self, booking_id: uuid.UUID) -> Booking:
+        found: Booking = self.bookings.repository.get(booking_id)
+        return found
+
+    def flight(self, flight_id: uuid.UUID) -> FlightInventory:
+        found: FlightInventory = self.inventory.repository.get(flight_id)
+        return found
+
+
+@pytest.fixture
+def write_side(settings: Settings) -> Iterator[WriteSide]:
+    """The applications on the test's own database."""
+    assert settings.postgres_url is not None
+    apps = WriteSide(
+        Bookings(settings.postgres_url),
+        Inventory(settings.postgres_url),
+        Payments(settings.postgres_url),
+    )
+    yield apps
+    for app in (apps.bookings, apps.inventory, apps.payments):
+        app.close()

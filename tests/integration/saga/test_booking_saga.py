@@ -11,6 +11,7 @@ from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
 from flightbook.eventstore.metadata import recording
 from flightbook.settings import Settings
 
+from ...conftest import WriteSide
 from .conftest import SagaHarness, make_harness
 
 pytestmark = pytest.mark.integration
@@ -83,8 +84,8 @@ def test_no_seats_left_rejects_the_booking_without_touching_payment(
 
 
 @pytest.fixture
-def short_holds(settings: Settings) -> Iterator[SagaHarness]:
-    yield from make_harness(settings, hold_seconds=1.0, gateway_timeout=0.1)
+def short_holds(settings: Settings, write_side: WriteSide) -> Iterator[SagaHarness]:
+    yield from make_harness(settings, write_side, hold_seconds=1.0, gateway_timeout=0.1)
 
 
 def test_a_payment_that_never_answers_expires_the_hold_and_rejects(

@@ -1,0 +1,225 @@
+"""The saga process survives SIGKILL at any moment: no step skipped, none done twice."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from psycopg_pool import ConnectionPool
+
+from flightbook.domain.booking import BookingStatus, CancellationReason
+from flightbook.eventstore.metadata import recording
+from flightbook.payments.simulated import SimulatedGateway
+from flightbook.settings import Settings
+
+from ..conftest import WriteSide
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+FINAL = {BookingStatus.CONFIRMED, BookingStatus.REJECTED, BookingStatus.CANCELLED}
+
+
+class SagaRunner:
+    """Starts and kills ``commands/saga.py`` as a real process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {**os.environ, **settings.to_env(), "FLIGHTBOOK_SAGA_HTTP_PORT": "0"}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "commands" / "saga.py")],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.kills += 1
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(30)
+
+
+def _settings(settings: Settings, **changes: object) -> Settings:
+    return msgspec.structs.replace(settings, **changes)
+
+
+@pytest.fixture
+def gateway(settings: Settings) -> Iterator[SimulatedGateway]:
+    assert settings.postgres_url is not None
+    with ConnectionPool(settings.postgres_url, min_size=1, max_size=2) as pool:
+        simulated = SimulatedGateway(pool)
+        simulated.ensure_schema()
+        yield simulated
+
+
+def _wait_until(condition: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def test_killing_the_saga_at_random_moments_never_skips_or_repeats_a_step(
+    settings: Settings, write_side: WriteSide, gateway: SimulatedGateway
+) -> None:
+    """200 bookings with every token, 10+ SIGKILLs of the saga while it works."""
+    saga = SagaRunner(
+        _settings(
+            settings,
+            hold_seconds=4.0,
+            gateway_timeout_seconds=0.3,
+            gateway_max_elapsed_seconds=1.0,
+            saga_workers=4,
+            saga_poll_seconds=0.1,
+        )
+    )
+    rng = random.Random(7)
+    tokens = ["tok_ok"] * 5 + ["tok_declined", "tok_insufficient_funds", "tok_flaky", "tok_timeout"]
+    flights = [write_side.schedule_flight(seats=40, refundable=n % 2 == 0) for n in range(4)]
+    booked: dict[uuid.UUID, str] = {}
+    saga.start()
+    try:
+        for n in range(200):
+            token = rng.choice(tokens)
+            flight = flights[n % 4]
+            booked[
+                write_side.request_booking(
+                    flight, token=token, refundable=n % 8 < 4, customer=f"c{n % 7}"
+                )
+            ] = token
+            if n % 15 == 14:  # a kill every ~15 bookings, at a random moment of the work
+                time.sleep(rng.uniform(0.05, 0.6))
+                saga.kill()
+                saga.start()
+            if n % 10 == 5:  # some customers cancel while their booking is in flight
+                victim = rng.choice(list(booked))
+                booking = write_side.booking(victim)
+                if booking.status is not BookingStatus.REJECTED:
+                    booking.cancel(CancellationReason.CUSTOMER, by=booking.customer_id)
+                    with recording(actor=booking.customer_id):
+                        write_side.bookings.record(booking)
+        while saga.kills < 12:
+            time.sleep(rng.uniform(0.2, 0.8))
+            saga.kill()
+            saga.start()
+
+        _wait_until(lambda: all(write_side.booking(b).status in FINAL for b in booked), 180)
+        _wait_until(lambda: _no_pending_jobs(settings), 60)
+    finally:
+        saga.stop()
+
+    assert saga.kills >= 10
+    statuses = collections.Counter(write_side.booking(b).status for b in booked)
+    assert set(statuses) <= FINAL
+    assert statuses[BookingStatus.CONFIRMED] > 0
+    assert statuses[BookingStatus.REJECTED] > 0
+    for booking_id, token in booked.items():
+        booking = write_side.booking(booking_id)
+        entries = gateway.entries_for_booking(str(booking_id))
+        captures = [e for e in entries if e.operation == "capture"]
+        assert len(captures) <= 1, (booking_id, token, entries)
+        if booking.status is BookingStatus.CONFIRMED:
+            assert len(captures) == 1, (booking_id, token, entries)
+        if token in {"tok_declined", "tok_insufficient_funds", "tok_timeout"}:
+            assert captures == []
+        # every event type at most once per booking: no step applied twice
+        types = [
+            n.topic
+            for n in write_side.bookings.recorder.select_notifications(start=None, limit=100000)
+            if n.originator_id == booking_id
+        ]
+        assert len(types) == len(set(types)), types
+    for flight_id in flights:
+        flight = write_side.flight(flight_id)
+        sold_to = {b for b in booked if b in flight.fares["Y"].sold}
+        assert flight.held("Y") == 0
+        assert sold_to == {
+            b
+            for b in booked
+            if write_side.booking(b).flight_id == flight_id
+            and write_side.booking(b).status is BookingStatus.CONFIRMED
+        }
+        _assert_no_seat_both_sold_and_released(write_side, flight_id)
+
+
+def _no_pending_jobs(settings: Settings) -> bool:
+    import psycopg
+
+    assert settings.postgres_url is not None
+    with psycopg.connect(settings.postgres_url) as conn:
+        row = conn.execute("SELECT count(*) FROM saga.jobs").fetchone()
+    return row is not None and row[0] == 0
+
+
+def _assert_no_seat_both_sold_and_released(write_side: WriteSide, flight_id: uuid.UUID) -> None:
+    """A hold is either confirmed (sold) or released/expired, never both."""
+    outcomes: dict[uuid.UUID, list[str]] = collections.defaultdict(list)
+    mapper = write_side.inventory.metadata_mapper
+    for notification in write_side.inventory.recorder.select_notifications(
+        start=None, limit=100000
+    ):
+        if notification.originator_id != flight_id:
+            continue
+        event, _ = mapper.decode(notification)
+        name = type(event).__name__
+        if name in {"HoldConfirmed", "HoldReleased", "HoldExpired"}:
+            outcomes[event.booking_id].append(name)  # type: ignore[attr-defined]
+    for booking_id, names in outcomes.items():
+        assert len(names) == 1, (booking_id, names)
+
+
+def test_a_hold_that_expires_while_the_saga_is_down_is_released_after_restart(
+    settings: Settings, write_side: WriteSide
+) -> None:
+    saga = SagaRunner(
+        _settings(
+            settings,
+            hold_seconds=2.0,
+            gateway_timeout_seconds=0.2,
+            gateway_max_elapsed_seconds=0.5,
+            saga_poll_seconds=0.1,
+        )
+    )
+    flight_id = write_side.schedule_flight(seats=2)
+    booking_id = write_side.request_booking(flight_id, token="tok_timeout", passengers=2)
+    saga.start()
+    try:
+        _wait_until(lambda: write_side.flight(flight_id).held("Y") == 2, 30)
+        saga.kill()
+        deadline = write_side.booking(booking_id).hold_expires_at
+        assert deadline is not None
+        time.sleep(3.0)  # the deadline passes while no saga runs
+
+        saga.start()
+        started = time.monotonic()
+        _wait_until(lambda: write_side.booking(booking_id).status is BookingStatus.REJECTED, 30)
+        took = time.monotonic() - started
+    finally:
+        saga.stop()
+
+    booking = write_side.booking(booking_id)
+    assert booking.reason == "HOLD_EXPIRED"
+    assert write_side.flight(flight_id).seats_left("Y") == 2
+    assert took < 15  # "within seconds" of coming back; generous for a loaded CI machine
