@@ -152,9 +152,9 @@ def test_killing_the_saga_at_random_moments_never_skips_or_repeats_a_step(
         ]
         assert len(types) == len(set(types)), types
     for flight_id in flights:
-        flight = write_side.flight(flight_id)
-        sold_to = {b for b in booked if b in flight.fares["Y"].sold}
-        assert flight.held("Y") == 0
+        inventory = write_side.flight(flight_id)
+        sold_to = {b for b in booked if b in inventory.fares["Y"].sold}
+        assert inventory.held("Y") == 0
         assert sold_to == {
             b
             for b in booked
