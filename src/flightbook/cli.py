@@ -84,11 +84,20 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors are one line and exit status 2, like every other CLI error."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{self.prog}: {message} (see --help)", 2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="flightbook", description="flightbook: event-sourced flight booking backend"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_OneLineParser
+    )
 
     up = sub.add_parser("up", help="start the local stack, migrate, and run every process")
     up.set_defaults(handler=_cmd_up)
@@ -111,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(handler=_cmd_token)
+
+    from flightbook.audit.cli import add_audit_commands
+
+    add_audit_commands(sub)
     return parser
 
 

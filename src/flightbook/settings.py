@@ -72,6 +72,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # booking rules
     hold_seconds: Seconds = 600.0
 
+    # auditors: a read-only role for the audit commands, and the hash-chain sealer
+    audit_postgres_url: str | None = None
+    audit_http_port: Port = 8012
+    audit_seal_seconds: Seconds = 1.0
+
     # the saga and the (simulated) payment gateway
     saga_workers: Positive = 8
     saga_poll_seconds: Seconds = 0.5

@@ -51,6 +51,7 @@ PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("command-api", "commands/api.py", "command_port", api=True),
     ProcessSpec("saga", "commands/saga.py", "saga_http_port"),
     ProcessSpec("query-api", "queries/api.py", "query_port", api=True),
+    ProcessSpec("auditor", "commands/auditor.py", "audit_http_port"),
 )
 
 

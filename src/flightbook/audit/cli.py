@@ -1,0 +1,281 @@
+"""``flightbook audit ...``: the auditors' commands. They read PostgreSQL directly, never Kafka."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import uuid
+from typing import TYPE_CHECKING, Any, TextIO
+
+import msgspec
+
+from flightbook.audit.integrity import Sealer, check_chain
+from flightbook.audit.log import CONTEXT_TABLES, AuditRecord, EventLog
+from flightbook.audit.state import state_as_of
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flightbook.settings import Settings
+
+__all__ = ("add_audit_commands", "audit_url")
+
+_SEALED_PREFIX = "pii1:"
+
+
+class AuditUsageError(ValueError):
+    """The command line asks for something that cannot be done."""
+
+
+def audit_url(settings: Settings) -> str:
+    """The auditors' PostgreSQL URL: the read-only one, the configured one, or the local stack's."""
+    if settings.audit_postgres_url:
+        return settings.audit_postgres_url
+    if settings.postgres_url:
+        return settings.postgres_url
+    from flightbook.stack.launcher import LocalStack
+
+    state = LocalStack(settings).status().get("postgres")
+    if state is None:
+        raise AuditUsageError(
+            "no PostgreSQL: set FLIGHTBOOK_POSTGRES_URL (or FLIGHTBOOK_AUDIT_POSTGRES_URL), "
+            "or start the local stack with 'flightbook stack up'"
+        )
+    return state.url
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an aggregate id (a UUID): {text!r}") from None
+
+
+def _moment(text: str) -> dt.datetime | int:
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time or a position: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"a time needs a UTC offset, e.g. {text}Z")
+    return moment.astimezone(dt.UTC)
+
+
+def add_audit_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    audit = sub.add_parser("audit", help="auditors' commands over the event store")
+    verbs = audit.add_subparsers(dest="audit_command", required=True, metavar="VERB")
+
+    history = verbs.add_parser("history", help="every event of one aggregate, with metadata")
+    history.add_argument("aggregate_id", type=_uuid)
+    history.add_argument("--format", choices=["table", "json"], default="table")
+    history.add_argument(
+        "--show-personal-data",
+        action="store_true",
+        help="open sealed personal data (needs --token with role auditor)",
+    )
+    history.add_argument("--token", help="an auditor's JWT (or FLIGHTBOOK_AUDIT_TOKEN)")
+    history.set_defaults(handler=_history)
+
+    state = verbs.add_parser("state", help="an aggregate's state as of a time or position")
+    state.add_argument("aggregate_id", type=_uuid)
+    state.add_argument(
+        "--as-of",
+        type=_moment,
+        required=True,
+        help="RFC 3339 time (2026-12-24T10:00:00Z) or a log position",
+    )
+    state.set_defaults(handler=_state)
+
+    export = verbs.add_parser("export", help="events as JSON lines, streaming")
+    export.add_argument("--from-position", type=int, default=1)
+    export.add_argument("--to-position", type=int)
+    export.add_argument(
+        "--context",
+        choices=sorted(CONTEXT_TABLES),
+        action="append",
+        help="repeat for several; default: all",
+    )
+    export.add_argument("--output", help="a file instead of stdout")
+    export.set_defaults(handler=_export)
+
+    trace = verbs.add_parser("trace", help="everything one request caused, in order")
+    trace.add_argument("correlation_id")
+    trace.add_argument("--format", choices=["table", "json"], default="table")
+    trace.set_defaults(handler=_trace)
+
+    integrity = verbs.add_parser("integrity", help="check the hash chain over the logs")
+    integrity.add_argument(
+        "--seal",
+        action="store_true",
+        help="seal new events first (normally the auditor process does)",
+    )
+    integrity.set_defaults(handler=_integrity)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _row(record: AuditRecord) -> str:
+    return (
+        f"{record.context:<9} {record.position:>8}  v{record.aggregate_version:<3} "
+        f"{record.occurred_at.isoformat():<32} {record.type:<32} {record.actor:<12} "
+        f"corr={record.correlation_id} cause={record.causation_id}\n"
+        f"{'':>20}{json.dumps(record.payload, sort_keys=True)}"
+    )
+
+
+def _show(records: list[AuditRecord], fmt: str) -> None:
+    out = sys.stdout
+    if fmt == "json":
+        for record in records:
+            out.write(msgspec.json.encode(record).decode() + "\n")
+        return
+    print(
+        f"{'context':<9} {'position':>8}  {'ver':<4} {'occurred_at':<32} {'type':<32} "
+        f"{'actor':<12} ids",
+        file=out,
+    )
+    for record in records:
+        print(_row(record), file=out)
+
+
+def _open_personal_data(
+    settings: Settings, args: argparse.Namespace, url: str, records: list[AuditRecord]
+) -> list[AuditRecord]:
+    import os
+
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.auth import InvalidTokenError, verify_token
+    from flightbook.eventstore.pii import PersonalDataVault
+
+    token = args.token or os.environ.get("FLIGHTBOOK_AUDIT_TOKEN")
+    if not token:
+        raise AuditUsageError("--show-personal-data needs an auditor's token (--token)")
+    try:
+        principal = verify_token(settings, token)
+    except InvalidTokenError as exc:
+        raise AuditUsageError(f"the token was refused: {exc}") from None
+    if not principal.has("auditor"):
+        raise AuditUsageError("--show-personal-data needs a token with the role auditor")
+    opened = []
+    with ConnectionPool(url, min_size=1, max_size=1) as pool:
+        vault = PersonalDataVault(pool)
+        for record in records:
+            payload = dict(record.payload)
+            subject = payload.get("customer_id")
+            for key, value in payload.items():
+                if isinstance(value, str) and value.startswith(_SEALED_PREFIX) and subject:
+                    plain = vault.open(str(subject), value)
+                    try:
+                        payload[key] = json.loads(plain)
+                    except ValueError:
+                        payload[key] = plain  # erased, or not JSON
+            opened.append(msgspec.structs.replace(record, payload=payload))
+    return opened
+
+
+def _hide_personal_data(records: list[AuditRecord]) -> list[AuditRecord]:
+    hidden = []
+    for record in records:
+        payload: dict[str, Any] = {
+            k: (
+                "[sealed personal data]"
+                if isinstance(v, str) and v.startswith(_SEALED_PREFIX)
+                else v
+            )
+            for k, v in record.payload.items()
+        }
+        hidden.append(msgspec.structs.replace(record, payload=payload))
+    return hidden
+
+
+def _history(settings: Settings, args: argparse.Namespace) -> int:
+    url = audit_url(settings)
+    with EventLog(url) as log:
+        records = log.history(args.aggregate_id)
+    if args.show_personal_data:
+        records = _open_personal_data(settings, args, url, records)
+    else:
+        records = _hide_personal_data(records)
+    _show(records, args.format)
+    return 0
+
+
+def _state(settings: Settings, args: argparse.Namespace) -> int:
+    with EventLog(audit_url(settings)) as log:
+        state = state_as_of(log, args.aggregate_id, args.as_of)
+    for key, value in list(state.items()):
+        if isinstance(value, str) and value.startswith(_SEALED_PREFIX):
+            state[key] = "[sealed personal data]"
+    print(json.dumps(state, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _export(settings: Settings, args: argparse.Namespace) -> int:
+    contexts = args.context or list(CONTEXT_TABLES)
+    encoder = msgspec.json.Encoder()
+    out: TextIO = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
+    written = 0
+    try:
+        with EventLog(audit_url(settings)) as log:
+            for context in contexts:
+                head = (
+                    log.head(context)
+                    if args.to_position is None
+                    else min(args.to_position, log.head(context))
+                )
+                for notification in log.stream(context, start=args.from_position, stop=head):
+                    record = _hide_personal_data([log.record(context, notification)])[0]
+                    out.write(encoder.encode(record).decode())
+                    out.write("\n")
+                    written += 1
+                    if written % 10000 == 0:
+                        _say(f"exported {written} events ({context} at {notification.id}/{head})")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    _say(f"exported {written} events")
+    return 0
+
+
+def _trace(settings: Settings, args: argparse.Namespace) -> int:
+    with EventLog(audit_url(settings)) as log:
+        records = _hide_personal_data(log.trace(args.correlation_id))
+    if not records:
+        raise AuditUsageError(f"no events with correlation id {args.correlation_id!r}")
+    _show(records, args.format)
+    return 0
+
+
+def _progress(context: str) -> Callable[[int], None]:
+    return lambda checked: _say(f"{context}: {checked} links checked")
+
+
+def _integrity(settings: Settings, args: argparse.Namespace) -> int:
+    url = audit_url(settings)
+    broken = False
+    with EventLog(url) as log:
+        if args.seal:
+            _say(f"sealed {Sealer(url, log).seal_once()} new events")
+        for context in CONTEXT_TABLES:
+            report = check_chain(url, log, context, progress=_progress(context))
+            if report.first_break is not None:
+                broken = True
+                print(
+                    f"{context}: BROKEN at position {report.first_break.position} "
+                    f"({report.first_break.problem})"
+                )
+            else:
+                unsealed = max(0, report.log_head - report.sealed_head)
+                print(
+                    f"{context}: ok, {report.checked} events checked, head link "
+                    f"{report.head_link}"
+                    + (f", {unsealed} newer events not sealed yet" if unsealed else "")
+                )
+    return 1 if broken else 0
