@@ -93,9 +93,46 @@ def _registry() -> CollectorRegistry:
 
 
 def build_command_api(settings: Settings) -> Litestar:
+    """The command API on the three applications; its pools open and close with the app."""
+    import anyio.to_thread
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.commands.service import CommandService
+    from flightbook.eventstore.pii import PersonalDataVault
+
     postgres_url = require(settings.postgres_url, "postgres_url")
+    bookings = Bookings(postgres_url)
+    inventory = Inventory(postgres_url)
+    payments = Payments(postgres_url)
+    pool = ConnectionPool(postgres_url, min_size=1, max_size=10, open=False, name="command-api")
+    service = CommandService(
+        bookings=bookings,
+        inventory=inventory,
+        payments=payments,
+        vault=PersonalDataVault(pool),
+        pool=pool,
+        settings=settings,
+    )
+
+    def open_pool() -> None:
+        pool.open(wait=False)
+
+    async def close_all() -> None:
+        def close() -> None:
+            pool.close()
+            for app in (bookings, inventory, payments):
+                app.close()
+
+        await anyio.to_thread.run_sync(close)
+
     return create_command_app(
-        settings, checks={"postgres": postgres_check(postgres_url)}, registry=_registry()
+        settings,
+        checks={"postgres": postgres_check(postgres_url)},
+        registry=_registry(),
+        service=service,
+        on_startup=[open_pool],
+        on_shutdown=[close_all],
     )
 
 
@@ -175,3 +212,4 @@ def run_until_signalled(process: str, run: Callable[[], None], stop: Callable[[]
     signal.signal(signal.SIGINT, on_signal)
     run()
     structlog.get_logger().info("process.stopped", process=process)
+

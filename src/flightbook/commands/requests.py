@@ -1,0 +1,104 @@
+"""The bodies the command API accepts: frozen msgspec Structs, decoded by Litestar.
+
+They check the *shape* of a request: types, required and unknown fields (an unknown
+field is refused, not ignored, so a typo cannot silently drop data), string lengths
+and numeric bounds. A failure is a ``400`` naming the field. The *rules* of the
+business (IATA codes, fare codes, e-mail addresses, arrival after departure) are the
+domain's value objects' job, applied by :class:`flightbook.commands.service.CommandService`
+and answered with ``422``. The length limits here are generous caps against abuse,
+wider than the domain's rules, so a value the rules refuse still gets the rule's message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+
+from flightbook.domain.booking import MAX_PASSENGERS
+from flightbook.domain.values import Cabin
+
+__all__ = (
+    "DEFAULT_CANCELLATION_REASON",
+    "MAX_AMOUNT",
+    "MAX_FARES",
+    "BookingRequest",
+    "FareRequest",
+    "FlightCancellationRequest",
+    "FlightRequest",
+    "MoneyRequest",
+    "PassengerRequest",
+)
+
+MAX_FARES = 26
+"""Fare classes a flight may have (one per letter)."""
+
+MAX_AMOUNT = 10_000_000_000
+"""Minor units: a price above a hundred million (major units) is a mistake, not a fare."""
+
+DEFAULT_CANCELLATION_REASON = "cancelled by operations"
+
+AirportCode = Annotated[str, msgspec.Meta(min_length=1, max_length=8, examples=["LHR"])]
+ShortCode = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+AwareDatetime = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, description="RFC 3339 with a UTC offset, e.g. 2026-12-24T10:00:00Z"),
+]
+
+
+class MoneyRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An amount of money in integer minor units (cents): never a float."""
+
+    amount: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT, examples=[45000])]
+    currency: Annotated[str, msgspec.Meta(min_length=1, max_length=8, examples=["EUR"])]
+
+
+class FareRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One fare class of a flight to schedule."""
+
+    code: Annotated[ShortCode, msgspec.Meta(examples=["Y"])]
+    cabin: Cabin
+    price: MoneyRequest
+    seats: Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+    refundable: bool
+    overbooking: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+    """Seats that may be sold beyond ``seats`` (0 unless operations decide otherwise)."""
+
+
+class FlightRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /flights``: schedule a flight with its fare classes."""
+
+    flight_number: Annotated[ShortCode, msgspec.Meta(examples=["FB101"])]
+    origin: AirportCode
+    destination: AirportCode
+    departure: AwareDatetime
+    arrival: AwareDatetime
+    fares: Annotated[list[FareRequest], msgspec.Meta(min_length=1, max_length=MAX_FARES)]
+
+
+class PassengerRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A passenger's personal data (sealed before it is stored)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200, examples=["Ada Lovelace"])]
+    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320, examples=["ada@example.com"])]
+
+
+class BookingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /bookings``: ask for seats of one fare on one flight."""
+
+    flight_id: UUID
+    fare: Annotated[ShortCode, msgspec.Meta(examples=["Y"])]
+    passengers: Annotated[
+        list[PassengerRequest], msgspec.Meta(min_length=1, max_length=MAX_PASSENGERS)
+    ]
+    payment_token: Annotated[str, msgspec.Meta(min_length=1, max_length=200, examples=["tok_ok"])]
+
+
+class FlightCancellationRequest(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """``POST /flights/{id}/cancel`` (optional body): why the flight is cancelled."""
+
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] = DEFAULT_CANCELLATION_REASON

@@ -1,0 +1,63 @@
+"""The bodies the command API answers with (DESIGN.md "HTTP contract")."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+
+from flightbook.domain.booking import BookingStatus
+from flightbook.domain.inventory import FlightStatus
+
+__all__ = (
+    "BookingAccepted",
+    "FieldProblem",
+    "FlightCancellation",
+    "FlightScheduled",
+    "ProblemDocument",
+)
+
+
+class FlightScheduled(msgspec.Struct, frozen=True, kw_only=True):
+    """``201`` to ``POST /flights``."""
+
+    flight_id: UUID
+
+
+class BookingAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """``202`` to ``POST /bookings`` and ``POST /bookings/{id}/cancel``.
+
+    The booking goes on by itself (the saga): ``status`` is where it stands now.
+    """
+
+    booking_id: UUID
+    status: BookingStatus
+
+
+class FlightCancellation(msgspec.Struct, frozen=True, kw_only=True):
+    """``202`` to ``POST /flights/{id}/cancel``; the flight's bookings are cancelled next."""
+
+    flight_id: UUID
+    status: FlightStatus
+
+
+class FieldProblem(msgspec.Struct, frozen=True, kw_only=True):
+    field: str
+    message: str
+    source: str | None = None
+
+
+class ProblemDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """An RFC 9457 problem (``application/problem+json``), as every error is answered.
+
+    Documents :mod:`flightbook.problems` in the OpenAPI schema; it is not used to encode.
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    """The request field to blame: ``passengers[0].email``, ``Idempotency-Key``..."""
+    errors: list[FieldProblem] | None = None
+    """Every field that failed validation (400 only)."""

@@ -1,0 +1,401 @@
+"""The command side's use cases: validate, decide with one aggregate, record, return positions.
+
+No HTTP here (STYLE G3): :mod:`flightbook.commands.http` turns requests into calls and
+results or exceptions into responses. Every use case runs inside
+:func:`flightbook.eventstore.metadata.recording`, so each event it stores carries the
+actor and the correlation id of the request. A refused command raises a
+:class:`~flightbook.domain.errors.DomainError` (or :class:`NotFoundError`) before anything
+is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from flightbook.commands.applications import ContextApplication, retry_conflicts
+from flightbook.commands.requests import DEFAULT_CANCELLATION_REASON
+from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
+from flightbook.domain.errors import DomainError, FlightNotBookableError, InvalidValueError
+from flightbook.domain.inventory import FlightInventory, FlightStatus
+from flightbook.domain.values import Fare, Money, Passenger
+from flightbook.eventstore.metadata import recording
+from flightbook.eventstore.pii import SealedDataError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventsourcing.persistence import Recording
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.auth import Principal
+    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.commands.requests import BookingRequest, FlightRequest
+    from flightbook.eventstore.pii import PersonalDataVault
+    from flightbook.settings import Settings
+
+__all__ = (
+    "BOOKING_ID_NAMESPACE",
+    "BookingResult",
+    "CommandService",
+    "ConcurrentChangeError",
+    "FlightCancellationResult",
+    "FlightScheduledResult",
+    "IdempotencyKeyReusedError",
+    "NotFoundError",
+    "UnknownFlightError",
+    "booking_id_for",
+    "request_hash",
+)
+
+BOOKING_ID_NAMESPACE = uuid.UUID("0b6f3c2e-8d1a-5e4b-9c7f-2a5d8e1f4b3c")
+"""Namespace of the uuid5 booking ids. Never change it: retries depend on it."""
+
+T = TypeVar("T")
+
+Positions = dict[str, int]
+"""Positions of the events a command stored, per context (``{"booking": 42}``)."""
+
+
+class NotFoundError(Exception):
+    """No such resource, or one the caller may not see: both answer the same ``404``."""
+
+    def __init__(self, resource: str, identifier: object) -> None:
+        super().__init__(f"{resource} {identifier} not found")
+        self.resource = resource
+        self.identifier = identifier
+
+
+class UnknownFlightError(DomainError):
+    """A booking names a flight that was never scheduled."""
+
+    default_code = "unknown_flight"
+
+    def __init__(self, flight_id: uuid.UUID) -> None:
+        super().__init__(f"there is no flight {flight_id}", field="flight_id")
+
+
+class IdempotencyKeyReusedError(DomainError):
+    """The idempotency key was used before with another request body."""
+
+    default_code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Idempotency-Key was used for another request; use a new key for a new booking",
+            field="Idempotency-Key",
+        )
+
+
+class ConcurrentChangeError(DomainError):
+    """Other writers kept changing the aggregate; the command may be sent again."""
+
+    default_code = "concurrent_change"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} was changed concurrently too often; try again")
+
+
+class FlightScheduledResult(NamedTuple):
+    flight_id: uuid.UUID
+    positions: Positions
+
+
+class BookingResult(NamedTuple):
+    booking_id: uuid.UUID
+    status: BookingStatus
+    positions: Positions
+    repeated: bool = False
+    """True when nothing was stored: an idempotent repeat of a command already done."""
+
+
+class FlightCancellationResult(NamedTuple):
+    flight_id: uuid.UUID
+    status: FlightStatus
+    positions: Positions
+    repeated: bool = False
+
+
+def booking_id_for(customer_id: str, idempotency_key: str) -> uuid.UUID:
+    """The id of the booking a customer's request with this key creates (the same on a retry)."""
+    return uuid.uuid5(BOOKING_ID_NAMESPACE, f"{customer_id}:{idempotency_key}")
+
+
+def request_hash(request: BookingRequest) -> str:
+    """SHA-256 of the canonical JSON of a request: same fields and values, same hash."""
+    return hashlib.sha256(msgspec.json.encode(request, order="sorted")).hexdigest()
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+_INSERT_IDEMPOTENCY_KEY = (
+    "INSERT INTO booking.idempotency_keys "
+    "(customer_id, idempotency_key, request_hash, booking_id) VALUES (%s, %s, %s, %s)"
+)
+_SELECT_IDEMPOTENCY_KEY = (
+    "SELECT request_hash, booking_id FROM booking.idempotency_keys "
+    "WHERE customer_id = %s AND idempotency_key = %s"
+)
+# The events tables are named by migrations/postgres/0001 (schema.<prefix>_events).
+_LATEST_POSITION = {
+    "booking": "SELECT max(notification_id) FROM booking.bookings_events WHERE originator_id = %s",
+    "inventory": (
+        "SELECT max(notification_id) FROM inventory.inventory_events WHERE originator_id = %s"
+    ),
+}
+_FIRST_POSITION = {
+    "booking": (
+        "SELECT notification_id FROM booking.bookings_events "
+        "WHERE originator_id = %s AND originator_version = 1"
+    ),
+}
+
+
+class CommandService:
+    """The write side's use cases.
+
+    Args:
+        bookings, inventory, payments: the three context applications (owned by the caller).
+        vault: seals passengers' personal data per customer.
+        pool: connections to the event store database, for the idempotency keys and
+            the positions of earlier events (the vault may share it).
+        settings: the process settings.
+        clock: the current UTC time (injected for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        bookings: Bookings,
+        inventory: Inventory,
+        payments: Payments,
+        vault: PersonalDataVault,
+        pool: ConnectionPool,
+        settings: Settings,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        self.bookings = bookings
+        self.inventory = inventory
+        self.payments = payments
+        self.vault = vault
+        self.pool = pool
+        self.settings = settings
+        self.clock = clock
+
+    # -- use cases ----------------------------------------------------------------------------
+
+    def schedule_flight(
+        self, request: FlightRequest, actor: str, *, correlation_id: str | None = None
+    ) -> FlightScheduledResult:
+        """Schedule a flight (role ``ops``); errors name the field (``fares[0].price.amount``)."""
+        fares = [
+            Fare.create(
+                code=fare.code,
+                cabin=fare.cabin,
+                price=Money.create(
+                    fare.price.amount, fare.price.currency, field=f"fares[{index}].price"
+                ),
+                seats=fare.seats,
+                refundable=fare.refundable,
+                overbooking=fare.overbooking,
+                field=f"fares[{index}]",
+            )
+            for index, fare in enumerate(request.fares)
+        ]
+        flight = FlightInventory.schedule(
+            flight_number=request.flight_number,
+            origin=request.origin,
+            destination=request.destination,
+            departure=request.departure,
+            arrival=request.arrival,
+            fares=fares,
+        )
+        if flight.departure <= self.clock():
+            raise InvalidValueError("departure", "departure must be in the future")
+        with recording(actor=actor, correlation_id=correlation_id):
+            recordings = self.inventory.record(flight)
+        return FlightScheduledResult(flight.id, _positions("inventory", recordings))
+
+    def request_booking(
+        self,
+        request: BookingRequest,
+        customer_id: str,
+        idempotency_key: str,
+        actor: str,
+        *,
+        correlation_id: str | None = None,
+    ) -> BookingResult:
+        """Open a booking (the saga holds seats and takes payment next).
+
+        Idempotent per ``(customer_id, idempotency_key)``: a repeat with the same body
+        answers as the first time and stores nothing; another body raises
+        :class:`IdempotencyKeyReusedError`. Concurrent duplicates store one booking: the
+        key is inserted in the same transaction as the booking's first event.
+        """
+        booking_id = booking_id_for(customer_id, idempotency_key)
+        digest = request_hash(request)
+        earlier = self._earlier_answer(customer_id, idempotency_key, digest)
+        if earlier is not None:
+            return earlier
+
+        booking = self._new_booking(request, booking_id, customer_id)
+        statement = (_INSERT_IDEMPOTENCY_KEY, (customer_id, idempotency_key, digest, booking_id))
+        try:
+            with recording(actor=actor, correlation_id=correlation_id):
+                recordings = self.bookings.record(booking, statements=[statement])
+        except IntegrityError:
+            # A concurrent duplicate committed first (the key, or the booking id, exists).
+            earlier = self._earlier_answer(customer_id, idempotency_key, digest)
+            if earlier is None:
+                raise ConcurrentChangeError(f"booking {booking_id}") from None
+            return earlier
+        return BookingResult(booking_id, booking.status, _positions("booking", recordings))
+
+    def cancel_booking(
+        self, booking_id: uuid.UUID, principal: Principal, *, correlation_id: str | None = None
+    ) -> BookingResult:
+        """Cancel a booking: its owner or an ``agent`` may; anyone else gets NotFoundError.
+
+        Cancelling a cancelled booking stores nothing (idempotent); a rejected one raises
+        :class:`~flightbook.domain.errors.IllegalTransitionError`.
+        """
+
+        def attempt() -> BookingResult:
+            booking = self._booking_visible_to(booking_id, principal)
+            if booking.status is BookingStatus.CANCELLED:
+                position = self._position("booking", booking_id, _LATEST_POSITION)
+                return BookingResult(booking_id, booking.status, position, repeated=True)
+            owner = booking.customer_id == principal.subject
+            reason = CancellationReason.CUSTOMER if owner else CancellationReason.AGENT
+            booking.cancel(reason, by=principal.subject)
+            recordings = self.bookings.record(booking)
+            return BookingResult(booking_id, booking.status, _positions("booking", recordings))
+
+        with recording(actor=principal.subject, correlation_id=correlation_id):
+            return self._retrying(attempt, f"booking {booking_id}")
+
+    def cancel_flight(
+        self,
+        flight_id: uuid.UUID,
+        actor: str,
+        *,
+        reason: str = DEFAULT_CANCELLATION_REASON,
+        correlation_id: str | None = None,
+    ) -> FlightCancellationResult:
+        """Cancel a flight (role ``ops``); the saga then cancels and refunds its bookings."""
+
+        def attempt() -> FlightCancellationResult:
+            flight = self._flight(flight_id)
+            if flight is None:
+                raise NotFoundError("flight", flight_id)
+            if flight.status is FlightStatus.CANCELLED:
+                position = self._position("inventory", flight_id, _LATEST_POSITION)
+                return FlightCancellationResult(flight_id, flight.status, position, repeated=True)
+            flight.cancel(reason)
+            recordings = self.inventory.record(flight)
+            positions = _positions("inventory", recordings)
+            return FlightCancellationResult(flight_id, flight.status, positions)
+
+        with recording(actor=actor, correlation_id=correlation_id):
+            return self._retrying(attempt, f"flight {flight_id}")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _new_booking(
+        self, request: BookingRequest, booking_id: uuid.UUID, customer_id: str
+    ) -> Booking:
+        flight = self._flight(request.flight_id)
+        if flight is None:
+            raise UnknownFlightError(request.flight_id)
+        fare = flight.fare(request.fare)  # UnknownFareError (field "fare")
+        if flight.status is not FlightStatus.SCHEDULED:
+            raise FlightNotBookableError("the flight is cancelled")
+        if flight.departure <= self.clock():
+            raise FlightNotBookableError("the flight has departed")
+        passengers = [
+            Passenger.at(index, name=passenger.name, email=passenger.email)
+            for index, passenger in enumerate(request.passengers)
+        ]
+        plaintext = msgspec.json.encode([p.to_dict() for p in passengers]).decode()
+        try:
+            sealed = self.vault.seal(customer_id, plaintext)
+        except SealedDataError as exc:
+            raise DomainError(str(exc), code="personal_data_erased") from None
+        price = fare.price.multiply(len(passengers))
+        return Booking.request(
+            booking_id=booking_id,
+            customer_id=customer_id,
+            flight_id=request.flight_id,
+            fare=fare.code,
+            passengers=sealed,
+            passenger_count=len(passengers),
+            price_amount=price.amount,
+            currency=price.currency,
+            refundable=fare.refundable,
+            payment_token=request.payment_token,
+        )
+
+    def _earlier_answer(
+        self, customer_id: str, idempotency_key: str, digest: str
+    ) -> BookingResult | None:
+        """The first answer to this key, if it was used; raise if with another body."""
+        with self.pool.connection() as conn:
+            row = conn.execute(_SELECT_IDEMPOTENCY_KEY, (customer_id, idempotency_key)).fetchone()
+        if row is None:
+            return None
+        stored_hash, booking_id = str(row[0]), row[1]
+        if stored_hash != digest:
+            raise IdempotencyKeyReusedError
+        if not isinstance(booking_id, uuid.UUID):  # pragma: no cover - the column is uuid
+            booking_id = uuid.UUID(str(booking_id))
+        position = self._position("booking", booking_id, _FIRST_POSITION)
+        # The first answer was "202 REQUESTED": answer the same, whatever happened since.
+        return BookingResult(booking_id, BookingStatus.REQUESTED, position, repeated=True)
+
+    def _booking_visible_to(self, booking_id: uuid.UUID, principal: Principal) -> Booking:
+        try:
+            booking: object = self.bookings.repository.get(booking_id)
+        except AggregateNotFoundError:
+            raise NotFoundError("booking", booking_id) from None
+        if not isinstance(booking, Booking):  # pragma: no cover - only bookings live here
+            raise NotFoundError("booking", booking_id)
+        if booking.customer_id != principal.subject and not principal.has("agent"):
+            raise NotFoundError("booking", booking_id)  # the same answer as for no booking
+        return booking
+
+    def _flight(self, flight_id: uuid.UUID) -> FlightInventory | None:
+        try:
+            flight: object = self.inventory.repository.get(flight_id)
+        except AggregateNotFoundError:
+            return None
+        return flight if isinstance(flight, FlightInventory) else None
+
+    def _position(
+        self, context: str, aggregate_id: uuid.UUID, queries: dict[str, str]
+    ) -> Positions:
+        """The position of an event stored earlier (for an idempotent repeat's token)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(queries[context], (aggregate_id,)).fetchone()
+        if row is None or row[0] is None:
+            return {}
+        return {context: int(row[0])}
+
+    @staticmethod
+    def _retrying(attempt: Callable[[], T], what: str) -> T:
+        try:
+            return retry_conflicts(attempt)
+        except IntegrityError:
+            raise ConcurrentChangeError(what) from None
+
+
+def _positions(context: str, recordings: Sequence[Recording[uuid.UUID]]) -> Positions:
+    position = ContextApplication.last_position(recordings)
+    return {} if position is None else {context: position}

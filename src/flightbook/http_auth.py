@@ -1,0 +1,145 @@
+"""Bearer-token authentication and role checks for both HTTP APIs.
+
+Put :func:`bearer_guard` on the router (or controller) whose routes need a token, and
+declare on each route who may call it with ``opt=requires("ops")``. The guard runs
+before the request body is read, so an anonymous caller learns nothing about the
+body's validation. Handlers receive the caller as the ``principal`` dependency
+(:func:`provide_principal`).
+
+- no ``Authorization: Bearer`` header, or a bad, expired or foreign token: ``401`` with
+  ``WWW-Authenticate: Bearer`` (RFC 6750);
+- a good token without one of the route's roles: ``403``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request  # noqa: TC002 - litestar reads the dependency's signature at runtime
+from litestar.di import Provide
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import InitPlugin
+
+from flightbook.auth import InvalidTokenError, Principal, verify_token
+from flightbook.problems import Problem
+
+if TYPE_CHECKING:
+    from litestar.config.app import AppConfig
+    from litestar.connection import ASGIConnection
+    from litestar.handlers import BaseRouteHandler
+    from litestar.types import Guard
+
+    from flightbook.settings import Settings
+
+__all__ = (
+    "BEARER_SECURITY",
+    "PRINCIPAL_STATE_KEY",
+    "ROLES_OPT_KEY",
+    "BearerSecurityPlugin",
+    "authenticate",
+    "bearer_guard",
+    "bearer_security_schemes",
+    "current_principal",
+    "provide_principal",
+    "requires",
+)
+
+ROLES_OPT_KEY = "flightbook_roles"
+"""Key of a route's ``opt`` holding the roles that may call it (any one of them)."""
+PRINCIPAL_STATE_KEY = "flightbook_principal"
+"""Key of ``scope["state"]`` where the guard leaves the authenticated :class:`Principal`."""
+BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+"""OpenAPI security requirement of the protected routes."""
+
+_REALM = 'Bearer realm="flightbook"'
+_HEADER = "Authorization"
+
+
+def requires(*roles: str) -> dict[str, Any]:
+    """A route's ``opt``: callers need one of ``roles`` (none given: any valid token)."""
+    return {ROLES_OPT_KEY: frozenset(roles)}
+
+
+def bearer_security_schemes() -> dict[str, SecurityScheme]:
+    """The OpenAPI security scheme that :data:`BEARER_SECURITY` refers to."""
+    return {
+        "bearer": SecurityScheme(
+            type="http",
+            scheme="bearer",
+            bearer_format="JWT",
+            description="A JWT with the claims sub, roles, exp, aud and iss.",
+        )
+    }
+
+
+class BearerSecurityPlugin(InitPlugin):
+    """Adds the ``bearer`` security scheme to the app's OpenAPI components."""
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        config = app_config.openapi_config
+        if config is not None:
+            existing = config.components
+            components = existing if isinstance(existing, list) else [existing]
+            scheme = Components(security_schemes=dict(bearer_security_schemes()))
+            config.components = [*components, scheme]
+        return app_config
+
+
+def _unauthorized(detail: str, *, error: str | None) -> Problem:
+    challenge = _REALM if error is None else f'{_REALM}, error="{error}"'
+    return Problem(
+        401, "unauthorized", detail, field=_HEADER, headers={"WWW-Authenticate": challenge}
+    )
+
+
+def authenticate(authorization: str | None, settings: Settings) -> Principal:
+    """The principal of an ``Authorization`` header value.
+
+    Raises:
+        Problem: ``401`` if the header is missing, not ``Bearer``, or its token is invalid.
+    """
+    if not authorization or not authorization.strip():
+        raise _unauthorized("a bearer token is required", error=None)
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized(
+            "the Authorization header must be 'Bearer <token>'", error="invalid_request"
+        )
+    try:
+        return verify_token(settings, token)
+    except InvalidTokenError as exc:
+        raise _unauthorized(
+            f"the bearer token is not valid: {exc}", error="invalid_token"
+        ) from None
+
+
+def bearer_guard(settings: Settings) -> Guard:
+    """A guard that authenticates the caller and checks the route's roles (:func:`requires`)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        principal = authenticate(connection.headers.get(_HEADER), settings)
+        roles: frozenset[str] = handler.opt.get(ROLES_OPT_KEY, frozenset())
+        if roles and not principal.has(*roles):
+            raise Problem(
+                403,
+                "forbidden",
+                f"this needs one of the roles: {', '.join(sorted(roles))}",
+                headers={"WWW-Authenticate": f'{_REALM}, error="insufficient_scope"'},
+            )
+        connection.scope["state"][PRINCIPAL_STATE_KEY] = principal
+
+    return guard
+
+
+def current_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The caller the guard authenticated (a dependency: ``principal: Principal``)."""
+    principal = request.scope["state"].get(PRINCIPAL_STATE_KEY)
+    if not isinstance(principal, Principal):  # pragma: no cover - a wiring mistake
+        raise RuntimeError("this route has no bearer_guard: no principal to give")
+    return principal
+
+
+def provide_principal() -> Provide:
+    """``Provide`` for the ``principal`` dependency."""
+    return Provide(current_principal, sync_to_thread=False)
