@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import collections
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,40 +18,15 @@ from flightbook.payments.simulated import SimulatedGateway
 from flightbook.settings import Settings
 
 from ..conftest import WriteSide
+from .conftest import SystemProcess
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 FINAL = {BookingStatus.CONFIRMED, BookingStatus.REJECTED, BookingStatus.CANCELLED}
 
 
-class SagaRunner:
-    """Starts and kills ``commands/saga.py`` as a real process."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.env = {**os.environ, **settings.to_env(), "FLIGHTBOOK_SAGA_HTTP_PORT": "0"}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.kills = 0
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "commands" / "saga.py")],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.kills += 1
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(30)
+def saga_process(settings: Settings) -> SystemProcess:
+    return SystemProcess("commands/saga.py", settings, FLIGHTBOOK_SAGA_HTTP_PORT="0")
 
 
 def _settings(settings: Settings, **changes: object) -> Settings:
@@ -85,7 +55,7 @@ def test_killing_the_saga_at_random_moments_never_skips_or_repeats_a_step(
     settings: Settings, write_side: WriteSide, gateway: SimulatedGateway
 ) -> None:
     """200 bookings with every token, 10+ SIGKILLs of the saga while it works."""
-    saga = SagaRunner(
+    saga = saga_process(
         _settings(
             settings,
             hold_seconds=4.0,
@@ -193,7 +163,7 @@ def _assert_no_seat_both_sold_and_released(write_side: WriteSide, flight_id: uui
 def test_a_hold_that_expires_while_the_saga_is_down_is_released_after_restart(
     settings: Settings, write_side: WriteSide
 ) -> None:
-    saga = SagaRunner(
+    saga = saga_process(
         _settings(
             settings,
             hold_seconds=2.0,
