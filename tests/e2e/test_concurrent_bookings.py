@@ -80,6 +80,7 @@ def test_sixty_concurrent_bookings_for_ten_seats_confirm_exactly_ten(
     booking_ids = [uuid.UUID(a.json()["booking_id"]) for a in answers]
     assert len(set(booking_ids)) == 60
     deadline = time.monotonic() + 120
+    statuses: collections.Counter[BookingStatus] = collections.Counter()
     while time.monotonic() < deadline:
         statuses = collections.Counter(write_side.booking(b).status for b in booking_ids)
         if statuses[BookingStatus.CONFIRMED] + statuses[BookingStatus.REJECTED] == 60:
