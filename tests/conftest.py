@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import psutil
 import psycopg
 import pytest
 
@@ -34,7 +35,9 @@ from flightbook.stack.launcher import LocalStack
 from flightbook.stack.servers import KIND_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_STATE_DIR = ROOT / ".flightbook" / "test-stack"
+TEST_STACKS = ROOT / ".flightbook" / "test-stack"
+# one stack per test session, so sessions running side by side never stop each other's servers
+TEST_STATE_DIR = TEST_STACKS / str(os.getpid())
 
 
 def _base_settings() -> Settings:
@@ -58,10 +61,9 @@ def _base_settings() -> Settings:
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """Settings whose URLs point at the session's servers (started here when not configured)."""
+    _remove_abandoned_stacks()
     base = _base_settings()
     stack = LocalStack(base)
-    if not any(state for state in stack.status().values() if state and not state.external):
-        shutil.rmtree(TEST_STATE_DIR, ignore_errors=True)  # every run starts from empty servers
     states = stack.up()
     started = [name for name, state in states.items() if state.started]
     try:
@@ -69,6 +71,19 @@ def stack_settings() -> Iterator[Settings]:
     finally:
         if started:
             stack.down(started)
+        shutil.rmtree(TEST_STATE_DIR, ignore_errors=True)
+
+
+def _remove_abandoned_stacks() -> None:
+    """Stop and delete the stacks of test sessions that died without cleaning up."""
+    if not TEST_STACKS.is_dir():
+        return
+    for folder in TEST_STACKS.iterdir():
+        if not folder.name.isdigit() or psutil.pid_exists(int(folder.name)):
+            continue
+        env = {"FLIGHTBOOK_STATE_DIR": str(folder)}
+        LocalStack(Settings.from_env(env)).down()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
