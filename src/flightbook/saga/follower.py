@@ -52,6 +52,7 @@ class LogFollower:
         postgres_url: str,
         batch_size: int = 200,
         on_step: Callable[[str, str], None] | None = None,
+        on_conflict: Callable[[int], None] | None = None,
     ) -> None:
         self._sources = list(sources)
         self._targets = list(targets)
@@ -60,6 +61,7 @@ class LogFollower:
         self._batch_size = batch_size
         self._positions: dict[str, int] = {}
         self._on_step = on_step or (lambda _source, _note: None)
+        self._on_conflict = on_conflict
 
     def positions(self) -> dict[str, int]:
         """The last position answered, per source application name (from PostgreSQL)."""
@@ -131,7 +133,7 @@ class LogFollower:
                 )
             return step.note
 
-        note = retry_conflicts(attempt)
+        note = retry_conflicts(attempt, on_retry=self._on_conflict)
         if note is None:
             return
         self._on_step(source.name, note)

@@ -68,6 +68,11 @@ class SagaProcess:
             ["kind", "outcome"],
             registry=self.registry,
         )
+        conflicts = Counter(
+            "flightbook_saga_conflict_retries_total",
+            "Steps and jobs run again because another writer changed the aggregate first",
+            registry=self.registry,
+        )
         self._lag = Gauge(
             "flightbook_saga_lag_positions",
             "Positions of each log not yet answered",
@@ -91,6 +96,7 @@ class SagaProcess:
             steps=steps,
             postgres_url=postgres_url,
             on_step=lambda source, note: steps_total.labels(source, note).inc(),
+            on_conflict=lambda _attempt: conflicts.inc(),
         )
         self.queue = JobQueue(pool)
         self.runner = JobRunner(
@@ -101,6 +107,7 @@ class SagaProcess:
             gateway=gateway,
             clock=clock,
             on_job=lambda kind, outcome: jobs_total.labels(kind, outcome).inc(),
+            on_conflict=lambda _attempt: conflicts.inc(),
         )
         self._workers = workers
         self._poll = poll_seconds

@@ -61,6 +61,7 @@ class JobRunner:
         gateway: PaymentGateway,
         clock: Callable[[], dt.datetime],
         on_job: Callable[[str, str], None] | None = None,
+        on_conflict: Callable[[int], None] | None = None,
     ) -> None:
         self.queue = queue
         self.bookings = bookings
@@ -68,6 +69,7 @@ class JobRunner:
         self.payments = payments
         self.gateway = gateway
         self.clock = clock
+        self._on_conflict = on_conflict
         self._on_job = on_job or (lambda _kind, _outcome: None)
 
     def run_due(self, limit: int = 1) -> int:
@@ -90,7 +92,7 @@ class JobRunner:
             causation_id=f"job:{job.kind.value}:{job.booking_id}",
         ):
             try:
-                outcome = retry_conflicts(lambda: handler(job))
+                outcome = retry_conflicts(lambda: handler(job), on_retry=self._on_conflict)
             except GatewayUnavailableError as exc:
                 outcome = self._later(job, f"gateway unavailable: {exc}")
         self._on_job(job.kind.value, outcome.split(":")[0])

@@ -1,0 +1,91 @@
+"""The system under test: its own stack and every process, on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from flightbook.bench.measure import free_port, wait_http
+from flightbook.paths import project_dir
+from flightbook.services import migrate_all
+from flightbook.stack.launcher import LocalStack
+from flightbook.stack.servers import KIND_BY_NAME
+from flightbook.supervisor import PROCESSES, ProcessSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flightbook.settings import Settings
+
+__all__ = ("SystemUnderTest",)
+
+
+class SystemUnderTest:
+    """Starts the servers (unless configured by URL) and the processes; stops what it started."""
+
+    def __init__(self, settings: Settings, *, say: Callable[[str], None]) -> None:
+        ports = {spec.port_setting: free_port() for spec in PROCESSES if spec.port_setting}
+        self.settings = msgspec.structs.replace(settings, log_level="warning", **ports)
+        self._say = say
+        self._stack = LocalStack(self.settings, say=say)
+        self._started_servers: list[str] = []
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._env: dict[str, str] = {}
+
+    def start_servers(self) -> None:
+        states = self._stack.up()
+        self._started_servers = [name for name, state in states.items() if state.started]
+        self.settings = self.settings.with_urls(
+            **{KIND_BY_NAME[n].setting: s.url for n, s in states.items()}
+        )
+        migrate_all(self.settings)
+        self._env = {**os.environ, **self.settings.to_env()}
+
+    def start(self, *names: str) -> None:
+        root = project_dir(self.settings.project_dir)
+        for spec in PROCESSES:
+            if names and spec.name not in names:
+                continue
+            self.processes[spec.name] = subprocess.Popen(
+                [sys.executable, str(root / spec.script)],
+                cwd=root,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if spec.port_setting:
+                wait_http(f"{self.url(spec)}/health/live", timeout=60)
+
+    def url(self, spec: ProcessSpec | str) -> str:
+        if isinstance(spec, str):
+            spec = next(s for s in PROCESSES if s.name == spec)
+        if spec.port_setting is None:
+            raise ValueError(f"{spec.name} serves no HTTP")
+        return f"http://{self.settings.host}:{getattr(self.settings, spec.port_setting)}"
+
+    def stop(self, *names: str) -> None:
+        for name, process in list(self.processes.items()):
+            if names and name not in names:
+                continue
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in list(self.processes.items()):
+            if names and name not in names:
+                continue
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            del self.processes[name]
+
+    def close(self) -> None:
+        self.stop()
+        if self._started_servers:
+            self._stack.down(self._started_servers)
