@@ -91,6 +91,38 @@ class _OneLineParser(argparse.ArgumentParser):
         _fail(f"{self.prog}: {message} (see --help)", 2)
 
 
+def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import msgspec
+
+    from flightbook.bench.runner import BenchOptions, render_table, run_bench
+
+    output = Path(args.output)
+    options = BenchOptions.quick_run(output) if args.quick else BenchOptions(output=output)
+    options = BenchOptions(
+        seconds=args.seconds or options.seconds,
+        clients=args.clients or options.clients,
+        raw_seconds=options.raw_seconds,
+        backlog=args.backlog or options.backlog,
+        output=output,
+        quick=args.quick,
+    )
+    if settings.state_dir == ".flightbook":  # a stack of its own, beside a running system
+        settings = msgspec.structs.replace(
+            settings,
+            state_dir=".flightbook/bench",
+            stack_postgres_port=0,
+            stack_redis_port=0,
+            stack_kafka_port=0,
+            stack_mongo_port=0,
+        )
+    results = run_bench(settings, options, say=_say)
+    print(render_table(results))
+    _say(f"figures written to {results['json_file']}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="flightbook", description="flightbook: event-sourced flight booking backend"
@@ -120,6 +152,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     token.set_defaults(handler=_cmd_token)
+
+    bench = sub.add_parser("bench", help="measure the pipeline and the raw limits (BENCHMARKS.md)")
+    bench.add_argument("--quick", action="store_true", help="a short run (about a minute)")
+    bench.add_argument("--seconds", type=float, help="length of each load phase")
+    bench.add_argument("--clients", type=int, help="concurrent HTTP clients (default 32)")
+    bench.add_argument("--backlog", type=int, help="events for the relay and rebuild phases")
+    bench.add_argument("--output", default="bench/results", help="folder for the JSON file")
+    bench.set_defaults(handler=_cmd_bench)
 
     from flightbook.audit.cli import add_audit_commands
 

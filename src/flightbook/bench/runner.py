@@ -1,0 +1,400 @@
+"""``flightbook bench``: one run measures the raw limits and the pipeline, side by side.
+
+Output: a table on the terminal (progress on stderr while it runs) and a JSON file with
+every figure, the machine's description, and each throughput as a ratio to its raw limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psutil
+import psycopg
+
+from flightbook.bench import raw
+from flightbook.bench.load import BookingLoad, ReadLoad, schedule_flights
+from flightbook.bench.measure import RssWatcher, percentile
+from flightbook.bench.system import SystemUnderTest
+from flightbook.services import require
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from flightbook.settings import Settings
+
+__all__ = ("BenchOptions", "run_bench")
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    seconds: float = 30.0  # each load phase
+    clients: int = 32
+    raw_seconds: float = 3.0
+    backlog: int = 100_000  # events for the relay / rebuild / verify phases
+    output: Path = Path("bench/results")
+    quick: bool = False
+
+    @classmethod
+    def quick_run(cls, output: Path) -> BenchOptions:
+        return cls(
+            seconds=6.0, clients=8, raw_seconds=1.0, backlog=3_000, output=output, quick=True
+        )
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu_model": _cpu_model(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _latency(values: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(values, 50) * 1000, 2),
+        "p95_ms": round(percentile(values, 95) * 1000, 2),
+        "p99_ms": round(percentile(values, 99) * 1000, 2),
+        "max_ms": round(max(values, default=0.0) * 1000, 2),
+    }
+
+
+def _metric(url: str, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:  # noqa: S310
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+def run_bench(
+    settings: Settings, options: BenchOptions, *, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run every phase; return the figures (also written as JSON under ``options.output``)."""
+    results: dict[str, Any] = {
+        "started_at": dt.datetime.now(dt.UTC).isoformat(),
+        "machine": _machine(),
+        "options": {
+            "seconds": options.seconds,
+            "clients": options.clients,
+            "backlog": options.backlog,
+            "quick": options.quick,
+        },
+    }
+    system = SystemUnderTest(settings, say=say)
+    try:
+        say("starting the servers ...")
+        system.start_servers()
+        s = system.settings
+        postgres = require(s.postgres_url, "postgres_url")
+        say("raw limits ...")
+        results["raw"] = {
+            "postgres_insert_per_s_1_client": raw.postgres_insert_rate(
+                postgres, 1, options.raw_seconds
+            ),
+            "postgres_insert_per_s_8_clients": raw.postgres_insert_rate(
+                postgres, 8, options.raw_seconds
+            ),
+            "event_store_save_per_s_1_thread": raw.event_store_save_rate(
+                postgres, 1, options.raw_seconds
+            ),
+            "event_store_save_per_s_8_threads": raw.event_store_save_rate(
+                postgres, 8, options.raw_seconds
+            ),
+            "redis_get_per_s": raw.redis_get_rate(
+                require(s.redis_url, "redis_url"), options.raw_seconds
+            ),
+            "broker_produce_per_s_500b": raw.broker_produce_rate(
+                require(s.kafka_bootstrap, "kafka_bootstrap"), 20_000 if options.quick else 200_000
+            ),
+        }
+        hello, hello_cpu = raw.http_hello_rate(options.raw_seconds * 2)
+        results["raw"]["http_hello_req_per_s"] = hello
+        results["raw"]["http_hello_loadgen_cpu_percent"] = hello_cpu
+        say("starting every process ...")
+        system.start()
+        pids = {name: p.pid for name, p in system.processes.items()}
+        command_url, query_url = system.url("command-api"), system.url("query-api")
+        with RssWatcher(pids) as rss:
+            results["bookings"] = _booking_phase(
+                system,
+                options,
+                command_url,
+                query_url,
+                flights=8,
+                say=say,
+                name="booking throughput",
+            )
+            results["hot_flight"] = _booking_phase(
+                system, options, command_url, query_url, flights=1, say=say, name="hot flight"
+            )
+            say("read path ...")
+            read = ReadLoad(
+                settings=s,
+                query_url=query_url,
+                booking_ids=results["bookings"].pop("_booking_ids"),
+                clients=options.clients,
+                seconds=options.seconds,
+            ).run()
+            results["hot_flight"].pop("_booking_ids")
+            results["read_path"] = {
+                "req_per_s": read.completed / read.seconds,
+                "failed": read.failed,
+                "search": _latency(read.extra["search"]),
+                "get_booking": _latency(read.extra["booking"]),
+                "loadgen_cpu_percent": read.loadgen_cpu_percent,
+            }
+            results["projection_lag"] = _projection_lag(s)
+            results["relay"] = _relay_phase(system, options, say)
+            results["replay"] = _replay_phase(system, options, say)
+        results["peak_rss_mib"] = {name: round(peak / 2**20, 1) for name, peak in rss.peaks.items()}
+    finally:
+        system.close()
+    results["ratios"] = _ratios(results)
+    options.output.mkdir(parents=True, exist_ok=True)
+    path = options.output / f"bench-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    results["json_file"] = str(path)
+    return results
+
+
+def _booking_phase(
+    system: SystemUnderTest,
+    options: BenchOptions,
+    command_url: str,
+    query_url: str,
+    *,
+    flights: int,
+    say: Callable[[str], None],
+    name: str,
+) -> dict[str, Any]:
+    say(f"{name}: {options.clients} clients for {options.seconds:.0f}s ...")
+    s = system.settings
+    flight_ids = schedule_flights(command_url, s, flights, seats=1_000_000)
+    saga_url = system.url("saga")
+    retries_before = _metric(saga_url, "flightbook_saga_conflict_retries_total")
+    load = BookingLoad(
+        settings=s,
+        command_url=command_url,
+        query_url=query_url,
+        flights=flight_ids,
+        clients=options.clients,
+        seconds=options.seconds,
+    ).run()
+    retries = _metric(saga_url, "flightbook_saga_conflict_retries_total") - retries_before
+    return {
+        "confirmed_per_s": load.completed / load.seconds,
+        "confirmed": load.completed,
+        "failed": load.failed,
+        "command_latency": _latency(load.latencies),
+        "end_to_end_latency": _latency(load.end_to_end),
+        "concurrency_retries": retries,
+        "loadgen_cpu_percent": load.loadgen_cpu_percent,
+        "_booking_ids": load.booking_ids,
+    }
+
+
+def _projection_lag(settings: Settings) -> dict[str, float]:
+    """Commit in PostgreSQL → visible in the bookings read model, from the workers' markers."""
+    import pymongo
+
+    with psycopg.connect(require(settings.postgres_url, "postgres_url")) as conn:
+        committed = {
+            int(row[0]): dt.datetime.fromisoformat(str(row[1]))
+            for row in conn.execute(
+                "SELECT notification_id, convert_from(state, 'UTF8')::jsonb -> 'timestamp' "
+                "->> '_data_' FROM booking.bookings_events"
+            )
+        }
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        settings.mongo_url, tz_aware=True
+    )
+    with client:
+        markers = client[settings.mongo_database]["applied_events"].find(
+            {"_id": {"$regex": "^bookings:booking:"}}
+        )
+        lags = []
+        for marker in markers:
+            position = int(str(marker["_id"]).rsplit(":", 1)[1])
+            if position in committed and isinstance(marker.get("at"), dt.datetime):
+                lags.append((marker["at"] - committed[position]).total_seconds())
+    return {
+        "events": len(lags),
+        "p50_ms": round(percentile(lags, 50) * 1000, 1),
+        "p99_ms": round(percentile(lags, 99) * 1000, 1),
+        "max_ms": round(max(lags, default=0.0) * 1000, 1),
+    }
+
+
+def _fill_backlog(settings: Settings, count: int) -> None:
+    from flightbook.commands.applications import Inventory
+    from flightbook.domain.inventory import FlightInventory
+    from flightbook.domain.values import Cabin, Fare, Money
+
+    app = Inventory(require(settings.postgres_url, "postgres_url"))
+    departure = dt.datetime(2031, 7, 1, 10, tzinfo=dt.UTC)
+    fare = Fare(code="Y", cabin=Cabin.ECONOMY, price=Money(100, "EUR"), seats=10, refundable=False)
+    try:
+        for start in range(0, count, 1000):
+            app.record(
+                *(
+                    FlightInventory.schedule(
+                        flight_number="FB9",
+                        origin="CDG",
+                        destination="FRA",
+                        departure=departure,
+                        arrival=departure + dt.timedelta(hours=1),
+                        fares=[fare],
+                    )
+                    for _ in range(min(1000, count - start))
+                )
+            )
+    finally:
+        app.close()
+
+
+def _relay_phase(
+    system: SystemUnderTest, options: BenchOptions, say: Callable[[str], None]
+) -> dict[str, float]:
+    say(f"relay: backlog of {options.backlog} events ...")
+    s = system.settings
+    postgres = require(s.postgres_url, "postgres_url")
+    system.stop("relay")
+    _fill_backlog(s, options.backlog)
+    with psycopg.connect(postgres) as conn:
+        row = conn.execute("SELECT max(notification_id) FROM inventory.inventory_events").fetchone()
+    head = int(row[0]) if row and row[0] else 0
+    started = time.perf_counter()
+    system.start("relay")
+    while True:
+        with psycopg.connect(postgres) as conn:
+            done = conn.execute(
+                "SELECT position FROM relay.checkpoints WHERE context = 'inventory'"
+            ).fetchone()
+        if done and int(done[0]) >= head:
+            break
+        time.sleep(0.2)
+    took = time.perf_counter() - started
+    return {
+        "events": options.backlog,
+        "seconds": round(took, 2),
+        "events_per_s": options.backlog / took,
+    }
+
+
+def _replay_phase(
+    system: SystemUnderTest, options: BenchOptions, say: Callable[[str], None]
+) -> dict[str, float]:
+    env = {**os.environ, **system.settings.to_env()}
+    figures: dict[str, float] = {}
+    with psycopg.connect(str(system.settings.postgres_url)) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM booking.bookings_events) + "
+            "(SELECT count(*) FROM inventory.inventory_events)"
+        ).fetchone()
+    events = int(row[0]) if row else 0
+    for name, argv in (
+        ("rebuild_flights", ["projections", "rebuild", "flights"]),
+        ("rebuild_bookings", ["projections", "rebuild", "bookings"]),
+        ("audit_verify", ["audit", "verify"]),
+    ):
+        say(f"{' '.join(argv)} over {events} events ...")
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "flightbook.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        took = time.perf_counter() - started
+        figures[f"{name}_seconds"] = round(took, 2)
+        figures[f"{name}_events_per_s"] = events / took if done.returncode == 0 else 0.0
+        figures[f"{name}_exit_code"] = done.returncode
+    figures["events"] = events
+    return figures
+
+
+def _ratios(results: dict[str, Any]) -> dict[str, float]:
+    raw_limits = results.get("raw", {})
+    ratios: dict[str, float] = {}
+
+    def ratio(name: str, value: float | None, limit: float | None) -> None:
+        if value and limit:
+            ratios[name] = round(value / limit, 4)
+
+    bookings = results.get("bookings", {})
+    ratio(
+        "confirmed_bookings_vs_event_store_saves_8_threads",
+        bookings.get("confirmed_per_s"),
+        raw_limits.get("event_store_save_per_s_8_threads"),
+    )
+    ratio(
+        "hot_flight_vs_event_store_saves_1_thread",
+        results.get("hot_flight", {}).get("confirmed_per_s"),
+        raw_limits.get("event_store_save_per_s_1_thread"),
+    )
+    ratio(
+        "read_path_vs_http_hello",
+        results.get("read_path", {}).get("req_per_s"),
+        raw_limits.get("http_hello_req_per_s"),
+    )
+    ratio(
+        "relay_vs_broker_produce",
+        results.get("relay", {}).get("events_per_s"),
+        raw_limits.get("broker_produce_per_s_500b"),
+    )
+    return ratios
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """The figures as an aligned two-column table."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        elif isinstance(value, float):
+            rows.append((prefix, f"{value:,.2f}"))
+        else:
+            rows.append((prefix, str(value)))
+
+    for section in (
+        "raw",
+        "bookings",
+        "hot_flight",
+        "read_path",
+        "projection_lag",
+        "relay",
+        "replay",
+        "peak_rss_mib",
+        "ratios",
+    ):
+        walk(section, results.get(section, {}))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value:>14}" for name, value in rows)
