@@ -9,9 +9,9 @@ child process to a file and reports its peak RSS (ru_maxrss) and speed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-import contextlib
 import subprocess
 import sys
 import tempfile
@@ -22,7 +22,7 @@ import psutil
 from flightbook.commands.applications import Inventory
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
-from flightbook.services import migrate_all
+from flightbook.services import migrate_all, require
 from flightbook.settings import Settings
 from flightbook.stack.launcher import LocalStack
 from flightbook.stack.servers import KIND_BY_NAME
@@ -34,17 +34,24 @@ def main() -> None:
     states = LocalStack(settings, say=print).up()
     settings = settings.with_urls(**{KIND_BY_NAME[n].setting: s.url for n, s in states.items()})
     migrate_all(settings)
-    assert settings.postgres_url is not None
-    inventory = Inventory(settings.postgres_url)
+    inventory = Inventory(require(settings.postgres_url, "postgres_url"))
     have = inventory.recorder.max_notification_id() or 0
     departure = dt.datetime(2031, 1, 1, 10, tzinfo=dt.UTC)
-    fare = Fare(code="Y", cabin=Cabin.ECONOMY, price=Money(10000, "EUR"), seats=100,
-                refundable=False)
+    fare = Fare(
+        code="Y", cabin=Cabin.ECONOMY, price=Money(10000, "EUR"), seats=100, refundable=False
+    )
     while have < wanted:
-        batch = [FlightInventory.schedule(flight_number="FB1", origin="LHR", destination="JFK",
-                                          departure=departure,
-                                          arrival=departure + dt.timedelta(hours=8), fares=[fare])
-                 for _ in range(min(1000, wanted - have))]
+        batch = [
+            FlightInventory.schedule(
+                flight_number="FB1",
+                origin="LHR",
+                destination="JFK",
+                departure=departure,
+                arrival=departure + dt.timedelta(hours=8),
+                fares=[fare],
+            )
+            for _ in range(min(1000, wanted - have))
+        ]
         inventory.record(*batch)
         have += len(batch)
         print(f"filled {have}/{wanted}", file=sys.stderr, end="\r")
@@ -54,9 +61,22 @@ def main() -> None:
         with tempfile.NamedTemporaryFile(suffix=".jsonl") as out:
             started = time.perf_counter()
             child = subprocess.Popen(
-                [sys.executable, "-m", "flightbook.cli", "audit", "export", "--context",
-                 "inventory", "--to-position", str(size), "--output", out.name],
-                env=env, stderr=subprocess.DEVNULL)
+                [
+                    sys.executable,
+                    "-m",
+                    "flightbook.cli",
+                    "audit",
+                    "export",
+                    "--context",
+                    "inventory",
+                    "--to-position",
+                    str(size),
+                    "--output",
+                    out.name,
+                ],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
             peak = 0
             watched = psutil.Process(child.pid)
             while child.poll() is None:
@@ -65,8 +85,10 @@ def main() -> None:
                 time.sleep(0.02)
             took = time.perf_counter() - started
             lines = sum(1 for _ in open(out.name))  # noqa: SIM115
-        print(f"exported {lines} events in {took:.1f}s ({lines / took:,.0f} events/s); "
-              f"peak RSS of the export process: {peak / 2**20:.1f} MiB")
+        print(
+            f"exported {lines} events in {took:.1f}s ({lines / took:,.0f} events/s); "
+            f"peak RSS of the export process: {peak / 2**20:.1f} MiB"
+        )
 
 
 if __name__ == "__main__":

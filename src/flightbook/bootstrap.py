@@ -25,11 +25,13 @@ if TYPE_CHECKING:
 
     from litestar import Litestar
 
+    from flightbook.relay.process import RelayProcess
     from flightbook.saga.process import SagaProcess
 
 __all__ = (
     "build_command_api",
     "build_query_api",
+    "build_relay",
     "build_saga",
     "load_settings",
     "run_until_signalled",
@@ -213,3 +215,40 @@ def run_until_signalled(process: str, run: Callable[[], None], stop: Callable[[]
     run()
     structlog.get_logger().info("process.stopped", process=process)
 
+
+def build_relay(settings: Settings) -> tuple[RelayProcess, Callable[[], None]]:
+    """The relay process and a function that closes what it opened."""
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.contracts import CONTEXTS, topic_for
+    from flightbook.relay.process import KafkaBroker, RelayProcess
+    from flightbook.relay.relay import PostgresCheckpoints
+
+    url = require(settings.postgres_url, "postgres_url")
+    bootstrap = require(settings.kafka_bootstrap, "kafka_bootstrap")
+    bookings = Bookings(url, pool_size=2)
+    inventory = Inventory(url, pool_size=2)
+    payments = Payments(url, pool_size=2)
+    pool = ConnectionPool(url, min_size=1, max_size=3, open=True, name="relay")
+    relay = RelayProcess(
+        sources={"booking": bookings, "inventory": inventory, "payment": payments},
+        checkpoints=PostgresCheckpoints(pool),
+        broker=KafkaBroker(
+            bootstrap,
+            topics=[topic_for(settings.topic_prefix, context) for context in CONTEXTS],
+            partitions=settings.kafka_partitions,
+        ),
+        postgres_url=url,
+        topic_prefix=settings.topic_prefix,
+        batch_size=settings.relay_batch_size,
+        poll_seconds=settings.relay_poll_seconds,
+        registry=_registry(),
+    )
+
+    def close() -> None:
+        for app in (bookings, inventory, payments):
+            app.close()
+        pool.close()
+
+    return relay, close

@@ -85,6 +85,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     gateway_timeout_seconds: Seconds = 2.0
     gateway_max_elapsed_seconds: Seconds = 6.0
 
+    # the relay (event store -> Kafka)
+    relay_http_port: Port = 8011
+    relay_batch_size: Positive = 500
+    relay_poll_seconds: Seconds = 0.5
+
+    # the query API: how long a read-your-writes query waits for its read model
+    query_wait_seconds: Seconds = 2.0
+
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

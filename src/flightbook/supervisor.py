@@ -50,6 +50,7 @@ class ProcessSpec:
 PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("command-api", "commands/api.py", "command_port", api=True),
     ProcessSpec("saga", "commands/saga.py", "saga_http_port"),
+    ProcessSpec("relay", "commands/relay.py", "relay_http_port"),
     ProcessSpec("query-api", "queries/api.py", "query_port", api=True),
     ProcessSpec("auditor", "commands/auditor.py", "audit_http_port"),
 )

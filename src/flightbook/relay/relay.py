@@ -1,0 +1,304 @@
+"""One relay step: the next batch of a context's event log, published, acknowledged, checkpointed.
+
+At-least-once by construction: the checkpoint moves only after the broker acknowledged
+every message of the batch, so a crash anywhere before that publishes the batch again
+(duplicates, never losses). Ordered per aggregate: notifications are read in position
+order, each aggregate's events go to one partition (key = aggregate id), and the
+producer is idempotent, so retries inside one batch cannot reorder them.
+
+Gap safety comes from the writer side (DESIGN.md, "Event store"): the library's insert
+path takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` before it draws notification ids and
+holds it until commit, so positions become visible in commit order and a reader that
+has seen position N will never later find a new row below N.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from flightbook.contracts import CONTRACT_VERSION, encoder
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from confluent_kafka import KafkaError
+    from eventsourcing.persistence import Notification
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.contracts import Envelope
+
+__all__ = (
+    "BatchResult",
+    "Checkpoints",
+    "MemoryCheckpoints",
+    "NotificationLog",
+    "PostgresCheckpoints",
+    "Producer",
+    "RelayDeliveryError",
+    "headers_for",
+    "relay_batch",
+)
+
+_log = structlog.get_logger()
+
+
+class NotificationLog(Protocol):
+    """The slice of an eventsourcing ``ApplicationRecorder`` the relay reads."""
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]: ...
+
+
+class Producer(Protocol):
+    """The slice of ``confluent_kafka.Producer`` the relay needs."""
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        *,
+        headers: list[tuple[str, str | bytes | None]],
+        on_delivery: Callable[[KafkaError | None, object], None],
+    ) -> None: ...
+
+    def poll(self, timeout: float) -> int: ...
+
+    def flush(self, timeout: float) -> int: ...
+
+
+class Checkpoints(Protocol):
+    """Where the relay remembers, per context, the last position it has relayed."""
+
+    def position(self, context: str) -> int:
+        """The last relayed position of ``context`` (0 before the first)."""
+        ...
+
+    def advance(self, context: str, position: int) -> None:
+        """Record ``position`` as relayed; a position at or below the current one is ignored."""
+        ...
+
+
+class RelayDeliveryError(RuntimeError):
+    """The broker did not acknowledge every message of a batch; the checkpoint stayed put."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one :func:`relay_batch` call did."""
+
+    context: str
+    count: int = 0
+    """Notifications read (public and private); equal to the limit means there may be more."""
+    published: int = 0
+    """Messages produced and acknowledged."""
+    first_position: int | None = None
+    last_position: int | None = None
+    correlation_ids: int = 0
+    """Distinct non-empty correlation ids in the batch."""
+    duration_ms: float = 0.0
+
+
+@dataclass
+class _Acks:
+    """Delivery reports of one batch (confluent calls back from poll()/flush())."""
+
+    acknowledged: int = 0
+    errors: list[KafkaError] = field(default_factory=list)
+
+    def __call__(self, error: KafkaError | None, _message: object) -> None:
+        if error is None:
+            self.acknowledged += 1
+        else:
+            self.errors.append(error)
+
+
+def headers_for(envelope: Envelope) -> list[tuple[str, str | bytes | None]]:
+    """The Kafka headers of a message: enough to route or de-duplicate without decoding."""
+    return [
+        ("event-id", envelope.event_id.encode()),
+        ("type", envelope.type.encode()),
+        ("position", str(envelope.position).encode()),
+        ("correlation-id", envelope.correlation_id.encode()),
+        ("contract-version", str(CONTRACT_VERSION).encode()),
+    ]
+
+
+def relay_batch(
+    *,
+    context: str,
+    source: NotificationLog,
+    translate: Callable[[Notification], Envelope | None],
+    checkpoints: Checkpoints,
+    producer: Producer,
+    topic: str,
+    limit: int = 500,
+    timeout: float = 30.0,
+) -> BatchResult:
+    """Publish the next batch of ``context``'s log after its checkpoint; return what it did.
+
+    Every public event becomes one message on ``topic`` with key = the aggregate id
+    (UUID text, UTF-8). The batch counts as published only when the broker has
+    acknowledged every message of it; then the checkpoint advances to the batch's last
+    position. Private events (``translate`` returns None) advance it without a message.
+
+    Args:
+        context: The bounded context (its checkpoint's name).
+        source: Its notification log.
+        translate: Stored event -> envelope, or None for a private event.
+        checkpoints: Where the last relayed position is kept.
+        producer: An idempotent Kafka producer.
+        topic: Where the context's events go.
+        limit: Notifications read at most.
+        timeout: Seconds to wait for the acknowledgements.
+
+    Raises:
+        RelayDeliveryError: A message failed or was not acknowledged within ``timeout``;
+            nothing was checkpointed, and the next call publishes the batch again.
+    """
+    started = time.perf_counter()
+    after = checkpoints.position(context)
+    batch = source.select_notifications(start=after + 1, limit=limit)
+    if not batch:
+        return BatchResult(context=context)
+    acks = _Acks()
+    deadline = time.monotonic() + timeout
+    published = 0
+    correlation_ids: set[str] = set()
+    for notification in batch:
+        envelope = translate(notification)
+        if envelope is None:
+            continue  # private: nothing to publish, but the position still advances
+        _produce(
+            producer,
+            topic,
+            value=encoder.encode(envelope),
+            key=str(envelope.aggregate_id).encode(),
+            headers=headers_for(envelope),
+            on_delivery=acks,
+            deadline=deadline,
+        )
+        published += 1
+        if envelope.correlation_id:
+            correlation_ids.add(envelope.correlation_id)
+    if published:
+        remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+        if acks.errors:
+            raise RelayDeliveryError(
+                f"{len(acks.errors)} of {published} {context} messages failed: {acks.errors[0]}"
+            )
+        if remaining or acks.acknowledged != published:
+            raise RelayDeliveryError(
+                f"{published - acks.acknowledged} of {published} {context} messages "
+                f"not acknowledged within {timeout:.0f}s"
+            )
+    checkpoints.advance(context, batch[-1].id)
+    result = BatchResult(
+        context=context,
+        count=len(batch),
+        published=published,
+        first_position=batch[0].id,
+        last_position=batch[-1].id,
+        correlation_ids=len(correlation_ids),
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    _log.info(
+        "relay.published",
+        context=context,
+        first_position=result.first_position,
+        last_position=result.last_position,
+        count=result.count,
+        published=result.published,
+        correlation_ids=result.correlation_ids,
+        duration_ms=result.duration_ms,
+    )
+    return result
+
+
+def _produce(
+    producer: Producer,
+    topic: str,
+    *,
+    value: bytes,
+    key: bytes,
+    headers: list[tuple[str, str | bytes | None]],
+    on_delivery: Callable[[KafkaError | None, object], None],
+    deadline: float,
+) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+        except BufferError:  # the local queue is full: let deliveries drain it, then retry
+            if time.monotonic() >= deadline:
+                raise RelayDeliveryError("the producer's queue stayed full") from None
+            producer.poll(0.1)
+        else:
+            return
+
+
+class PostgresCheckpoints:
+    """Checkpoints in ``relay.checkpoints`` (``migrations/postgres/0004_relay_checkpoints.sql``).
+
+    Args:
+        pool: Connections to the event store's database. Owned by the caller.
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def position(self, context: str) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT position FROM relay.checkpoints WHERE context = %s", (context,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def advance(self, context: str, position: int) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO relay.checkpoints AS c (context, position, updated_at) "
+                "VALUES (%s, %s, now()) "
+                "ON CONFLICT (context) DO UPDATE "
+                "SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at "
+                "WHERE c.position < EXCLUDED.position",
+                (context, position),
+            )
+
+    def positions(self) -> dict[str, int]:
+        """Every context's checkpoint."""
+        with self._pool.connection() as conn:
+            rows = conn.execute("SELECT context, position FROM relay.checkpoints").fetchall()
+        return {str(context): int(position) for context, position in rows}
+
+    def ping(self) -> bool:
+        """True if PostgreSQL answers within a couple of seconds."""
+        with self._pool.connection(timeout=2.0) as conn:
+            conn.execute("SELECT 1")
+        return True
+
+
+class MemoryCheckpoints:
+    """Checkpoints in a dict: for tests and for one-off runs."""
+
+    def __init__(self, positions: dict[str, int] | None = None) -> None:
+        self._positions = dict(positions or {})
+
+    def position(self, context: str) -> int:
+        return self._positions.get(context, 0)
+
+    def advance(self, context: str, position: int) -> None:
+        self._positions[context] = max(position, self._positions.get(context, 0))
+
+    def positions(self) -> dict[str, int]:
+        return dict(self._positions)

@@ -1,0 +1,495 @@
+"""The relay process (commands/relay.py) under SIGKILL, SIGTERM and a broker that restarts empty."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import psycopg
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from psycopg import sql
+
+from flightbook.commands.applications import CONTEXTS as APPLICATIONS
+from flightbook.contracts import CONTEXTS, Envelope, decoder, topic_for
+from flightbook.domain.inventory import FlightInventory
+from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.metadata import recording
+from flightbook.settings import Settings
+from flightbook.stack.servers import KIND_BY_NAME
+
+from ...conftest import WriteSide
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[3]
+REPORTS = ROOT / ".flightbook" / "reports"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class RelayRunner:
+    """Starts, kills and stops ``commands/relay.py`` as a real process, by its pid."""
+
+    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
+        self.port = _free_port()
+        self.env = {
+            **os.environ,
+            **settings.to_env(),
+            "FLIGHTBOOK_RELAY_HTTP_PORT": str(self.port),
+            **env,
+        }
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    def start(self) -> RelayRunner:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "commands" / "relay.py")],
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.kills += 1
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit status (it finishes its batch first)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return self.process.returncode
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read().decode()
+
+    def wait_ready(self, timeout: float = 30.0, poll: float = 0.05) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            assert self.process.poll() is None, f"relay exited: {self.log.read_text()[-2000:]}"
+            try:
+                if self.get("/health/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(poll)
+        raise AssertionError("the relay did not become ready")
+
+    def metric(self, name: str) -> float:
+        """Sum of every sample of ``name`` on /metrics."""
+        _, text = self.get("/metrics")
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
+
+
+@pytest.fixture
+def relays() -> Iterator[list[RelayRunner]]:
+    started: list[RelayRunner] = []
+    yield started
+    for relay in started:
+        if relay.process is not None and relay.process.poll() is None:
+            relay.process.kill()
+            relay.process.wait()
+
+
+# -- reading back (the integration module has its own copy: test modules do not import each other)
+
+
+@dataclass(frozen=True)
+class Published:
+    partition: int
+    offset: int
+    key: bytes
+    envelope: Envelope
+
+
+def read_topic(
+    settings: Settings, topic: str, *, at_least: int, idle: float = 1.5
+) -> list[Published]:
+    """Everything on ``topic`` from the start: ``at_least`` records, then until ``idle`` seconds
+    pass without one (the local broker's high watermarks stop short: Tansu 0.6 reports the
+    last batch's base offset + 1)."""
+    assert settings.kafka_bootstrap is not None
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex}",
+            "session.timeout.ms": settings.kafka_session_timeout_ms,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        found: list[Published] = []
+        deadline, last_seen = time.monotonic() + 60, time.monotonic()
+        while len(found) < at_least or time.monotonic() - last_seen < idle:
+            assert time.monotonic() < deadline, f"read {len(found)} of {at_least} records"
+            for message in consumer.consume(num_messages=5000, timeout=0.2):
+                assert message.error() is None, message.error()
+                partition, offset = message.partition(), message.offset()
+                key, value = message.key(), message.value()
+                assert partition is not None
+                assert offset is not None
+                assert isinstance(key, bytes)
+                assert isinstance(value, bytes)
+                found.append(Published(partition, offset, key, decoder.decode(value)))
+                last_seen = time.monotonic()
+        return found
+    finally:
+        consumer.close()
+
+
+def partition_count(settings: Settings, topic: str) -> int:
+    assert settings.kafka_bootstrap is not None
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "meta"})
+    try:
+        return len(consumer.list_topics(timeout=10).topics[topic].partitions)
+    finally:
+        consumer.close()
+
+
+def stored_positions(settings: Settings) -> dict[str, list[int]]:
+    assert settings.postgres_url is not None
+    with psycopg.connect(settings.postgres_url) as conn:
+        return {
+            context: [
+                row[0]
+                for row in conn.execute(
+                    sql.SQL("SELECT notification_id FROM {} ORDER BY 1").format(
+                        sql.Identifier(app.schema, f"{app.name.lower()}_events")
+                    )
+                )
+            ]
+            for context, app in APPLICATIONS.items()
+        }
+
+
+def checkpoints_of(settings: Settings) -> dict[str, int]:
+    assert settings.postgres_url is not None
+    with psycopg.connect(settings.postgres_url) as conn:
+        rows = conn.execute("SELECT context, position FROM relay.checkpoints").fetchall()
+    return {str(context): int(position) for context, position in rows}
+
+
+def wait_until_relayed(settings: Settings, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        heads = {c: (p[-1] if p else 0) for c, p in stored_positions(settings).items()}
+        done = checkpoints_of(settings)
+        if all(done.get(c, 0) >= head for c, head in heads.items()):
+            return
+        assert time.monotonic() < deadline, f"relay behind: heads {heads}, checkpoints {done}"
+        time.sleep(0.1)
+
+
+def _flight(number: int) -> FlightInventory:
+    departure = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=number)
+    return FlightInventory.schedule(
+        flight_number=f"FB{number % 9000 + 1}",
+        origin="LHR",
+        destination="JFK",
+        departure=departure,
+        arrival=departure + dt.timedelta(hours=8),
+        fares=[
+            Fare(
+                code="Y",
+                cabin=Cabin.ECONOMY,
+                price=Money(45000, "EUR"),
+                seats=150,
+                refundable=False,
+            )
+        ],
+    )
+
+
+def _wait_for_progress(settings: Settings, timeout: float) -> None:
+    """Until the inventory checkpoint moves (or ``timeout`` passes)."""
+    assert settings.postgres_url is not None
+    query = "SELECT coalesce(max(position), 0) FROM relay.checkpoints WHERE context = 'inventory'"
+    with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
+
+        def position() -> int:
+            row = conn.execute(query).fetchone()
+            return int(row[0]) if row else 0
+
+        first, deadline = position(), time.monotonic() + timeout
+        while position() == first and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+
+def in_order_per_aggregate(published: list[Published]) -> dict[uuid.UUID, int]:
+    """What a consumer that skips versions it already applied ends with, per aggregate.
+
+    Fails if an aggregate shows up in two partitions, or if a version arrives before the
+    one just before it (a gap such a consumer could not fill).
+    """
+    applied: dict[uuid.UUID, int] = {}
+    partition_of: dict[uuid.UUID, int] = {}
+    for item in sorted(published, key=lambda p: (p.partition, p.offset)):
+        envelope = item.envelope
+        assert item.key == str(envelope.aggregate_id).encode()
+        assert partition_of.setdefault(envelope.aggregate_id, item.partition) == item.partition
+        last = applied.get(envelope.aggregate_id, 0)
+        assert envelope.aggregate_version <= last + 1, (envelope.aggregate_id, last, envelope)
+        applied[envelope.aggregate_id] = max(last, envelope.aggregate_version)
+    return applied
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+
+def test_killing_the_relay_at_random_moments_publishes_every_event_at_least_once(
+    settings: Settings, write_side: WriteSide, relays: list[RelayRunner], tmp_path: Path
+) -> None:
+    """10,000 events are written in 100 transactions (100 new flights each, or fare changes
+    of ten earlier flights) while the relay is SIGKILLed 20 times, each a random moment
+    after it came up again, when it is catching up with what was written while it was
+    down. Afterwards every event is on Kafka, each aggregate's events in one partition
+    and in order once duplicates are skipped; the duplicates are counted and reported
+    (``.flightbook/reports/relay_crash.json``)."""
+    started = time.monotonic()
+    relay = RelayRunner(settings, tmp_path / "relay.log", FLIGHTBOOK_RELAY_POLL_SECONDS="0.1")
+    relays.append(relay)
+    rng = random.Random(20)
+    scheduled: list[uuid.UUID] = []
+    changed_versions: collections.Counter[uuid.UUID] = collections.Counter()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for chunk in range(100):
+                with recording(actor="ops", correlation_id=f"chunk-{chunk}"):
+                    if chunk % 10 == 9:  # ten earlier flights get ten new prices each
+                        ids = scheduled[chunk * 10 : chunk * 10 + 10]
+                        flights = [write_side.flight(f) for f in ids]
+                        for flight in flights:
+                            for step in range(10):
+                                flight.change_fare("Y", price=Money(46000 + step, "EUR"))
+                                changed_versions[flight.id] += 1
+                    else:
+                        flights = [_flight(chunk * 100 + n) for n in range(100)]
+                        scheduled.extend(f.id for f in flights)
+                    write_side.inventory.record(*flights)
+                time.sleep(0.15)
+        except BaseException as exc:
+            failures.append(exc)
+
+    writer = threading.Thread(target=write, name="writer")
+    writer.start()
+    try:
+        while writer.is_alive() or relay.kills < 20:
+            relay.start().wait_ready(poll=0.01)
+            if relay.kills % 2:
+                time.sleep(rng.uniform(0.0, 1.0))  # anywhere: warming up, publishing, idle
+            else:  # just after a batch was checkpointed: in the next one if there is a backlog
+                _wait_for_progress(settings, timeout=5.0)
+                time.sleep(rng.uniform(0.0, 0.02))
+            relay.kill()
+            if relay.kills >= 20 and writer.is_alive():
+                writer.join()
+    finally:
+        writer.join()
+    assert failures == []
+    relay.start().wait_ready()  # ready: its SIGTERM handler is in place
+    wait_until_relayed(settings, timeout=60)
+    assert relay.stop() == 0  # SIGTERM: finish the batch in hand, checkpoint, exit cleanly
+
+    stored = stored_positions(settings)["inventory"]
+    topic = topic_for(settings.topic_prefix, "inventory")
+    published = read_topic(settings, topic, at_least=len(stored))
+    positions = collections.Counter(p.envelope.position for p in published)
+    duplicates = len(published) - len(positions)
+    report = {
+        "events": len(stored),
+        "messages": len(published),
+        "duplicates": duplicates,
+        "sigkills": relay.kills,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS / "relay_crash.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nrelay crash test: {report}")  # the figure this test exists for
+
+    assert len(stored) == 10_000
+    assert relay.kills >= 20
+    assert sorted(positions) == stored  # every event at least once, nothing else
+    applied = in_order_per_aggregate(published)
+    assert applied == {f: 1 + changed_versions[f] for f in scheduled}
+
+
+def test_sigterm_stops_after_the_batch_in_hand_and_a_restart_publishes_no_duplicate(
+    settings: Settings, write_side: WriteSide, relays: list[RelayRunner], tmp_path: Path
+) -> None:
+    """A graceful stop checkpoints everything it published, so nothing is published twice."""
+    with recording(actor="ops"):
+        for start in range(0, 3000, 100):
+            write_side.inventory.record(*(_flight(start + n) for n in range(100)))
+    relay = RelayRunner(settings, tmp_path / "relay.log", FLIGHTBOOK_RELAY_BATCH_SIZE="50")
+    relays.append(relay)
+    relay.start()
+    deadline = time.monotonic() + 30
+    while checkpoints_of(settings).get("inventory", 0) == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    assert relay.stop() == 0
+    stopped_at = checkpoints_of(settings)["inventory"]
+    assert stopped_at % 50 == 0 or stopped_at == 3000  # a batch boundary
+    relay.start().wait_ready()
+    wait_until_relayed(settings)
+    assert relay.stop() == 0
+
+    topic = topic_for(settings.topic_prefix, "inventory")
+    published = read_topic(settings, topic, at_least=3000)
+    assert sorted(p.envelope.position for p in published) == list(range(1, 3001))
+
+
+class PrivateBroker:
+    """A Tansu broker for one test, restartable on the same port.
+
+    Not the session's broker: LocalStack keeps a killed server's port only if a plain
+    bind() succeeds, and the killed broker's connections keep the port in TIME_WAIT for a
+    minute, so ``test_stack.up()`` would move the session's broker to another port under
+    every later test. Tansu itself binds with SO_REUSEADDR, so this one comes back on its
+    port at once - empty, as the local broker always does.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.kind = KIND_BY_NAME["kafka"]
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.url = self.kind.url(self.port)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.kind.prepare(self.data_dir)
+        with (self.data_dir / "broker.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.kind.command(self.data_dir, self.port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+            )
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            assert self.process.poll() is None, (self.data_dir / "broker.log").read_text()
+            assert time.monotonic() < deadline, "the private broker did not answer"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def _answers(self) -> bool:
+        probe = Consumer({"bootstrap.servers": self.url, "group.id": "probe", "log_level": 0})
+        try:
+            probe.list_topics(timeout=2)
+        except KafkaException:
+            return False
+        finally:
+            probe.close()
+        return True
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(tmp_path / "kafka")
+    broker.start()
+    yield broker
+    broker.kill()
+
+
+def test_a_broker_that_comes_back_empty_gets_its_topics_and_every_unpublished_event(
+    settings: Settings,
+    write_side: WriteSide,
+    relays: list[RelayRunner],
+    private_broker: PrivateBroker,
+    tmp_path: Path,
+) -> None:
+    """The broker dies and comes back with nothing; the writers never notice; the relay
+    re-creates the topics with the configured partitions and publishes exactly the events
+    after its checkpoint. It does not publish history again: its checkpoint says those
+    were acknowledged, and consumers that lost them catch up from the event store."""
+    on_private = msgspec.structs.replace(settings, kafka_bootstrap=private_broker.url)
+    relay = RelayRunner(on_private, tmp_path / "relay.log", FLIGHTBOOK_RELAY_POLL_SECONDS="0.1")
+    relays.append(relay)
+    relay.start().wait_ready()
+    flight_id = write_side.schedule_flight(seats=100)
+    for n in range(20):
+        write_side.request_booking(flight_id, customer=f"before-{n}")
+    wait_until_relayed(on_private)
+    before = checkpoints_of(on_private)
+
+    private_broker.kill()
+    writing = time.monotonic()
+    for n in range(30):
+        write_side.request_booking(flight_id, customer=f"during-{n}")
+    for _ in range(5):
+        write_side.schedule_flight()
+    assert time.monotonic() - writing < 10  # the write side does not wait for the broker
+    time.sleep(2.0)
+    assert checkpoints_of(on_private) == before  # nothing counts as published without a broker
+    private_broker.start()  # same port, no topics, no messages
+
+    wait_until_relayed(on_private, timeout=60)
+    relay.wait_ready()
+    stored = stored_positions(on_private)
+    for context in CONTEXTS:
+        topic = topic_for(on_private.topic_prefix, context)
+        assert partition_count(on_private, topic) == settings.kafka_partitions
+    expected = {c: [p for p in stored[c] if p > before.get(c, 0)] for c in CONTEXTS}
+    assert [len(expected[c]) for c in CONTEXTS] == [30, 5, 0]
+    for context in ("booking", "inventory"):
+        topic = topic_for(on_private.topic_prefix, context)
+        published = read_topic(on_private, topic, at_least=len(expected[context]), idle=1.0)
+        assert sorted({p.envelope.position for p in published}) == expected[context]
+    assert relay.metric("flightbook_relay_errors_total") > 0
+    assert relay.stop() == 0
