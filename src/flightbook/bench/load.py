@@ -16,6 +16,8 @@ from flightbook.auth import mint_token
 from flightbook.bench.client import HttpConnection
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from flightbook.settings import Settings
 
 __all__ = ("BookingLoad", "LoadResult", "ReadLoad", "schedule_flights")
@@ -36,6 +38,27 @@ class LoadResult:
     positions: list[str] = field(default_factory=list)
     loadgen_cpu_percent: float = 0.0
     extra: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _drive(
+    client: Callable[[int, float, LoadResult], Awaitable[None]],
+    clients: int,
+    seconds: float,
+    result: LoadResult,
+) -> LoadResult:
+    """Run ``clients`` copies of ``client`` for ``seconds``; note the load generator's CPU."""
+
+    async def run() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(client(n, deadline, result) for n in range(clients)))
+
+    me = psutil.Process()
+    me.cpu_percent(None)
+    started = time.perf_counter()
+    asyncio.run(run())
+    result.seconds = time.perf_counter() - started
+    result.loadgen_cpu_percent = me.cpu_percent(None)
+    return result
 
 
 def _port(url: str) -> int:
@@ -104,18 +127,7 @@ class BookingLoad:
         self._seconds = seconds
 
     def run(self) -> LoadResult:
-        return asyncio.run(self._run())
-
-    async def _run(self) -> LoadResult:
-        result = LoadResult()
-        me = psutil.Process()
-        me.cpu_percent(None)
-        deadline = time.perf_counter() + self._seconds
-        started = time.perf_counter()
-        await asyncio.gather(*(self._client(n, deadline, result) for n in range(self._clients)))
-        result.seconds = time.perf_counter() - started
-        result.loadgen_cpu_percent = me.cpu_percent(None)
-        return result
+        return _drive(self._client, self._clients, self._seconds, LoadResult())
 
     async def _client(self, number: int, deadline: float, result: LoadResult) -> None:
         token = mint_token(
@@ -202,18 +214,8 @@ class ReadLoad:
         self._ratio = searches_per_booking
 
     def run(self) -> LoadResult:
-        return asyncio.run(self._run())
-
-    async def _run(self) -> LoadResult:
         result = LoadResult(extra={"search": [], "booking": []})
-        me = psutil.Process()
-        me.cpu_percent(None)
-        deadline = time.perf_counter() + self._seconds
-        started = time.perf_counter()
-        await asyncio.gather(*(self._client(n, deadline, result) for n in range(self._clients)))
-        result.seconds = time.perf_counter() - started
-        result.loadgen_cpu_percent = me.cpu_percent(None)
-        return result
+        return _drive(self._client, self._clients, self._seconds, result)
 
     async def _client(self, number: int, deadline: float, result: LoadResult) -> None:
         agent = mint_token(
