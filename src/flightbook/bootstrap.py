@@ -6,7 +6,7 @@ The files in ``commands/``, ``queries/`` and ``projections/`` call these and not
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import psycopg
 import pymongo
@@ -21,15 +21,17 @@ from flightbook.services import require
 from flightbook.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from litestar import Litestar
 
+    from flightbook.projections.worker import ProjectionWorker
     from flightbook.relay.process import RelayProcess
     from flightbook.saga.process import SagaProcess
 
 __all__ = (
     "build_command_api",
+    "build_projection_worker",
     "build_query_api",
     "build_relay",
     "build_saga",
@@ -139,11 +141,30 @@ def build_command_api(settings: Settings) -> Litestar:
 
 
 def build_query_api(settings: Settings) -> Litestar:
-    checks = {
-        "mongo": mongo_check(require(settings.mongo_url, "mongo_url")),
-        "redis": redis_check(require(settings.redis_url, "redis_url")),
-    }
-    return create_query_app(settings, checks=checks, registry=_registry())
+    """The query API on MongoDB and Redis; its clients open and close with the app."""
+    from contextlib import asynccontextmanager
+
+    from flightbook.queries.stores import ReadModels, mongo_redis_read_models
+
+    mongo_url = require(settings.mongo_url, "mongo_url")
+    redis_url = require(settings.redis_url, "redis_url")
+    checks = {"mongo": mongo_check(mongo_url), "redis": redis_check(redis_url)}
+
+    @asynccontextmanager
+    async def read_models() -> AsyncIterator[ReadModels]:
+        mongo: pymongo.AsyncMongoClient[dict[str, Any]] = pymongo.AsyncMongoClient(
+            mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000
+        )
+        cache = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2)
+        try:
+            yield mongo_redis_read_models(
+                mongo[settings.mongo_database], cache, redis_prefix=settings.redis_prefix
+            )
+        finally:
+            await cache.aclose()
+            await mongo.close()
+
+    return create_query_app(settings, checks=checks, registry=_registry(), read_models=read_models)
 
 
 def serve_http(app: Litestar, *, host: str, port: int, process: str) -> None:
@@ -252,3 +273,42 @@ def build_relay(settings: Settings) -> tuple[RelayProcess, Callable[[], None]]:
         pool.close()
 
     return relay, close
+
+
+def build_projection_worker(
+    settings: Settings, name: str
+) -> tuple[ProjectionWorker, Callable[[], None]]:
+    """A projection worker (``bookings`` or ``flights``) and a function that closes its clients."""
+    from confluent_kafka import Consumer
+
+    from flightbook.contracts import topic_for
+    from flightbook.projections.services import open_services
+    from flightbook.projections.worker import ProjectionWorker, consumer_config
+
+    bootstrap = require(settings.kafka_bootstrap, "kafka_bootstrap")
+    services = open_services(settings, name=f"projection-{name}")
+    try:
+        services.progress.ensure_indexes()
+        engine = services.engine(name)
+    except Exception:
+        services.close()
+        raise
+    config = consumer_config(
+        bootstrap,
+        group=f"{settings.topic_prefix}.projection.{name}",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        client_id=f"flightbook-projection-{name}",
+    )
+    worker = ProjectionWorker(
+        engine=engine,
+        progress=services.progress,
+        reader=services.reader,
+        consumer_factory=lambda: Consumer(config),
+        topic=topic_for(settings.topic_prefix, engine.kind.context),
+        registry=_registry(),
+        batch_size=settings.projection_batch_size,
+        poll_seconds=settings.projection_poll_seconds,
+        broker_check_seconds=settings.projection_broker_check_seconds,
+        stall_seconds=settings.projection_stall_seconds,
+    )
+    return worker, services.close

@@ -164,6 +164,10 @@ def _parser() -> argparse.ArgumentParser:
     from flightbook.audit.cli import add_audit_commands
 
     add_audit_commands(sub)
+
+    from flightbook.projections.cli import add_projection_commands
+
+    add_projection_commands(sub)
     return parser
 
 

@@ -93,6 +93,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # the query API: how long a read-your-writes query waits for its read model
     query_wait_seconds: Seconds = 2.0
 
+    # the projection workers (Kafka -> MongoDB and Redis)
+    projection_bookings_http_port: Port = 8013
+    projection_flights_http_port: Port = 8014
+    projection_batch_size: Positive = 500
+    projection_poll_seconds: Seconds = 0.5
+    projection_broker_check_seconds: Seconds = 5.0
+    projection_stall_seconds: Seconds = 30.0
+
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

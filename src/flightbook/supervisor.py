@@ -51,6 +51,8 @@ PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("command-api", "commands/api.py", "command_port", api=True),
     ProcessSpec("saga", "commands/saga.py", "saga_http_port"),
     ProcessSpec("relay", "commands/relay.py", "relay_http_port"),
+    ProcessSpec("bookings-projection", "projections/bookings.py", "projection_bookings_http_port"),
+    ProcessSpec("flights-projection", "projections/flights.py", "projection_flights_http_port"),
     ProcessSpec("query-api", "queries/api.py", "query_port", api=True),
     ProcessSpec("auditor", "commands/auditor.py", "audit_http_port"),
 )

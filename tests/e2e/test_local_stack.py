@@ -148,6 +148,7 @@ def test_a_bad_setting_is_one_line_naming_the_variable(state_dir: Path) -> None:
 def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir: Path) -> None:
     command_port, query_port, saga_port, audit_port = (_free_port() for _ in range(4))
     relay_port = _free_port()
+    bookings_projection_port, flights_projection_port = _free_port(), _free_port()
     env = _env(
         state_dir,
         FLIGHTBOOK_COMMAND_PORT=str(command_port),
@@ -155,6 +156,8 @@ def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir:
         FLIGHTBOOK_SAGA_HTTP_PORT=str(saga_port),
         FLIGHTBOOK_AUDIT_HTTP_PORT=str(audit_port),
         FLIGHTBOOK_RELAY_HTTP_PORT=str(relay_port),
+        FLIGHTBOOK_PROJECTION_BOOKINGS_HTTP_PORT=str(bookings_projection_port),
+        FLIGHTBOOK_PROJECTION_FLIGHTS_HTTP_PORT=str(flights_projection_port),
     )
     up = subprocess.Popen(
         [*FLIGHTBOOK, "up"],
@@ -180,7 +183,15 @@ def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir:
         everything = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
         everything |= set(_server_pids(state_dir).values())
 
-        for port in (command_port, query_port, saga_port, audit_port, relay_port):
+        for port in (
+            command_port,
+            query_port,
+            saga_port,
+            audit_port,
+            relay_port,
+            bookings_projection_port,
+            flights_projection_port,
+        ):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready") as response:
                 assert json.load(response)["status"] == "ok"
 

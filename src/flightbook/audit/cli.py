@@ -115,6 +115,14 @@ def add_audit_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     integrity.set_defaults(handler=_integrity)
 
+    verify = verbs.add_parser(
+        "verify",
+        help="rebuild every read model in memory from the event store and compare it with "
+        "MongoDB and Redis; exit 1 on any difference",
+    )
+    verify.add_argument("--limit", type=int, default=200, help="differences shown at most")
+    verify.set_defaults(handler=_verify)
+
 
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
@@ -279,3 +287,9 @@ def _integrity(settings: Settings, args: argparse.Namespace) -> int:
                     + (f", {unsealed} newer events not sealed yet" if unsealed else "")
                 )
     return 1 if broken else 0
+
+
+def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    from flightbook.projections.cli import verify_read_models
+
+    return verify_read_models(settings, postgres_url=audit_url(settings), limit=args.limit)

@@ -1,20 +1,548 @@
-"""The query HTTP API (port 8001): GET endpoints over the MongoDB and Redis read models."""
+"""The query HTTP API (port 8001): GET endpoints over the MongoDB and Redis read models.
+
+=======================================  ============================  =======================
+route                                    who                           answer
+=======================================  ============================  =======================
+``GET /flights?origin&destination&date``  any valid token              ``{"items", "next_cursor"}``
+``GET /flights/{id}``                    any valid token               a flight
+``GET /bookings``                        any valid token (own only)    ``{"items", "next_cursor"}``
+``GET /bookings/{id}``                   owner, agent, auditor         a booking
+``GET /analytics/sales?from&to``         analyst                       ``{"items", "next_cursor"}``
+``GET /analytics/load-factor?flight_id`` analyst                       per fare and overall
+``GET /analytics/funnel?from&to``        analyst                       per day and totals
+=======================================  ============================  =======================
+
+- A booking someone may not see is a ``404`` identical to that of a booking that does not
+  exist (same body, same headers), so ids cannot be probed.
+- Lists are paged with an opaque ``cursor`` (``next_cursor`` of the previous page) and
+  ``limit`` (1..100, default 20; sales 1..1000, default 100); analytics periods span at
+  most 366 days.
+- Read-your-writes: with ``X-Flightbook-After`` (a command's ``X-Flightbook-Position``) the
+  flight routes wait for the ``flights`` read model and the booking routes for ``bookings``
+  (:mod:`.freshness`), up to ``query_wait_seconds``, else ``503`` with ``Retry-After: 1``.
+  Analytics routes do not wait (their read model is recomputed, not position-tracked).
+- Every answer carries ``X-Request-ID`` (the caller's or a new one); errors are problem
+  documents naming the field. Each request is counted
+  (``flightbook_queries_total{endpoint, status}``), timed
+  (``flightbook_query_duration_seconds{endpoint, status}``) and logged once
+  (``query.handled``).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import datetime as dt
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
 
+import structlog
+from litestar import Controller, Request, Router, get
+from litestar.datastructures import Headers, MutableScopeHeaders, ResponseHeader, State
+from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import ValidationException
+from litestar.middleware import ASGIMiddleware
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, QueryParameter
+from prometheus_client import Counter, Histogram
+
+from flightbook.auth import Principal
+from flightbook.commands.responses import ProblemDocument
+from flightbook.http_auth import (
+    BEARER_SECURITY,
+    BearerSecurityPlugin,
+    bearer_guard,
+    provide_principal,
+    requires,
+)
+from flightbook.positions import PositionTokenError, decode_positions
+from flightbook.problems import PROBLEM_JSON, Problem, problem_response
+from flightbook.queries.cursors import CursorError
+from flightbook.queries.freshness import NotCaughtUpError
+from flightbook.queries.models import (
+    BookingPage,
+    BookingView,
+    FlightPage,
+    FlightView,
+    FunnelReport,
+    LoadFactorReport,
+    SalesPage,
+)
+from flightbook.queries.service import MAX_PAGE, QueryService
 from flightbook.web import create_app
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+    from contextlib import AbstractAsyncContextManager
 
-    from litestar import Litestar
+    from litestar import Litestar, Response
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
     from prometheus_client import CollectorRegistry
 
+    from flightbook.queries.stores import ReadModels
     from flightbook.settings import Settings
 
-__all__ = ("create_query_app",)
+__all__ = (
+    "AFTER_HEADER",
+    "MAX_PERIOD_DAYS",
+    "AnalyticsController",
+    "BookingController",
+    "FlightController",
+    "QueryMetrics",
+    "create_query_app",
+)
+
+AFTER_HEADER = "X-Flightbook-After"
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_PERIOD_DAYS = 366
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SERVICE_STATE_KEY = "flightbook_query_service"
+_log = structlog.get_logger("flightbook.queries")
+
+_WIRE_NAMES = {
+    "start": "from",
+    "end": "to",
+    "after": AFTER_HEADER,
+    "x-flightbook-after": AFTER_HEADER,
+    "request_id": REQUEST_ID_HEADER,
+    "x-request-id": REQUEST_ID_HEADER,
+}
+"""Handler parameter (or lower-cased header) names -> the name a client sent."""
+_MISSING_PARAMETER = re.compile(r"Missing required (?P<kind>\w+) parameter '(?P<name>[^']+)'")
+
+_PROBLEM_DESCRIPTIONS = {
+    400: "A bad query parameter, cursor or header (the problem's field names it)",
+    401: "No valid bearer token (WWW-Authenticate: Bearer)",
+    403: "The token lacks the role this needs",
+    404: "No such resource, or not yours",
+    503: (
+        "X-Flightbook-After was given and the read model has not caught up within the "
+        "bound; retry after Retry-After seconds"
+    ),
+}
+
+
+def _problems(*statuses: int) -> dict[int, ResponseSpec]:
+    return {
+        status: ResponseSpec(
+            data_container=ProblemDocument,
+            description=_PROBLEM_DESCRIPTIONS[status],
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+# -- parameters -----------------------------------------------------------------------------
+
+Iata = Annotated[
+    str, QueryParameter(pattern="^[A-Z]{3}$", description="IATA airport code (3 capital letters)")
+]
+OptionalIata = Annotated[
+    str | None, QueryParameter(pattern="^[A-Z]{3}$", description="IATA airport code, to filter on")
+]
+Day = Annotated[dt.date, QueryParameter(description="Departure day (UTC), YYYY-MM-DD")]
+Cursor = Annotated[
+    str | None,
+    QueryParameter(description="The previous page's next_cursor (opaque)", max_length=512),
+]
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Page size, 1..100")]
+SalesLimit = Annotated[int, QueryParameter(ge=1, le=1000, description="Page size, 1..1000")]
+PeriodStart = Annotated[dt.date, QueryParameter(name="from", description="First day, YYYY-MM-DD")]
+PeriodEnd = Annotated[
+    dt.date,
+    QueryParameter(name="to", description=f"Last day, YYYY-MM-DD; at most {MAX_PERIOD_DAYS} days"),
+]
+After = Annotated[
+    str | None,
+    HeaderParameter(
+        name=AFTER_HEADER,
+        required=False,
+        description=(
+            "A command's X-Flightbook-Position: answer only once the read model has applied "
+            "those positions (else 503 with Retry-After)"
+        ),
+    ),
+]
+
+
+# -- per-request telemetry ------------------------------------------------------------------
+
+
+class QueryMetrics:
+    """The query API's Prometheus metrics, in the process's registry.
+
+    Args:
+        registry: where to register them (never the global registry).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.queries = Counter(
+            "flightbook_queries",
+            "Queries handled, by endpoint and HTTP status",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "flightbook_query_duration_seconds",
+            "Time to answer a query, by endpoint and HTTP status",
+            ["endpoint", "status"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+
+    def __deepcopy__(self, _memo: dict[int, object]) -> QueryMetrics:
+        # Litestar deep-copies a router (and its middleware) when it registers it;
+        # the metrics must stay the ones in the registry.
+        return self
+
+
+class QueryTelemetry(ASGIMiddleware):
+    """Correlation id, one ``query.handled`` log line, count and latency per request."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, metrics: QueryMetrics) -> None:
+        self.metrics = metrics
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        started = time.perf_counter()
+        given = Headers.from_scope(scope).get(REQUEST_ID_HEADER)
+        acceptable = given is None or _REQUEST_ID.fullmatch(given) is not None
+        correlation_id = given if given and acceptable else str(uuid.uuid4())
+        handler = scope["route_handler"]
+        endpoint = handler.name or handler.handler_name
+        status = 500
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = correlation_id
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+            try:
+                if not acceptable:
+                    # As on the command API (where it is stored with the events): refused.
+                    status = 400
+                    raise Problem(
+                        400,
+                        "invalid_request",
+                        f"{REQUEST_ID_HEADER} must be 1 to 64 letters, digits, '.', '_' or '-'",
+                        field=REQUEST_ID_HEADER,
+                        headers={REQUEST_ID_HEADER: correlation_id},
+                    )
+                await next_app(scope, receive, send_with_request_id)
+            finally:
+                elapsed = time.perf_counter() - started
+                labels = {"endpoint": endpoint, "status": str(status)}
+                self.metrics.queries.labels(**labels).inc()
+                self.metrics.duration.labels(**labels).observe(elapsed)
+                _log.info(
+                    "query.handled",
+                    correlation_id=correlation_id,
+                    endpoint=endpoint,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+
+
+def _on_validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A bad parameter as a problem naming it as the client sent it (``from``, not ``start``)."""
+    errors: list[dict[str, str]] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key = str(item.get("key") or "")
+        source = str(getattr(item.get("source"), "value", item.get("source")) or "")
+        errors.append(
+            {
+                "field": _WIRE_NAMES.get(key, key) or "query",
+                "message": str(item.get("message", "")),
+                **({"source": source} if source else {}),
+            }
+        )
+    if not errors:
+        detail = str(exc.detail)
+        missing = _MISSING_PARAMETER.search(detail)
+        if missing is not None:
+            name = missing.group("name")
+            kind = missing.group("kind")
+            errors.append(
+                {
+                    "field": _WIRE_NAMES.get(name.lower(), name),
+                    "message": f"the {kind} parameter is required",
+                    "source": kind,
+                }
+            )
+        else:
+            errors.append({"field": "query", "message": detail})
+    first = errors[0]
+    return problem_response(
+        400,
+        "invalid_request",
+        f"{first['field']}: {first['message']}",
+        field=first["field"],
+        extra={"errors": errors},
+    )
+
+
+# -- helpers of the routes ------------------------------------------------------------------
+
+
+def _positions(after: str | None) -> dict[str, int]:
+    if after is None:
+        return {}
+    try:
+        return decode_positions(after)
+    except PositionTokenError:
+        raise Problem(
+            400,
+            "invalid_request",
+            f"{AFTER_HEADER} must be an X-Flightbook-Position token of the command API",
+            field=AFTER_HEADER,
+        ) from None
+
+
+async def _caught_up(service: QueryService, read_model: str, after: str | None) -> bool:
+    """Wait for ``read_model`` to apply ``after``; True if the request asked to wait."""
+    positions = _positions(after)
+    if not positions:
+        return False
+    try:
+        await service.wait_for(read_model, positions)
+    except NotCaughtUpError as exc:
+        raise Problem(
+            503,
+            "not_caught_up",
+            f"{exc}; retry shortly",
+            headers={"Retry-After": "1"},
+        ) from None
+    return True
+
+
+def _bad_cursor() -> Problem:
+    return Problem(
+        400, "invalid_request", "cursor: not a cursor this list gave out", field="cursor"
+    )
+
+
+def _period(start: dt.date, end: dt.date) -> None:
+    if end < start:
+        raise Problem(400, "invalid_request", "to: must not be before from", field="to")
+    if (end - start).days + 1 > MAX_PERIOD_DAYS:
+        raise Problem(
+            400,
+            "invalid_request",
+            f"to: the period may span at most {MAX_PERIOD_DAYS} days",
+            field="to",
+        )
+
+
+# -- routes ---------------------------------------------------------------------------------
+
+
+class FlightController(Controller):
+    path = "/flights"
+    tags = ("flights",)
+
+    @get(
+        "/",
+        name="search_flights",
+        opt=requires(),
+        summary="Flights of a route on a day, by departure, with fares and seats left",
+        responses=_problems(400, 401, 503),
+    )
+    async def search_flights(
+        self,
+        origin: Iata,
+        destination: Iata,
+        date: Day,
+        service: NamedDependency[QueryService],
+        after: After = None,
+        cursor: Cursor = None,
+        limit: Limit = 20,
+    ) -> FlightPage:
+        # After a write, skip the cache: it may hold an answer from before that write.
+        fresh = await _caught_up(service, "flights", after)
+        try:
+            return await service.search_flights(
+                origin, destination, date, cursor=cursor, limit=limit, use_cache=not fresh
+            )
+        except CursorError:
+            raise _bad_cursor() from None
+
+    @get(
+        "/{flight_id:uuid}",
+        name="get_flight",
+        opt=requires(),
+        summary="One flight",
+        responses=_problems(400, 401, 404, 503),
+    )
+    async def get_flight(
+        self,
+        flight_id: FromPath[UUID],
+        service: NamedDependency[QueryService],
+        after: After = None,
+    ) -> FlightView:
+        await _caught_up(service, "flights", after)
+        found = await service.flight(flight_id)
+        if found is None:
+            raise Problem(404, "not_found", f"flight {flight_id} not found")
+        return found
+
+
+class BookingController(Controller):
+    path = "/bookings"
+    tags = ("bookings",)
+
+    @get(
+        "/",
+        name="list_bookings",
+        opt=requires(),
+        summary="The caller's bookings, newest first",
+        responses=_problems(400, 401, 503),
+    )
+    async def list_bookings(
+        self,
+        service: NamedDependency[QueryService],
+        principal: NamedDependency[Principal],
+        after: After = None,
+        cursor: Cursor = None,
+        limit: Limit = 20,
+    ) -> BookingPage:
+        await _caught_up(service, "bookings", after)
+        try:
+            return await service.bookings_of(principal, cursor=cursor, limit=limit)
+        except CursorError:
+            raise _bad_cursor() from None
+
+    @get(
+        "/{booking_id:uuid}",
+        name="get_booking",
+        opt=requires(),
+        summary="One booking: its customer, an agent or an auditor (anyone else: 404)",
+        responses=_problems(400, 401, 404, 503),
+    )
+    async def get_booking(
+        self,
+        booking_id: FromPath[UUID],
+        service: NamedDependency[QueryService],
+        principal: NamedDependency[Principal],
+        after: After = None,
+    ) -> BookingView:
+        await _caught_up(service, "bookings", after)
+        found = await service.booking(booking_id, principal)
+        if found is None:
+            # Unknown, or not the caller's: the same answer, which does not even repeat
+            # the id, so that two answers can be compared byte for byte.
+            raise Problem(404, "not_found", "no such booking")
+        return found
+
+
+class AnalyticsController(Controller):
+    path = "/analytics"
+    tags = ("analytics",)
+
+    @get(
+        "/sales",
+        name="sales",
+        opt=requires("analyst"),
+        summary="Sales per day (of booking) and route: confirmed, seats, revenue, refunds",
+        responses=_problems(400, 401, 403),
+    )
+    async def sales(
+        self,
+        start: PeriodStart,
+        end: PeriodEnd,
+        service: NamedDependency[QueryService],
+        origin: OptionalIata = None,
+        destination: OptionalIata = None,
+        cursor: Cursor = None,
+        limit: SalesLimit = 100,
+    ) -> SalesPage:
+        _period(start, end)
+        try:
+            return await service.sales(
+                start, end, origin=origin, destination=destination, cursor=cursor, limit=limit
+            )
+        except CursorError:
+            raise _bad_cursor() from None
+
+    @get(
+        "/load-factor",
+        name="load_factor",
+        opt=requires("analyst"),
+        summary="Seats sold / seats of a flight, per fare class and overall",
+        responses=_problems(400, 401, 403, 404),
+    )
+    async def load_factor(
+        self,
+        flight_id: Annotated[UUID, QueryParameter(description="The flight")],
+        service: NamedDependency[QueryService],
+    ) -> LoadFactorReport:
+        found = await service.load_factor(flight_id)
+        if found is None:
+            raise Problem(404, "not_found", f"no load factor for flight {flight_id}")
+        return found
+
+    @get(
+        "/funnel",
+        name="funnel",
+        opt=requires("analyst"),
+        summary="Bookings made per day reaching each status; rejections and cancellations",
+        responses=_problems(400, 401, 403),
+    )
+    async def funnel(
+        self, start: PeriodStart, end: PeriodEnd, service: NamedDependency[QueryService]
+    ) -> FunnelReport:
+        _period(start, end)
+        return await service.funnel(start, end)
+
+
+def _provide_service(state: State) -> QueryService:
+    service = state.get(_SERVICE_STATE_KEY)
+    if not isinstance(service, QueryService):  # pragma: no cover - used outside the lifespan
+        raise RuntimeError("the query service exists only while the app runs (lifespan)")
+    return service
+
+
+def query_router(settings: Settings, *, metrics: QueryMetrics) -> Router:
+    """The query routes with their guard, dependencies, error handler and telemetry."""
+    return Router(
+        path="/",
+        route_handlers=[FlightController, BookingController, AnalyticsController],
+        guards=[bearer_guard(settings)],
+        dependencies={
+            "service": Provide(_provide_service, sync_to_thread=False),
+            "principal": provide_principal(),
+        },
+        parameters={
+            "request_id": HeaderParameter(
+                name=REQUEST_ID_HEADER,
+                annotation=str,
+                required=False,
+                pattern=_REQUEST_ID.pattern,
+                max_length=64,
+                description="Correlation id for the logs (else a new one); echoed back.",
+            )
+        },
+        response_headers=[
+            ResponseHeader(
+                name=REQUEST_ID_HEADER,
+                description="The request's correlation id",
+                documentation_only=True,
+            ),
+        ],
+        exception_handlers={ValidationException: _on_validation},
+        middleware=[QueryTelemetry(metrics)],
+        security=BEARER_SECURITY,
+    )
 
 
 def create_query_app(
@@ -22,6 +550,36 @@ def create_query_app(
     *,
     checks: Mapping[str, Callable[[], Awaitable[bool]]],
     registry: CollectorRegistry,
+    read_models: Callable[[], AbstractAsyncContextManager[ReadModels]],
 ) -> Litestar:
-    """The query API with its dependencies passed in (STYLE G5)."""
-    return create_app("flightbook query API", settings, checks=checks, registry=registry)
+    """The query API with its dependencies passed in (STYLE G5).
+
+    Args:
+        settings: the process settings (token checks, ``query_wait_seconds``).
+        checks: readiness checks by name.
+        registry: where the API's metrics go.
+        read_models: opens the readers when the app starts and closes them when it stops
+            (long-lived async clients belong to the app's event loop, STYLE G9).
+    """
+    metrics = QueryMetrics(registry)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with read_models() as models:
+            app.state[_SERVICE_STATE_KEY] = QueryService(
+                models, wait_seconds=settings.query_wait_seconds
+            )
+            try:
+                yield
+            finally:
+                del app.state[_SERVICE_STATE_KEY]
+
+    return create_app(
+        "flightbook query API",
+        settings,
+        route_handlers=[query_router(settings, metrics=metrics)],
+        checks=checks,
+        registry=registry,
+        lifespan=[lifespan],
+        plugins=[BearerSecurityPlugin()],
+    )

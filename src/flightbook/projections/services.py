@@ -1,0 +1,117 @@
+"""The clients and adapters the projection tools need, opened from settings and closed together.
+
+The workers (``flightbook.bootstrap.build_projection_worker``), ``flightbook projections
+...`` and ``flightbook audit verify`` all use :func:`open_services`; nothing connects at
+import time (STYLE G5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pymongo
+import redis
+from psycopg_pool import ConnectionPool
+
+from flightbook.eventstore.pii import PersonalDataVault
+from flightbook.projections.engine import BookingsKind, Engine, FlightsKind
+from flightbook.projections.eventstore import EventStoreReader, StoreLookups
+from flightbook.projections.mongo import MongoDocuments, MongoProgress
+from flightbook.projections.redis import RedisHashes
+from flightbook.services import require
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from flightbook.projections.engine import Kind
+    from flightbook.settings import Settings
+
+__all__ = ("WORKERS", "ProjectionServices", "open_services")
+
+WORKERS = ("bookings", "flights")
+"""The projection workers, named after the document read model each one owns."""
+
+
+@dataclass
+class ProjectionServices:
+    """Everything a projection worker or tool talks to."""
+
+    settings: Settings
+    pool: ConnectionPool
+    mongo: pymongo.MongoClient[dict[str, Any]]
+    database: Database[dict[str, Any]]
+    redis: redis.Redis
+    reader: EventStoreReader
+    vault: PersonalDataVault
+    documents: MongoDocuments
+    hashes: RedisHashes
+    progress: MongoProgress
+    _lookups: StoreLookups | None = field(default=None, repr=False)
+
+    def kind(self, worker: str) -> Kind:
+        """The worker kind (``bookings`` or ``flights``)."""
+        if worker == "bookings":
+            if self._lookups is None:
+                self._lookups = StoreLookups(self.reader, self.vault)
+            return BookingsKind(self._lookups)
+        if worker == "flights":
+            return FlightsKind()
+        raise ValueError(f"no projection worker {worker!r} (choose from {', '.join(WORKERS)})")
+
+    def engine(self, worker: str) -> Engine:
+        """An engine writing MongoDB and Redis for ``worker``."""
+        return Engine(
+            self.kind(worker),
+            documents=self.documents,
+            hashes=self.hashes,
+            history=self.reader,
+            progress=self.progress,
+            redis_prefix=self.settings.redis_prefix,
+        )
+
+    def close(self) -> None:
+        try:
+            self.redis.close()
+            self.mongo.close()
+        finally:
+            self.pool.close()
+
+    def __enter__(self) -> ProjectionServices:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def open_services(
+    settings: Settings, *, pool_size: int = 4, name: str = "projections"
+) -> ProjectionServices:
+    """Open PostgreSQL, MongoDB and Redis clients for the projections."""
+    url = require(settings.postgres_url, "postgres_url")
+    pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, name=name)
+    try:
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            require(settings.mongo_url, "mongo_url"), serverSelectionTimeoutMS=5000, tz_aware=True
+        )
+        database = client[settings.mongo_database]
+        cache = redis.Redis.from_url(
+            require(settings.redis_url, "redis_url"), socket_timeout=10, socket_connect_timeout=5
+        )
+    except Exception:
+        pool.close()
+        raise
+    reader = EventStoreReader(pool)
+    progress = MongoProgress(database)
+    return ProjectionServices(
+        settings=settings,
+        pool=pool,
+        mongo=client,
+        database=database,
+        redis=cache,
+        reader=reader,
+        vault=PersonalDataVault(pool),
+        documents=MongoDocuments(database),
+        hashes=RedisHashes(cache),
+        progress=progress,
+    )

@@ -1,0 +1,234 @@
+"""The query use cases over the read-model ports.
+
+Paging, the search cache, fresh seats, who may see a booking, and read-your-writes.
+No HTTP here (that is :mod:`.http`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from flightbook.queries.cursors import (
+    decode_cursor,
+    decode_time_key,
+    encode_cursor,
+    encode_time_key,
+)
+from flightbook.queries.freshness import wait_until_applied
+from flightbook.queries.models import (
+    BookingPage,
+    BookingView,
+    FlightPage,
+    FlightView,
+    FunnelReport,
+    LoadFactorReport,
+    SalesPage,
+    funnel_totals,
+    with_seats_left,
+)
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Mapping, Sequence
+    from uuid import UUID
+
+    from flightbook.auth import Principal
+    from flightbook.queries.stores import ReadModels
+
+__all__ = (
+    "MAX_PAGE",
+    "SEARCH_CACHE_SECONDS",
+    "SEE_ANY_BOOKING",
+    "QueryService",
+    "may_see",
+)
+
+MAX_PAGE = 100
+"""The largest ``limit`` of the flight and booking lists (and what the search cache holds)."""
+SEARCH_CACHE_SECONDS = 60
+SEE_ANY_BOOKING = ("agent", "auditor")
+"""Roles that may read any booking; everyone else only their own."""
+
+_page_encoder = msgspec.json.Encoder()
+_page_decoder = msgspec.json.Decoder(FlightPage)
+
+
+def may_see(principal: Principal, booking: BookingView) -> bool:
+    """The booking's customer, an agent or an auditor."""
+    return booking.customer_id == principal.subject or principal.has(*SEE_ANY_BOOKING)
+
+
+def _flight_cursor(flight: FlightView) -> str:
+    return encode_time_key("flights", (flight.departure, str(flight.flight_id)))
+
+
+def _booking_cursor(booking: BookingView) -> str:
+    return encode_time_key("bookings", (booking.created_at, str(booking.booking_id)))
+
+
+class QueryService:
+    """What the query API can be asked.
+
+    Args:
+        read_models: the readers (real or in memory).
+        wait_seconds: how long a read-your-writes query waits for its read model.
+    """
+
+    def __init__(self, read_models: ReadModels, *, wait_seconds: float) -> None:
+        self.read_models = read_models
+        self.wait_seconds = wait_seconds
+
+    async def wait_for(self, read_model: str, positions: Mapping[str, int]) -> None:
+        """Return once ``read_model`` has applied ``positions`` (those it consumes).
+
+        Raises:
+            NotCaughtUpError: it has not within ``wait_seconds``.
+        """
+        await wait_until_applied(
+            self.read_models.progress, read_model, positions, timeout=self.wait_seconds
+        )
+
+    # flights
+
+    async def search_flights(
+        self,
+        origin: str,
+        destination: str,
+        day: dt.date,
+        *,
+        cursor: str | None = None,
+        limit: int = 20,
+        use_cache: bool = True,
+    ) -> FlightPage:
+        """Flights of a route on a day (UTC), by departure.
+
+        The first page comes from the search cache when it has it (else MongoDB, and the
+        cache is filled with the first ``MAX_PAGE`` flights); later pages from MongoDB.
+        Seats left are then taken from Redis for the flights it knows.
+
+        Raises:
+            CursorError: ``cursor`` is not one this list gave out.
+        """
+        date = day.isoformat()
+        flights = self.read_models.flights
+        if cursor is not None:
+            after = decode_time_key("flights", cursor)
+            found = await flights.search_flights(
+                origin, destination, date, after=after, limit=limit + 1
+            )
+            items = found[:limit]
+            next_cursor = _flight_cursor(items[-1]) if len(found) > limit else None
+        else:
+            first = await self._first_search_page(origin, destination, date, use_cache=use_cache)
+            items = first.items[:limit]
+            next_cursor = (
+                _flight_cursor(items[-1]) if len(first.items) > limit else first.next_cursor
+            )
+        return FlightPage(items=await self._fresh_seats(items), next_cursor=next_cursor)
+
+    async def _first_search_page(
+        self, origin: str, destination: str, date: str, *, use_cache: bool
+    ) -> FlightPage:
+        cache = self.read_models.search_cache
+        if use_cache:
+            cached = await cache.cached_search(origin, destination, date)
+            if cached is not None:
+                try:
+                    return _page_decoder.decode(cached)
+                except msgspec.DecodeError:
+                    pass  # not ours (or an older shape): read MongoDB and replace it
+        found = await self.read_models.flights.search_flights(
+            origin, destination, date, after=None, limit=MAX_PAGE + 1
+        )
+        page = FlightPage(
+            items=found[:MAX_PAGE],
+            next_cursor=_flight_cursor(found[MAX_PAGE - 1]) if len(found) > MAX_PAGE else None,
+        )
+        await cache.cache_search(
+            origin, destination, date, _page_encoder.encode(page), SEARCH_CACHE_SECONDS
+        )
+        return page
+
+    async def flight(self, flight_id: UUID) -> FlightView | None:
+        found = await self.read_models.flights.find_flight(str(flight_id))
+        if found is None:
+            return None
+        return (await self._fresh_seats([found]))[0]
+
+    async def _fresh_seats(self, flights: Sequence[FlightView]) -> list[FlightView]:
+        if not flights:
+            return []
+        seats = await self.read_models.seats.seats_left([str(f.flight_id) for f in flights])
+        return [with_seats_left(f, seats.get(str(f.flight_id), {})) for f in flights]
+
+    # bookings
+
+    async def booking(self, booking_id: UUID, principal: Principal) -> BookingView | None:
+        """The booking if ``principal`` may see it; else None, as if it did not exist."""
+        found = await self.read_models.bookings.find_booking(str(booking_id))
+        if found is None or not may_see(principal, found):
+            return None
+        return found
+
+    async def bookings_of(
+        self, principal: Principal, *, cursor: str | None = None, limit: int = 20
+    ) -> BookingPage:
+        """The caller's own bookings, newest first.
+
+        Raises:
+            CursorError: ``cursor`` is not one this list gave out.
+        """
+        after = decode_time_key("bookings", cursor) if cursor is not None else None
+        found = await self.read_models.bookings.customer_bookings(
+            principal.subject, after=after, limit=limit + 1
+        )
+        items = found[:limit]
+        next_cursor = _booking_cursor(items[-1]) if len(found) > limit else None
+        return BookingPage(items=items, next_cursor=next_cursor)
+
+    # analytics
+
+    async def sales(
+        self,
+        start: dt.date,
+        end: dt.date,
+        *,
+        origin: str | None = None,
+        destination: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> SalesPage:
+        """Sales per day and route, by day then route.
+
+        Raises:
+            CursorError: ``cursor`` is not one this list gave out.
+        """
+        after = None
+        if cursor is not None:
+            day, origin_after, destination_after = decode_cursor("sales", cursor, 3)
+            after = (day, origin_after, destination_after)
+        found = await self.read_models.analytics.sales_days(
+            start,
+            end,
+            origin=origin,
+            destination=destination,
+            after=after,
+            limit=limit + 1,
+        )
+        items = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(
+                "sales", last.date.isoformat(), last.origin, last.destination
+            )
+        return SalesPage(items=items, next_cursor=next_cursor)
+
+    async def load_factor(self, flight_id: UUID) -> LoadFactorReport | None:
+        return await self.read_models.analytics.load_factor(str(flight_id))
+
+    async def funnel(self, start: dt.date, end: dt.date) -> FunnelReport:
+        days = await self.read_models.analytics.funnel_days(start, end)
+        return FunnelReport(items=days, totals=funnel_totals(days, start))

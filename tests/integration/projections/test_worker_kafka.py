@@ -1,0 +1,104 @@
+"""Both workers in threads against the session's Kafka: the Kafka path, commits, a clean stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from flightbook.bootstrap import build_projection_worker
+from flightbook.contracts import encoder, topic_for
+from flightbook.projections.services import ProjectionServices
+from flightbook.projections.verify import compare_read_models, replay_read_models
+from flightbook.settings import Settings
+
+from .conftest import History
+
+pytestmark = pytest.mark.integration
+
+
+def publish(settings: Settings, services: ProjectionServices) -> int:
+    """What the relay would publish (the relay itself is tested by its own suite)."""
+    assert settings.kafka_bootstrap is not None
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    topics = {c: topic_for(settings.topic_prefix, c) for c in ("booking", "inventory")}
+    created = admin.create_topics(
+        [NewTopic(t, num_partitions=settings.kafka_partitions) for t in topics.values()]
+    )
+    for future in created.values():
+        future.result(timeout=10)
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random"}
+    )
+    count = 0
+    for context, topic in topics.items():
+        for item in services.reader.read(context, after=0, limit=100_000):
+            assert item.envelope is not None
+            producer.produce(
+                topic,
+                value=encoder.encode(item.envelope),
+                key=str(item.aggregate_id).encode(),
+                headers=[("type", item.envelope.type.encode())],
+            )
+            count += 1
+    assert producer.flush(10) == 0
+    return count
+
+
+def committed_total(settings: Settings, worker: str, context: str) -> int:
+    assert settings.kafka_bootstrap is not None
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{settings.topic_prefix}.projection.{worker}",
+        }
+    )
+    try:
+        topic = topic_for(settings.topic_prefix, context)
+        wanted = [TopicPartition(topic, p) for p in range(settings.kafka_partitions)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(wanted, timeout=10))
+    finally:
+        consumer.close()
+
+
+@pytest.mark.timeout(120)
+def test_workers_apply_what_kafka_brings_commit_it_and_stop_when_asked(
+    settings: Settings, services: ProjectionServices, history: History
+) -> None:
+    """The event store is "already applied" up to the head as far as the start catch-up is
+    concerned, so everything reaches the read models through Kafka; stop() ends the loop
+    with the offsets of everything applied committed."""
+    published = publish(settings, services)
+    messages = {c: services.reader.head(c) for c in ("booking", "inventory")}
+    for read_model, context in (("bookings", "booking"), ("flights", "inventory")):
+        # pretend the start catch-up has nothing to do: Kafka must bring every event
+        services.progress.raise_low_watermark(read_model, context, messages[context])
+    workers = [build_projection_worker(settings, name) for name in ("flights", "bookings")]
+    threads = [threading.Thread(target=w.run, name=w.read_model) for w, _ in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while compare_read_models(replay_read_models(settings), services.database, services.redis):
+            assert time.monotonic() < deadline, "the read models did not fill from Kafka"
+            time.sleep(0.5)
+        assert all(w.ready() for w, _ in workers)
+    finally:
+        for running, _ in workers:
+            running.stop()
+        for thread in threads:
+            thread.join(30)
+        for _, close in workers:
+            close()
+
+    assert published == sum(messages.values())
+    assert not any(thread.is_alive() for thread in threads)
+    assert committed_total(settings, "bookings", "booking") == messages["booking"]
+    assert committed_total(settings, "flights", "inventory") == messages["inventory"]
+    checkpoint = services.progress.checkpoint("bookings", "booking")
+    assert checkpoint.events_applied == messages["booking"]
+    assert sum(checkpoint.partitions.values()) == messages["booking"]

@@ -1,0 +1,278 @@
+"""The engine on in-memory stores: ordered, idempotent apply; gaps repaired; derived models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import msgspec
+import pytest
+
+from flightbook.contracts import (
+    BookingConfirmed,
+    BookingPaymentAuthorized,
+    BookingRejected,
+    BookingRequested,
+    BookingSeatsHeld,
+    Envelope,
+    HoldConfirmed,
+    Money,
+    SeatsHeld,
+)
+from flightbook.projections.engine import (
+    BookingsKind,
+    Engine,
+    FlightsKind,
+    RepairError,
+    Targets,
+)
+from flightbook.projections.eventstore import StoredItem
+from flightbook.projections.progress import MemoryProgress
+from flightbook.projections.stores import GuardedWrite, MemoryDocuments, MemoryHashes
+
+from .conftest import DEPARTURE, FakeHistory, FakeLookups, Log, scheduled
+
+pytestmark = pytest.mark.unit
+
+LIVE = Targets(documents=(1,), redis=(1,), analytics=(1,))
+
+
+class Setup:
+    def __init__(self) -> None:
+        self.flights = Log("inventory")
+        self.bookings = Log("booking")
+        self.history = FakeHistory({"booking": self.bookings, "inventory": self.flights})
+        self.documents = MemoryDocuments()
+        self.hashes = MemoryHashes()
+        self.progress = MemoryProgress()
+        self.flight = uuid.uuid4()
+        self.flights.add(self.flight, scheduled(seats=5))
+        self.lookups = FakeLookups({str(self.flight): ("LHR", "JFK")})
+
+    def engine(self, kind: str, documents: MemoryDocuments | None = None) -> Engine:
+        return Engine(
+            BookingsKind(self.lookups) if kind == "bookings" else FlightsKind(),
+            documents=documents or self.documents,
+            hashes=self.hashes,
+            history=self.history,
+            progress=self.progress,
+            redis_prefix="fb:",
+            clock=lambda: dt.datetime(2031, 1, 1, tzinfo=dt.UTC),
+        )
+
+    def book(self, *, confirm: bool = True) -> uuid.UUID:
+        booking = uuid.uuid4()
+        self.bookings.add(
+            booking,
+            BookingRequested(
+                customer_id="alice",
+                flight_id=self.flight,
+                fare="Y",
+                passenger_count=1,
+                passengers="sealed",
+                price=Money(amount=45000, currency="EUR"),
+                refundable=False,
+            ),
+        )
+        self.bookings.add(booking, BookingSeatsHeld(hold_expires_at=DEPARTURE))
+        if confirm:
+            self.bookings.add(booking, BookingPaymentAuthorized(payment_id=uuid.uuid4()))
+            self.bookings.add(booking, BookingConfirmed())
+        else:
+            self.bookings.add(booking, BookingRejected(reason="PAYMENT_DECLINED"))
+        return booking
+
+    def snapshot(self) -> tuple[object, object]:
+        return (
+            {k: dict(v) for k, v in self.documents.collections.items()},
+            dict(self.hashes.data),
+        )
+
+
+@pytest.fixture
+def setup() -> Setup:
+    return Setup()
+
+
+def test_a_history_applied_twice_changes_nothing_the_second_time(setup: Setup) -> None:
+    """The second delivery is all duplicates: counted, skipped, documents untouched."""
+    for _ in range(3):
+        setup.book()
+    setup.book(confirm=False)
+    engine = setup.engine("bookings")
+
+    first = engine.apply(setup.bookings.envelopes, LIVE)
+    after_first = setup.snapshot()
+    second = engine.apply(setup.bookings.envelopes, LIVE)
+
+    assert (first.applied, first.duplicates) == (15, 0)
+    assert (second.applied, second.duplicates) == (0, 15)
+    assert setup.snapshot() == after_first
+    docs = setup.documents.collections["bookings_v1"]
+    assert sorted(d["status"] for d in docs.values()) == ["CONFIRMED"] * 3 + ["REJECTED"]
+    assert {d["_v"] for d in docs.values() if d["status"] == "CONFIRMED"} == {4}
+
+
+def test_envelopes_of_one_aggregate_are_applied_in_version_order_whatever_their_order(
+    setup: Setup,
+) -> None:
+    setup.book()
+    engine = setup.engine("bookings")
+
+    result = engine.apply(list(reversed(setup.bookings.envelopes)), LIVE)
+
+    assert (result.applied, result.repaired) == (4, 0)
+    (doc,) = setup.documents.collections["bookings_v1"].values()
+    assert (doc["status"], doc["_v"], doc["_pos"]) == ("CONFIRMED", 4, 4)
+
+
+def test_a_gap_is_repaired_from_the_event_store(setup: Setup) -> None:
+    """Versions 2 and 3 never arrive: the engine reads them from the event store."""
+    booking = setup.book()
+    engine = setup.engine("bookings")
+    first, _, _, last = setup.bookings.envelopes
+
+    engine.apply([first], LIVE)
+    result = engine.apply([last], LIVE)
+
+    assert setup.history.asked == [{booking: (1, 4)}]
+    assert (result.applied, result.repaired, result.duplicates) == (3, 3, 0)
+    assert result.positions == {2, 3, 4}
+    doc = setup.documents.collections["bookings_v1"][str(booking)]
+    assert (doc["status"], doc["_v"]) == ("CONFIRMED", 4)
+    assert setup.progress.applied_between("bookings", "booking", 0, 10) == {1, 2, 3, 4}
+
+
+def test_a_document_that_does_not_exist_yet_is_built_from_the_start(setup: Setup) -> None:
+    setup.book()
+    engine = setup.engine("bookings")
+
+    engine.apply([setup.bookings.envelopes[2]], LIVE)
+
+    (doc,) = setup.documents.collections["bookings_v1"].values()
+    assert (doc["status"], doc["_v"]) == ("PAYMENT_AUTHORIZED", 3)
+
+
+def test_a_gap_the_event_store_cannot_fill_is_a_poison_message(setup: Setup) -> None:
+    """A message from nowhere goes to the dead letters; the rest of the batch is applied."""
+    setup.book()
+    stranger = msgspec.structs.replace(
+        Log("booking", position=100).add(uuid.uuid4(), BookingConfirmed()), aggregate_version=2
+    )
+    engine = setup.engine("bookings")
+    poisoned: list[tuple[Envelope, Exception]] = []
+
+    with pytest.raises(RepairError):
+        engine.apply([stranger], LIVE)
+    result = engine.apply_isolating(
+        [*setup.bookings.envelopes, stranger], LIVE, lambda e, x: poisoned.append((e, x))
+    )
+
+    assert [(e.position, type(x).__name__) for e, x in poisoned] == [(101, "RepairError")]
+    assert result.applied == 4
+    assert len(setup.documents.collections["bookings_v1"]) == 1
+
+
+def test_a_private_event_in_a_repaired_history_advances_the_version(setup: Setup) -> None:
+    booking = setup.book()
+    first, second, third, fourth = setup.bookings.envelopes
+    # version 3 of the stored history is an event that is never published
+    setup.bookings.items[2] = StoredItem(3, booking, 3, third.occurred_at, None)
+    engine = setup.engine("bookings")
+    engine.apply([first, second], LIVE)
+
+    engine.apply([fourth], LIVE)
+
+    doc = setup.documents.collections["bookings_v1"][str(booking)]
+    assert (doc["status"], doc["_v"], doc["payment_id"]) == ("CONFIRMED", 4, None)
+
+
+def test_redis_hashes_and_analytics_are_derived_from_the_documents(setup: Setup) -> None:
+    booking = setup.book()
+    setup.book(confirm=False)
+    bookings = setup.engine("bookings")
+    flights = setup.engine("flights")
+    setup.hashes.data["fb:v1:search:LHR:JFK:2031-12-24"] = {"cached": "yes"}
+    setup.flights.add(
+        setup.flight, SeatsHeld(booking_id=booking, fare_code="Y", seats=1, expires_at=DEPARTURE)
+    )
+    setup.flights.add(setup.flight, HoldConfirmed(booking_id=booking, fare_code="Y", seats=1))
+
+    bookings.apply(setup.bookings.envelopes, LIVE)
+    flights.apply(setup.flights.envelopes, LIVE)
+
+    assert setup.hashes.get(f"fb:v1:booking:{booking}") == {"_v": "4", "status": "CONFIRMED"}
+    assert setup.hashes.get(f"fb:v1:seats:{setup.flight}") == {"_v": "3", "Y": "4", "J": "2"}
+    assert setup.hashes.get("fb:v1:search:LHR:JFK:2031-12-24") is None
+    (sales,) = setup.documents.collections["sales_daily_v1"].values()
+    assert (sales["bookings_confirmed"], sales["revenue"]["amount"]) == (1, 45000)
+    (funnel,) = setup.documents.collections["funnel_daily_v1"].values()
+    assert (funnel["requested"], funnel["confirmed"]) == (2, 1)
+    assert funnel["rejected"] == {"PAYMENT_DECLINED": 1}
+    load = setup.documents.collections["load_factor_v1"][f"{setup.flight}:Y"]
+    assert (load["sold"], load["load_factor"]) == (1, 0.2)
+
+
+def test_markers_and_the_checkpoint_follow_the_documents(setup: Setup) -> None:
+    setup.book()
+    engine = setup.engine("bookings")
+
+    engine.apply(setup.bookings.envelopes, LIVE)
+    engine.apply(setup.bookings.envelopes, LIVE)
+
+    checkpoint = setup.progress.checkpoint("bookings", "booking")
+    assert (checkpoint.max_applied, checkpoint.events_applied) == (4, 4)
+    assert checkpoint.duplicates_skipped == 4
+    assert setup.progress.applied_between("bookings", "booking", 0, 100) == {1, 2, 3, 4}
+
+
+def test_a_rebuild_target_writes_only_its_version_and_no_markers(setup: Setup) -> None:
+    setup.book()
+    engine = setup.engine("bookings")
+
+    engine.apply(setup.bookings.envelopes, Targets(documents=(2,), markers=False))
+
+    assert set(setup.documents.collections) == {"bookings_v2"}
+    assert setup.hashes.data == {}
+    assert setup.progress.markers == {}
+
+
+def test_while_a_version_is_built_both_versions_are_written(setup: Setup) -> None:
+    setup.book()
+    engine = setup.engine("bookings")
+
+    engine.apply(setup.bookings.envelopes, Targets(documents=(1, 2), redis=(1, 2)))
+
+    assert setup.documents.collections["bookings_v1"] == setup.documents.collections["bookings_v2"]
+    assert len(setup.hashes.keys("fb:v1:booking:")) == len(setup.hashes.keys("fb:v2:booking:")) == 1
+
+
+class RacingDocuments(MemoryDocuments):
+    """Another worker applies the same events between this worker's read and its write."""
+
+    def __init__(self, other: Engine | None = None) -> None:
+        super().__init__()
+        self.other = other
+        self.raced = False
+        self.pending: list[Envelope] = []
+
+    def write_guarded(self, collection: str, writes: list[GuardedWrite]) -> set[str]:  # type: ignore[override]
+        if not self.raced and self.other is not None:
+            self.raced = True
+            self.other.apply(self.pending, Targets(documents=(1,), markers=False))
+        return super().write_guarded(collection, writes)
+
+
+def test_a_guard_that_no_longer_holds_makes_the_aggregate_be_read_again(setup: Setup) -> None:
+    setup.book()
+    racing = RacingDocuments()
+    rival = setup.engine("bookings", racing)
+    racing.pending = setup.bookings.envelopes[:2]
+    engine = setup.engine("bookings", racing)
+    racing.other = rival
+
+    result = engine.apply(setup.bookings.envelopes, Targets(documents=(1,), markers=False))
+
+    (doc,) = racing.collections["bookings_v1"].values()
+    assert (doc["status"], doc["_v"]) == ("CONFIRMED", 4)
+    assert (result.applied, result.duplicates) == (2, 2)
