@@ -66,10 +66,13 @@ class Difference:
     """The field path (``fares[0].held``); empty when the whole document differs."""
     expected: object
     found: object
+    last_event: str = ""
+    """The last event that touched it per the event store (aggregate version, position)."""
 
     def __str__(self) -> str:
         place = f"{self.where} {self.key}" + (f" {self.field}" if self.field else "")
-        return f"{self.store}: {place}: expected {self.expected!r}, found {self.found!r}"
+        last = f" (last event: {self.last_event})" if self.last_event else ""
+        return f"{self.store}: {place}: expected {self.expected!r}, found {self.found!r}{last}"
 
 
 @dataclass
@@ -181,6 +184,13 @@ def _equal(expected: object, found: object) -> bool:
     return expected == found
 
 
+def _last_event(expected: object) -> str:
+    if not isinstance(expected, dict) or "_v" not in expected:
+        return ""
+    position = expected.get("_pos")
+    return f"version {expected['_v']}" + (f" at position {position}" if position else "")
+
+
 def _compare(
     store: str,
     where: str,
@@ -191,14 +201,15 @@ def _compare(
     for key in sorted(set(expected) | set(found)):
         want = expected.get(key)
         have = found.get(key)
+        last = _last_event(want)
         if want is None or have is None:
             differences.append(
-                Difference(store, where, key, "", want or "<missing>", have or "<missing>")
+                Difference(store, where, key, "", want or "<missing>", have or "<missing>", last)
             )
             continue
         fields: list[tuple[str, object, object]] = []
         _diff("", want, have, fields)
-        differences += [Difference(store, where, key, f, e, h) for f, e, h in fields]
+        differences += [Difference(store, where, key, f, e, h, last) for f, e, h in fields]
     return differences
 
 

@@ -173,6 +173,7 @@ def test_verify_names_each_document_and_field_that_differs(
     assert ("mongo", "flights_v1", flight, "", "<missing>") in found
     assert ("redis", f"{settings.redis_prefix}v1:", f"booking:{booking}", "status", "LOST") in found
     assert len(differences) == 3
+    assert all(d.last_event.startswith("version ") for d in differences)  # what touched it last
 
 
 def test_a_dead_letter_is_replayed_once_what_it_needs_is_there(
