@@ -127,7 +127,18 @@ def _spawn(spec: ProcessSpec, root: Path, env: dict[str, str]) -> subprocess.Pop
         env=env,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, no threads involved
     )
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if the supervisor dies, even by SIGKILL (no orphans)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _announce(settings: Settings, children: list[_Child], say: Callable[[str], None]) -> None:

@@ -71,6 +71,19 @@ def _urls(stdout: str) -> dict[str, str]:
     )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(pids: set[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
@@ -145,7 +158,11 @@ def test_a_bad_setting_is_one_line_naming_the_variable(state_dir: Path) -> None:
     assert not (state_dir / "stack").exists()  # nothing was started
 
 
-def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir: Path) -> None:
+@pytest.mark.parametrize("ending", ["SIGINT", "SIGKILL"])
+def test_up_serves_both_apis_until_stopped_then_leaves_nothing_running(
+    state_dir: Path, ending: str
+) -> None:
+    """SIGINT stops processes and servers; even a SIGKILLed supervisor leaves no process."""
     command_port, query_port, saga_port, audit_port = (_free_port() for _ in range(4))
     relay_port = _free_port()
     bookings_projection_port, flights_projection_port = _free_port(), _free_port()
@@ -181,7 +198,9 @@ def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir:
         assert any("flightbook is running" in line for line in lines), "".join(lines)
         assert any(f"listening on http://127.0.0.1:{command_port}" in line for line in lines)
         everything = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
-        everything |= set(_server_pids(state_dir).values())
+        servers = set(_server_pids(state_dir).values())
+        servers |= {c.pid for pid in servers for c in psutil.Process(pid).children(recursive=True)}
+        everything |= servers
 
         for port in (
             command_port,
@@ -195,8 +214,14 @@ def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready") as response:
                 assert json.load(response)["status"] == "ok"
 
-        up.send_signal(signal.SIGINT)
-        assert up.wait(60) == 0
+        if ending == "SIGINT":
+            up.send_signal(signal.SIGINT)
+            assert up.wait(60) == 0
+        else:
+            up.send_signal(signal.SIGKILL)
+            up.wait(10)
+            everything -= servers  # the stack outlives it, by design
+            _wait_gone(everything, 30)
     finally:
         if up.poll() is None:
             up.kill()
@@ -204,5 +229,6 @@ def test_up_serves_both_apis_until_sigint_then_leaves_nothing_running(state_dir:
         if up.stdout is not None:
             up.stdout.close()
 
-    assert not [pid for pid in everything if psutil.pid_exists(pid)]
-    assert _server_pids(state_dir) == {}
+    assert not [pid for pid in everything if _alive(pid)]
+    if ending == "SIGINT":
+        assert _server_pids(state_dir) == {}  # the servers this run started are stopped too
