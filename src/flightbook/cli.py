@@ -117,6 +117,19 @@ def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
             stack_kafka_port=0,
             stack_mongo_port=0,
         )
+    from flightbook.stack.launcher import LocalStack
+
+    if not any(LocalStack(settings).status().values()):
+        import shutil
+
+        shutil.rmtree(settings.state_path / "stack", ignore_errors=True)  # start from empty servers
+
+    def on_term(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # run the clean-up of the servers and processes
+
+    import signal
+
+    signal.signal(signal.SIGTERM, on_term)
     results = run_bench(settings, options, say=_say)
     print(render_table(results))
     _say(f"figures written to {results['json_file']}")

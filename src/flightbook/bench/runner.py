@@ -194,7 +194,7 @@ def _booking_phase(
 ) -> dict[str, Any]:
     say(f"{name}: {options.clients} clients for {options.seconds:.0f}s ...")
     s = system.settings
-    flight_ids = schedule_flights(command_url, s, flights, seats=1_000_000)
+    flight_ids = schedule_flights(command_url, s, flights, seats=10_000)
     saga_url = system.url("saga")
     retries_before = _metric(saga_url, "flightbook_saga_conflict_retries_total")
     load = BookingLoad(
