@@ -7,6 +7,7 @@ request bytes and reads exactly Content-Length bytes back, nothing more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 __all__ = ("HttpConnection", "Response")
 
@@ -31,9 +32,10 @@ class HttpConnection:
 
     async def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
-            await self._writer.wait_closed()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            writer.close()
+            with contextlib.suppress(ConnectionError):  # the server may have gone first
+                await writer.wait_closed()
 
     async def request(
         self, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None

@@ -53,6 +53,7 @@ class LogFollower:
         batch_size: int = 200,
         on_step: Callable[[str, str], None] | None = None,
         on_conflict: Callable[[int], None] | None = None,
+        on_jobs: Callable[[], None] | None = None,
     ) -> None:
         self._sources = list(sources)
         self._targets = list(targets)
@@ -62,6 +63,7 @@ class LogFollower:
         self._positions: dict[str, int] = {}
         self._on_step = on_step or (lambda _source, _note: None)
         self._on_conflict = on_conflict
+        self._on_jobs = on_jobs or (lambda: None)
 
     def positions(self) -> dict[str, int]:
         """The last position answered, per source application name (from PostgreSQL)."""
@@ -131,6 +133,8 @@ class LogFollower:
                     tracking=Tracking(source.name, notification.id),
                     statements=step.statements,
                 )
+            if step.statements:
+                self._on_jobs()  # committed: wake the job workers now, not at their next poll
             return step.note
 
         note = retry_conflicts(attempt, on_retry=self._on_conflict)

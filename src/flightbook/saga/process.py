@@ -82,6 +82,7 @@ class SagaProcess:
         self._pending = Gauge(
             "flightbook_saga_jobs_pending", "Jobs waiting", registry=self.registry
         )
+        self._jobs_waiting = threading.Event()
         apps = (bookings, inventory, payments)
         steps = SagaSteps(
             bookings=bookings,
@@ -96,6 +97,7 @@ class SagaProcess:
             steps=steps,
             postgres_url=postgres_url,
             on_step=lambda source, note: steps_total.labels(source, note).inc(),
+            on_jobs=self._jobs_waiting.set,
             on_conflict=lambda _attempt: conflicts.inc(),
         )
         self.queue = JobQueue(pool)
@@ -116,6 +118,7 @@ class SagaProcess:
 
     def stop(self) -> None:
         self._stop.set()
+        self._jobs_waiting.set()
 
     def ready(self) -> bool:
         return not self._errors and self.queue.pending() >= 0
@@ -156,7 +159,9 @@ class SagaProcess:
     def _work(self) -> None:
         while not self._stop.is_set():
             if self.runner.run_due(1) == 0:
-                self._stop.wait(self._poll)
+                # woken at once when the follower schedules a job; polls for due timers
+                self._jobs_waiting.wait(self._poll)
+                self._jobs_waiting.clear()
 
     def _observe(self) -> None:
         try:

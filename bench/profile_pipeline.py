@@ -1,0 +1,132 @@
+"""Where the time goes: py-spy samples every process while bookings flow.
+
+Usage: python bench/profile_pipeline.py [SECONDS] [CLIENTS]   (needs `pip install py-spy`)
+
+Starts its own stack and every process (like ``flightbook bench``), runs the booking load,
+and samples each process with py-spy for the same time. Prints, per process, the share of
+samples spent in each of the top functions (inclusive, "where does a sample sit in its
+stack"), excluding idle waits. Raw collapsed stacks go to bench/results/profile-*.txt.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from flightbook.bench.load import BookingLoad, schedule_flights
+from flightbook.bench.system import SystemUnderTest
+from flightbook.settings import Settings
+
+IDLE = (
+    "wait (threading",
+    "select (selectors",
+    "_run_once (asyncio",
+    "poll (",
+    "consume (",
+    "notifies (",
+    "serve_forever",
+    "sleep",
+    "_wait_for_tstate_lock",
+    "readinto (socket",
+    "wait (psycopg",
+    "recv_into",
+)
+PROCESSES = (
+    "command-api",
+    "saga",
+    "relay",
+    "bookings-projection",
+    "flights-projection",
+    "query-api",
+)
+
+
+def summarize(path: Path, top: int = 12) -> list[tuple[str, float]]:
+    busy: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not frames or any(marker in frames[-1] for marker in IDLE):
+            continue
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            busy[
+                frame.split(" (")[0] + " (" + frame.split(" (")[1].split(":")[0] + ")"
+                if " (" in frame
+                else frame
+            ] += samples
+    return [(name, 100.0 * n / total) for name, n in busy.most_common(top)] if total else []
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
+    clients = int(sys.argv[2]) if len(sys.argv) > 2 else 32
+    settings = msgspec.structs.replace(
+        Settings.from_env(),
+        state_dir=".flightbook/profile",
+        stack_postgres_port=0,
+        stack_redis_port=0,
+        stack_kafka_port=0,
+        stack_mongo_port=0,
+    )
+    shutil.rmtree(".flightbook/profile", ignore_errors=True)
+    system = SystemUnderTest(settings, say=print)
+    out = Path("bench/results")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        system.start_servers()
+        system.start()
+        command, query = system.url("command-api"), system.url("query-api")
+        flights = schedule_flights(command, system.settings, 8, seats=10_000)
+        spies = {
+            name: subprocess.Popen(
+                [
+                    shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "--pid",
+                    str(system.processes[name].pid),
+                    "--duration",
+                    str(int(seconds)),
+                    "--format",
+                    "raw",
+                    "--nonblocking",
+                    "--threads",
+                    "--output",
+                    str(out / f"profile-{name}.txt"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for name in PROCESSES
+        }
+        load = BookingLoad(
+            settings=system.settings,
+            command_url=command,
+            query_url=query,
+            flights=flights,
+            clients=clients,
+            seconds=seconds,
+        ).run()
+        for spy in spies.values():
+            spy.wait(60)
+        print(
+            f"confirmed {load.completed} bookings in {load.seconds:.1f}s "
+            f"({load.completed / load.seconds:.1f}/s)"
+        )
+        for name in PROCESSES:
+            print(f"\n== {name}: share of busy samples (inclusive)")
+            for function, share in summarize(out / f"profile-{name}.txt"):
+                print(f"  {share:5.1f}%  {function}")
+    finally:
+        system.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""``flightbook bench --quick`` produces every figure the benchmark promises (no thresholds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flightbook.bench.runner import BenchOptions, render_table, run_bench
+from flightbook.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+POSITIVE = {
+    "raw": [
+        "postgres_insert_per_s_1_client",
+        "postgres_insert_per_s_8_clients",
+        "event_store_save_per_s_1_thread",
+        "event_store_save_per_s_8_threads",
+        "redis_get_per_s",
+        "broker_produce_per_s_500b",
+        "http_hello_req_per_s",
+    ],
+    "bookings": ["confirmed_per_s", "confirmed", "loadgen_cpu_percent"],
+    "hot_flight": ["confirmed_per_s", "confirmed"],
+    "read_path": ["req_per_s"],
+    "projection_lag": ["events", "p50_ms", "p99_ms", "max_ms"],
+    "relay": ["events_per_s"],
+    "replay": [
+        "rebuild_flights_events_per_s",
+        "rebuild_bookings_events_per_s",
+        "audit_verify_events_per_s",
+    ],
+}
+LATENCIES = {
+    "bookings": ["command_latency", "end_to_end_latency"],
+    "hot_flight": ["command_latency", "end_to_end_latency"],
+    "read_path": ["search", "get_booking"],
+}
+PROCESSES = [
+    "command-api",
+    "saga",
+    "relay",
+    "bookings-projection",
+    "flights-projection",
+    "query-api",
+    "auditor",
+]
+
+
+def test_quick_bench_reports_every_figure_positive(settings: Settings, tmp_path: Path) -> None:
+    results = run_bench(settings, BenchOptions.quick_run(tmp_path), say=lambda _line: None)
+
+    for section, names in POSITIVE.items():
+        for name in names:
+            assert results[section][name] > 0, (section, name, results[section])
+    for section, names in LATENCIES.items():
+        for name in names:
+            figures = results[section][name]
+            assert set(figures) == {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
+            assert all(value > 0 for value in figures.values()), (section, name, figures)
+    assert all(
+        results["replay"][f"{n}_exit_code"] == 0
+        for n in ("rebuild_flights", "rebuild_bookings", "audit_verify")
+    )
+    assert all(results["peak_rss_mib"][name] > 0 for name in PROCESSES)
+    assert all(value > 0 for value in results["ratios"].values())
+    assert len(results["ratios"]) == 4
+    assert results["machine"]["cpus"] > 0
+    written = json.loads(Path(results["json_file"]).read_text())
+    assert written["bookings"]["confirmed"] == results["bookings"]["confirmed"]
+    assert "raw.http_hello_req_per_s" in render_table(results)
