@@ -73,7 +73,8 @@ def _urls(stdout: str) -> dict[str, str]:
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        status: str = psutil.Process(pid).status()
+        return status != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 
