@@ -74,7 +74,7 @@ def _urls(stdout: str) -> dict[str, str]:
 def _alive(pid: int) -> bool:
     try:
         status: str = psutil.Process(pid).status()
-        return status != psutil.STATUS_ZOMBIE
+        return bool(status != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
