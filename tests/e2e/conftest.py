@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, KafkaException
 
 from flightbook.settings import Settings
+from flightbook.stack.servers import KIND_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,3 +84,61 @@ def processes() -> Iterator[list[SystemProcess]]:
     yield started
     for process in started:
         process.stop()
+
+
+class PrivateBroker:
+    """A Tansu broker for one test, restartable empty on the same port.
+
+    The session's broker cannot be used for this: ``LocalStack`` keeps a killed server's
+    port only if a plain bind() succeeds, and the dead broker's connections hold the port
+    in TIME_WAIT, so ``test_stack.up()`` would move the session's broker to another port
+    under every later test (the relay's fault tests found this). Tansu binds with
+    SO_REUSEADDR, so this one comes back on its port at once - empty, as it always does.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.kind = KIND_BY_NAME["kafka"]
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = self.kind.url(self.port)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.kind.prepare(self.data_dir)
+        with (self.data_dir / "broker.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                self.kind.command(self.data_dir, self.port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+            )
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            assert self.process.poll() is None, (self.data_dir / "broker.log").read_text()
+            assert time.monotonic() < deadline, "the private broker did not answer"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def _answers(self) -> bool:
+        probe = Consumer({"bootstrap.servers": self.url, "group.id": "probe", "log_level": 0})
+        try:
+            probe.list_topics(timeout=2)
+        except KafkaException:
+            return False
+        finally:
+            probe.close()
+        return True
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(tmp_path / "kafka")
+    broker.start()
+    yield broker
+    broker.kill()

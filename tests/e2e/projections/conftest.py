@@ -34,7 +34,6 @@ from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.projections.verify import Difference, compare_read_models, replay_read_models
 from flightbook.settings import Settings
-from flightbook.stack.servers import KIND_BY_NAME
 
 from ...conftest import WriteSide
 from ..conftest import ROOT, free_port
@@ -44,6 +43,7 @@ PROCESSES = {
     "saga": ("commands/saga.py", "FLIGHTBOOK_SAGA_HTTP_PORT"),
     "bookings": ("projections/bookings.py", "FLIGHTBOOK_PROJECTION_BOOKINGS_HTTP_PORT"),
     "flights": ("projections/flights.py", "FLIGHTBOOK_PROJECTION_FLIGHTS_HTTP_PORT"),
+    "query-api": ("queries/api.py", "FLIGHTBOOK_QUERY_PORT"),
 }
 
 
@@ -388,61 +388,3 @@ class Duplicator:
             producer.flush(10)
         finally:
             consumer.close()
-
-
-class PrivateBroker:
-    """A Tansu broker for one test, restartable empty on the same port.
-
-    The session's broker cannot be used for this: ``LocalStack`` keeps a killed server's
-    port only if a plain bind() succeeds, and the dead broker's connections hold the port
-    in TIME_WAIT, so ``test_stack.up()`` would move the session's broker to another port
-    under every later test (the relay's fault tests found this). Tansu binds with
-    SO_REUSEADDR, so this one comes back on its port at once - empty, as it always does.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.kind = KIND_BY_NAME["kafka"]
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = self.kind.url(self.port)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.kind.prepare(self.data_dir)
-        with (self.data_dir / "broker.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                self.kind.command(self.data_dir, self.port),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-            )
-        deadline = time.monotonic() + 30
-        while not self._answers():
-            assert self.process.poll() is None, (self.data_dir / "broker.log").read_text()
-            assert time.monotonic() < deadline, "the private broker did not answer"
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def _answers(self) -> bool:
-        probe = Consumer({"bootstrap.servers": self.url, "group.id": "probe", "log_level": 0})
-        try:
-            probe.list_topics(timeout=2)
-        except KafkaException:
-            return False
-        finally:
-            probe.close()
-        return True
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(tmp_path / "kafka")
-    broker.start()
-    yield broker
-    broker.kill()

@@ -14,8 +14,8 @@ from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.settings import Settings
 
 from ...conftest import WriteSide
+from ..conftest import PrivateBroker
 from .conftest import (
-    PrivateBroker,
     Process,
     book_many,
     fast,

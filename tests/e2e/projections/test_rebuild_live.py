@@ -6,12 +6,15 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pymongo
 import pytest
 import redis
 
+from flightbook.auth import mint_token
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.settings import Settings
 
@@ -31,9 +34,9 @@ pytestmark = pytest.mark.e2e
 
 
 class Reader(threading.Thread):
-    """Reads one booking the way the query side does: active version, then that collection."""
+    """Reads one booking through the query API, and the way it does: active version first."""
 
-    def __init__(self, settings: Settings, booking_id: str) -> None:
+    def __init__(self, settings: Settings, booking_id: str, query_port: int) -> None:
         super().__init__(name="reader", daemon=True)
         self.client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
             settings.mongo_url, tz_aware=True
@@ -44,6 +47,9 @@ class Reader(threading.Thread):
         self.reads = 0
         self.misses: list[int] = []
         self.versions: list[int] = []
+        self.http_answers: list[int] = []
+        self.url = f"http://127.0.0.1:{query_port}/bookings/{booking_id}"
+        self.token = mint_token(settings, subject="andy", roles=["agent"])
 
     def run(self) -> None:
         try:
@@ -56,9 +62,28 @@ class Reader(threading.Thread):
                     self.misses.append(active)
                 if not self.versions or self.versions[-1] != active:
                     self.versions.append(active)
+                self.http_answers.append(self._http_status())
                 time.sleep(0.02)
         finally:
             self.client.close()
+
+    def _http_status(self) -> int:
+        request = urllib.request.Request(  # noqa: S310 - our loopback query API
+            self.url, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.mark.timeout(240)
@@ -72,7 +97,9 @@ def test_a_rebuild_switches_versions_without_readers_ever_missing_a_booking(
     logs: Path,
 ) -> None:
     config = fast(settings, saga_workers=4)
-    processes = [Process(n, config, logs) for n in ("relay", "saga", "bookings", "flights")]
+    processes = [
+        Process(n, config, logs) for n in ("relay", "saga", "bookings", "flights", "query-api")
+    ]
     started += processes
     flight = schedule(write_side, seats=5000)
     for process in processes:
@@ -80,7 +107,9 @@ def test_a_rebuild_switches_versions_without_readers_ever_missing_a_booking(
     first = book_many(write_side, vault, [flight], 300)
     wait_until(lambda: saga_done(settings, len(first)), 90, "the first bookings settled")
     assert wait_for_read_models(settings, mongo, cache, timeout=60) == []
-    reader = Reader(settings, str(first[0]))
+    query_api = processes[-1]
+    wait_until(lambda: _answers(query_api.port), 30, "the query API answers")
+    reader = Reader(settings, str(first[0]), query_api.port)
     reader.start()
     writing = threading.Event()
     made: list[int] = []
@@ -127,6 +156,7 @@ def test_a_rebuild_switches_versions_without_readers_ever_missing_a_booking(
     assert sum(made) > 0
     assert reader.reads > 100
     assert reader.misses == []
+    assert set(reader.http_answers) == {200}  # the query API answered throughout
     assert reader.versions == [1, 2]
     versions = mongo["read_model_versions"].find_one({"_id": "bookings"})
     assert versions is not None

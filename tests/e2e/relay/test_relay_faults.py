@@ -8,7 +8,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 import msgspec
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from psycopg import sql
 
 from flightbook.commands.applications import CONTEXTS as APPLICATIONS
@@ -32,9 +31,9 @@ from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.metadata import recording
 from flightbook.settings import Settings
-from flightbook.stack.servers import KIND_BY_NAME
 
 from ...conftest import WriteSide
+from ..conftest import PrivateBroker, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -42,18 +41,11 @@ ROOT = Path(__file__).resolve().parents[3]
 REPORTS = ROOT / ".flightbook" / "reports"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 class RelayRunner:
     """Starts, kills and stops ``commands/relay.py`` as a real process, by its pid."""
 
     def __init__(self, settings: Settings, log: Path, **env: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             **os.environ,
             **settings.to_env(),
@@ -387,64 +379,6 @@ def test_sigterm_stops_after_the_batch_in_hand_and_a_restart_publishes_no_duplic
     topic = topic_for(settings.topic_prefix, "inventory")
     published = read_topic(settings, topic, at_least=3000)
     assert sorted(p.envelope.position for p in published) == list(range(1, 3001))
-
-
-class PrivateBroker:
-    """A Tansu broker for one test, restartable on the same port.
-
-    Not the session's broker: LocalStack keeps a killed server's port only if a plain
-    bind() succeeds, and the killed broker's connections keep the port in TIME_WAIT for a
-    minute, so ``test_stack.up()`` would move the session's broker to another port under
-    every later test. Tansu itself binds with SO_REUSEADDR, so this one comes back on its
-    port at once - empty, as the local broker always does.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.kind = KIND_BY_NAME["kafka"]
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = self.kind.url(self.port)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.kind.prepare(self.data_dir)
-        with (self.data_dir / "broker.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                self.kind.command(self.data_dir, self.port),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-            )
-        deadline = time.monotonic() + 30
-        while not self._answers():
-            assert self.process.poll() is None, (self.data_dir / "broker.log").read_text()
-            assert time.monotonic() < deadline, "the private broker did not answer"
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def _answers(self) -> bool:
-        probe = Consumer({"bootstrap.servers": self.url, "group.id": "probe", "log_level": 0})
-        try:
-            probe.list_topics(timeout=2)
-        except KafkaException:
-            return False
-        finally:
-            probe.close()
-        return True
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    broker = PrivateBroker(tmp_path / "kafka")
-    broker.start()
-    yield broker
-    broker.kill()
 
 
 def test_a_broker_that_comes_back_empty_gets_its_topics_and_every_unpublished_event(
