@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
+from litestar.datastructures import Headers
 from litestar.openapi import OpenAPIConfig
 
 from flightbook.observability import health_handlers
@@ -13,12 +16,26 @@ from flightbook.problems import problem_handlers
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-    from litestar.types import ControllerRouterHandler
+    from litestar.types import ControllerRouterHandler, Scope
     from prometheus_client import CollectorRegistry
 
     from flightbook.settings import Settings
 
-__all__ = ("create_app",)
+__all__ = ("REQUEST_ID", "REQUEST_ID_HEADER", "correlation_of", "create_app")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What a caller's X-Request-ID may look like; it becomes the correlation id."""
+
+
+def correlation_of(scope: Scope) -> tuple[str, bool]:
+    """The request's correlation id, and whether the caller's X-Request-ID was acceptable.
+
+    The correlation id is the caller's X-Request-ID when it is acceptable, else a new one.
+    """
+    given = Headers.from_scope(scope).get(REQUEST_ID_HEADER)
+    acceptable = given is None or REQUEST_ID.fullmatch(given) is not None
+    return (given if given and acceptable else str(uuid.uuid4())), acceptable
 
 
 def create_app(

@@ -21,16 +21,14 @@ Each request is counted (``flightbook_commands_total{endpoint, outcome}``), time
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import structlog
 from litestar import Controller, Request, Response, Router, post
-from litestar.datastructures import Headers, MutableScopeHeaders, ResponseHeader
+from litestar.datastructures import MutableScopeHeaders, ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -62,7 +60,7 @@ from flightbook.http_auth import (
 )
 from flightbook.positions import encode_positions
 from flightbook.problems import PROBLEM_JSON, Problem
-from flightbook.web import create_app
+from flightbook.web import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -83,10 +81,8 @@ __all__ = (
 )
 
 POSITION_HEADER = "X-Flightbook-Position"
-REQUEST_ID_HEADER = "X-Request-ID"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 T = TypeVar("T")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TRACE_KEY = "flightbook_command_trace"
 _log = structlog.get_logger("flightbook.commands")
 
@@ -176,12 +172,6 @@ def _outcome(status: int, trace: CommandTrace) -> str:
     return _OUTCOMES.get(status, "rejected" if status >= 400 else "ok")
 
 
-def _given_request_id(scope: Scope) -> tuple[str | None, bool]:
-    """The caller's X-Request-ID (None if absent), and whether it is acceptable."""
-    given = Headers.from_scope(scope).get(REQUEST_ID_HEADER)
-    return given, given is None or _REQUEST_ID.fullmatch(given) is not None
-
-
 class CommandTelemetry(ASGIMiddleware):
     """Correlation id, one ``command.handled`` log line, count and latency per request."""
 
@@ -192,8 +182,8 @@ class CommandTelemetry(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         started = time.perf_counter()
-        given, acceptable = _given_request_id(scope)
-        trace = CommandTrace(correlation_id=given if given and acceptable else str(uuid.uuid4()))
+        correlation_id, acceptable = correlation_of(scope)
+        trace = CommandTrace(correlation_id=correlation_id)
         scope["state"][_TRACE_KEY] = trace
         handler = scope["route_handler"]
         endpoint = handler.name or handler.handler_name
@@ -403,7 +393,7 @@ def command_router(
                 name=REQUEST_ID_HEADER,
                 annotation=str,
                 required=False,
-                pattern=_REQUEST_ID.pattern,
+                pattern=REQUEST_ID.pattern,
                 max_length=64,
                 description=(
                     "Correlation id stored with the events (else a new one); echoed back. "

@@ -33,14 +33,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import structlog
 from litestar import Controller, Request, Router, get
-from litestar.datastructures import Headers, MutableScopeHeaders, ResponseHeader, State
+from litestar.datastructures import MutableScopeHeaders, ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import ValidationException
@@ -72,7 +71,7 @@ from flightbook.queries.models import (
     SalesPage,
 )
 from flightbook.queries.service import MAX_PAGE, QueryService
-from flightbook.web import create_app
+from flightbook.web import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -96,9 +95,7 @@ __all__ = (
 )
 
 AFTER_HEADER = "X-Flightbook-After"
-REQUEST_ID_HEADER = "X-Request-ID"
 MAX_PERIOD_DAYS = 366
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SERVICE_STATE_KEY = "flightbook_query_service"
 _log = structlog.get_logger("flightbook.queries")
 
@@ -211,9 +208,7 @@ class QueryTelemetry(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         started = time.perf_counter()
-        given = Headers.from_scope(scope).get(REQUEST_ID_HEADER)
-        acceptable = given is None or _REQUEST_ID.fullmatch(given) is not None
-        correlation_id = given if given and acceptable else str(uuid.uuid4())
+        correlation_id, acceptable = correlation_of(scope)
         handler = scope["route_handler"]
         endpoint = handler.name or handler.handler_name
         status = 500
@@ -527,7 +522,7 @@ def query_router(settings: Settings, *, metrics: QueryMetrics) -> Router:
                 name=REQUEST_ID_HEADER,
                 annotation=str,
                 required=False,
-                pattern=_REQUEST_ID.pattern,
+                pattern=REQUEST_ID.pattern,
                 max_length=64,
                 description="Correlation id for the logs (else a new one); echoed back.",
             )
