@@ -310,5 +310,6 @@ def build_projection_worker(
         poll_seconds=settings.projection_poll_seconds,
         broker_check_seconds=settings.projection_broker_check_seconds,
         stall_seconds=settings.projection_stall_seconds,
+        analytics_seconds=settings.projection_analytics_seconds,
     )
     return worker, services.close

@@ -100,6 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     projection_poll_seconds: Seconds = 0.5
     projection_broker_check_seconds: Seconds = 5.0
     projection_stall_seconds: Seconds = 30.0
+    # longest wait, under load, before sales_daily/funnel_daily follow the bookings (ADR 0014)
+    projection_analytics_seconds: Seconds = 1.0
 
     # logging
     log_format: Literal["auto", "json", "console"] = "auto"

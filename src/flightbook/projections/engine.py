@@ -13,8 +13,14 @@ For one worker kind (bookings or flights) and one batch:
    worker wrote first) makes the aggregate be read and folded again.
 3. Derive from the documents what the other read models hold: the Redis hashes (written
    by a Lua guard), search-cache invalidations, and the analytics, recomputed from the
-   documents (never incremented), so that redelivery cannot count twice.
-4. Write the ``applied_events`` markers and the checkpoint, after everything above.
+   documents (never incremented), so that redelivery cannot count twice. Analytics that
+   depend on one document only (``load_factor``) are written at once; those that add up
+   many documents (a day's ``sales_daily`` and ``funnel_daily``) only have their keys
+   marked stale here, and :meth:`Engine.refresh_analytics` recomputes the stale keys
+   later, once for many batches (ADR 0014).
+4. Write the ``applied_events`` markers and the checkpoint, after everything above: a
+   stale mark is stored before the events that caused it count as applied, so a kill
+   cannot lose it.
 
 The same code serves the Kafka loop, the catch-up from the event store and the rebuild
 (:func:`replay`); they differ only in :class:`Targets`.
@@ -50,7 +56,7 @@ from flightbook.projections.stores import ANALYTICS_KEYS, INDEXES, GuardedWrite,
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Collection, Sequence
 
     from flightbook.contracts import Envelope
     from flightbook.projections.eventstore import EventStoreReader, HistorySource, StoredItem
@@ -164,10 +170,18 @@ class Kind(Protocol):
         """Keys (after the version prefix) to delete when the document changes."""
         ...
 
-    def analytics(
-        self, docs: Sequence[Document], documents: DocumentStore, version: int
+    def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
+        """Analytics documents that follow from ``docs`` alone, by collection name."""
+        ...
+
+    def stale_keys(self, docs: Sequence[Document]) -> set[str]:
+        """Keys of the analytics that add up many documents and that ``docs`` change."""
+        ...
+
+    def recompute(
+        self, keys: Collection[str], documents: DocumentStore, version: int
     ) -> dict[str, list[Document]]:
-        """Analytics documents to write, by collection name, recomputed for ``docs``' keys."""
+        """Those analytics for ``keys``, from every document (of ``version``) they add up."""
         ...
 
 
@@ -190,14 +204,19 @@ class BookingsKind:
     def invalidations(self, doc: Document) -> list[str]:
         return []
 
-    def analytics(
-        self, docs: Sequence[Document], documents: DocumentStore, version: int
+    def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
+        return {}
+
+    def stale_keys(self, docs: Sequence[Document]) -> set[str]:
+        return {str(doc["date"]) for doc in docs}
+
+    def recompute(
+        self, keys: Collection[str], documents: DocumentStore, version: int
     ) -> dict[str, list[Document]]:
-        days = sorted({str(doc["date"]) for doc in docs})
-        if not days:
+        if not keys:
             return {}
         bookings = documents.find_in(
-            collection("bookings", version), "date", days, ANALYTICS_BOOKING_FIELDS
+            collection("bookings", version), "date", sorted(keys), ANALYTICS_BOOKING_FIELDS
         )
         return {
             "sales_daily": sales_daily_documents(bookings),
@@ -221,10 +240,16 @@ class FlightsKind:
     def invalidations(self, doc: Document) -> list[str]:
         return search_keys(doc)
 
-    def analytics(
-        self, docs: Sequence[Document], documents: DocumentStore, version: int
-    ) -> dict[str, list[Document]]:
+    def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
         return {"load_factor": [row for doc in docs for row in load_factor_documents(doc)]}
+
+    def stale_keys(self, docs: Sequence[Document]) -> set[str]:
+        return set()
+
+    def recompute(
+        self, keys: Collection[str], documents: DocumentStore, version: int
+    ) -> dict[str, list[Document]]:
+        return {}
 
 
 @dataclass
@@ -438,13 +463,44 @@ class Engine:
                 doomed += [prefix + key for key in self.kind.invalidations(doc)]
         self._hashes.put_guarded(writes)
         self._hashes.delete(sorted(set(doomed)))
-        if targets.analytics:
-            computed = self.kind.analytics(docs, self._documents, targets.documents[0])
-            for version in targets.analytics:
-                for name, rows in computed.items():
-                    target = collection(name, version)
-                    self._documents.ensure_indexes(target, INDEXES[name])
-                    self._documents.put_many(target, rows, ANALYTICS_KEYS[name])
+        if not targets.analytics:
+            return
+        self._write_analytics(self.kind.analytics(docs), targets)
+        stale = self.kind.stale_keys(docs)
+        if not stale:
+            return
+        if self._progress is None:  # nobody to remember them for later: now
+            source = targets.documents[0]
+            self._write_analytics(self.kind.recompute(stale, self._documents, source), targets)
+        else:
+            self._progress.mark_stale(self.kind.read_model, stale)
+
+    def _write_analytics(self, computed: dict[str, list[Document]], targets: Targets) -> None:
+        for version in targets.analytics:
+            for name, rows in computed.items():
+                target = collection(name, version)
+                self._documents.ensure_indexes(target, INDEXES[name])
+                self._documents.put_many(target, rows, ANALYTICS_KEYS[name])
+
+    def refresh_analytics(self, targets: Targets) -> int:
+        """Recompute the analytics of every stale key, then forget the keys.
+
+        The keys are read before the documents, and each is forgotten only if it was not
+        marked again meanwhile, so a change that lands during the recompute is recomputed
+        next time, never lost.
+
+        Returns:
+            How many keys were recomputed.
+        """
+        if self._progress is None or not targets.analytics or not targets.documents:
+            return 0
+        seen = self._progress.stale(self.kind.read_model)
+        if not seen:
+            return 0
+        source = targets.documents[0]
+        self._write_analytics(self.kind.recompute(seen, self._documents, source), targets)
+        self._progress.clear_stale(self.kind.read_model, seen)
+        return len(seen)
 
 
 def replay(

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pymongo import InsertOne, ReplaceOne, UpdateOne
+from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from flightbook.projections.names import (
     CHECKPOINTS,
     DEAD_LETTERS,
     MARKERS,
+    STALE,
     VERSIONS,
     checkpoint_id,
     marker_id,
@@ -192,12 +193,14 @@ class MongoProgress:
         self._checkpoints = database[CHECKPOINTS]
         self._markers = database[MARKERS]
         self._letters = database[DEAD_LETTERS]
+        self._stale = database[STALE]
 
     def ensure_indexes(self) -> None:
         """The indexes of the unversioned collections (idempotent)."""
         self._markers.create_index([("rm", 1), ("pos", 1)])
         self._markers.create_index([("at", 1)])
         self._letters.create_index([("read_model", 1), ("failed_at", 1)])
+        self._stale.create_index([("rm", 1)])
 
     # -- versions ---------------------------------------------------------------------------
 
@@ -375,4 +378,38 @@ class MongoProgress:
                 "$currentDate": {"last_failed_at": True},
                 "$inc": {"attempts": 1},
             },
+        )
+
+    # -- stale analytics --------------------------------------------------------------------
+
+    def mark_stale(self, read_model: str, keys: Collection[str]) -> None:
+        if not keys:
+            return
+        self._stale.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"{read_model}:{key}"},
+                    {"$set": {"rm": read_model, "key": key}, "$inc": {"rev": 1}},
+                    upsert=True,
+                )
+                for key in sorted(set(keys))
+            ],
+            ordered=False,
+        )
+
+    def stale(self, read_model: str) -> dict[str, int]:
+        return {
+            str(doc["key"]): int(doc["rev"])
+            for doc in self._stale.find({"rm": read_model}, {"key": 1, "rev": 1})
+        }
+
+    def clear_stale(self, read_model: str, seen: Mapping[str, int]) -> None:
+        if not seen:
+            return
+        self._stale.bulk_write(
+            [
+                DeleteOne({"_id": f"{read_model}:{key}", "rev": revision})
+                for key, revision in sorted(seen.items())
+            ],
+            ordered=False,
         )

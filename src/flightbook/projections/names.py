@@ -17,6 +17,7 @@ __all__ = (
     "DEFAULT_VERSION",
     "MARKERS",
     "READ_MODELS",
+    "STALE",
     "VERSIONS",
     "ReadModel",
     "booking_key",
@@ -38,6 +39,7 @@ VERSIONS: Final = "read_model_versions"
 CHECKPOINTS: Final = "projection_checkpoints"
 MARKERS: Final = "applied_events"
 DEAD_LETTERS: Final = "dead_letters"
+STALE: Final = "analytics_stale"
 
 ANALYTICS_COLLECTIONS: Final = ("sales_daily", "load_factor", "funnel_daily")
 

@@ -5,6 +5,9 @@
   at or below it is applied), the highest position applied, and the Kafka offsets stored.
 - ``applied_events``: one marker per applied position, for read-your-writes (purged after 1 h).
 - ``dead_letters``: messages that could not be applied, with the error, replayable.
+- ``analytics_stale``: the analytics keys (days) whose documents changed and whose
+  analytics are still to be recomputed (ADR 0014), each with a revision so that a key
+  marked again while it is being recomputed stays marked.
 
 :class:`ProgressStore` is the port; :class:`MemoryProgress` the fake and
 :class:`flightbook.projections.mongo.MongoProgress` the adapter.
@@ -138,6 +141,18 @@ class ProgressStore(Protocol):
 
     def mark_failed_again(self, letter_id: str, error: str, at: dt.datetime) -> None: ...
 
+    def mark_stale(self, read_model: str, keys: Collection[str]) -> None:
+        """Remember that the analytics of ``keys`` must be recomputed (raises their revision)."""
+        ...
+
+    def stale(self, read_model: str) -> dict[str, int]:
+        """The keys still to recompute, with the revision each was last marked at."""
+        ...
+
+    def clear_stale(self, read_model: str, seen: Mapping[str, int]) -> None:
+        """Forget each key whose revision is still the one in ``seen`` (recomputed)."""
+        ...
+
 
 class MemoryProgress:
     """:class:`ProgressStore` in dicts."""
@@ -147,6 +162,7 @@ class MemoryProgress:
         self._checkpoints: dict[tuple[str, str], Checkpoint] = {}
         self.markers: dict[tuple[str, str, int], dt.datetime] = {}
         self.letters: dict[str, DeadLetter] = {}
+        self.stale_keys: dict[tuple[str, str], int] = {}
 
     def versions(self) -> dict[str, VersionInfo]:
         return dict(self._versions)
@@ -252,3 +268,15 @@ class MemoryProgress:
     def mark_failed_again(self, letter_id: str, error: str, at: dt.datetime) -> None:
         current = self.letters[letter_id]
         self.letters[letter_id] = replace(current, error=error, attempts=current.attempts + 1)
+
+    def mark_stale(self, read_model: str, keys: Collection[str]) -> None:
+        for key in keys:
+            self.stale_keys[(read_model, key)] = self.stale_keys.get((read_model, key), 0) + 1
+
+    def stale(self, read_model: str) -> dict[str, int]:
+        return {k: rev for (r, k), rev in self.stale_keys.items() if r == read_model}
+
+    def clear_stale(self, read_model: str, seen: Mapping[str, int]) -> None:
+        for key, revision in seen.items():
+            if self.stale_keys.get((read_model, key)) == revision:
+                del self.stale_keys[(read_model, key)]

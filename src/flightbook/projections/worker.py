@@ -11,7 +11,10 @@ One loop per process (``projections/bookings.py``, ``projections/flights.py``):
   catch up from the event store and read the topics from their beginning again; raise the
   low watermark from the applied markers; refresh the lag gauges; and if the low watermark
   has not moved for ``stall_seconds`` while the log has more, catch up from the event store
-  (the safety net for whatever Kafka lost that nobody noticed).
+  (the safety net for whatever Kafka lost that nobody noticed);
+- at most every ``analytics_seconds``, and whenever there is nothing to consume,
+  recompute the analytics that the applied batches marked stale (ADR 0014): one re-read
+  of a day's bookings serves every batch of that interval.
 
 SIGTERM finishes the batch in hand, commits and returns; SIGKILL resumes from the
 committed offsets, and what is delivered again is skipped by the version guards.
@@ -180,6 +183,18 @@ class _Metrics:
             ["read_model", "kind"],
             registry=registry,
         )
+        self.analytics_keys = Counter(
+            "flightbook_projection_analytics_keys_recomputed_total",
+            "Stale analytics keys (days) recomputed from the documents",
+            ["read_model"],
+            registry=registry,
+        ).labels(**rm)
+        self.analytics_duration = Histogram(
+            "flightbook_projection_analytics_refresh_seconds",
+            "Time to recompute the stale analytics keys once",
+            ["read_model"],
+            registry=registry,
+        ).labels(**rm)
         self.duration = Histogram(
             "flightbook_projection_batch_duration_seconds",
             "Time to decode, apply and commit one batch",
@@ -255,6 +270,8 @@ class ProjectionWorker:
         poll_seconds: Longest wait for messages.
         stall_seconds: Catch up from the event store when the low watermark has not moved
             for this long while the log has more.
+        analytics_seconds: Longest time between recomputes of the stale analytics while
+            batches keep coming (an idle worker recomputes at once).
     """
 
     def __init__(
@@ -275,6 +292,7 @@ class ProjectionWorker:
         marker_ttl_seconds: float = 3600.0,
         stall_seconds: float = 30.0,
         max_backoff_seconds: float = 5.0,
+        analytics_seconds: float = 1.0,
     ) -> None:
         self.engine = engine
         self.kind = engine.kind
@@ -293,6 +311,7 @@ class ProjectionWorker:
         self._marker_ttl = marker_ttl_seconds
         self._stall = stall_seconds
         self._max_backoff = max_backoff_seconds
+        self._analytics_every = analytics_seconds
         self.versions = VersionCache(progress)
         self.registry = registry or CollectorRegistry()
         self._metrics = _Metrics(self.registry, self.read_model, self.context)
@@ -313,6 +332,8 @@ class ProjectionWorker:
         self._missing_logged = False
         self._started = False
         self._error_logged_at = 0.0
+        self._analytics_at = 0.0
+        self._maybe_stale = True  # stale keys may be left from before a restart
 
     # -- control ----------------------------------------------------------------------------
 
@@ -366,6 +387,7 @@ class ProjectionWorker:
             self._progress.raise_low_watermark(self.read_model, self.context, position)
             self._metrics.low_watermark.set(position)
             self._count(result, source="eventstore")
+            self._refresh_analytics(force=False)
             self._alive_at = time.monotonic()
 
         reached = replay(
@@ -379,6 +401,7 @@ class ProjectionWorker:
             stop=self._stop.is_set,
             on_batch=on_batch,
         )
+        self._refresh_analytics(force=True)
         _log.info(
             "projection.caught_up",
             read_model=self.read_model,
@@ -403,11 +426,34 @@ class ProjectionWorker:
             self._periodic(consumer)
             if self._batch is None:
                 self._batch = self._usable(self._next_messages(consumer))
+            idle = not self._batch
             if self._batch:
                 self._process(consumer, self._batch)
             self._batch = None
+            self._refresh_analytics(force=idle or self._stop.is_set())
             self._failures = 0
             self._alive_at = time.monotonic()
+
+    def _refresh_analytics(self, *, force: bool) -> None:
+        """Recompute the stale analytics when due, or now when idle or stopping."""
+        now = time.monotonic()
+        due = force or now - self._analytics_at >= self._analytics_every
+        if not (self._maybe_stale and due):
+            return
+        started = time.perf_counter()
+        keys = self.engine.refresh_analytics(self.versions.targets(self.kind))
+        self._analytics_at = now
+        self._maybe_stale = False
+        if keys:
+            elapsed = time.perf_counter() - started
+            self._metrics.analytics_keys.inc(keys)
+            self._metrics.analytics_duration.observe(elapsed)
+            _log.info(
+                "projection.analytics_refreshed",
+                read_model=self.read_model,
+                keys=keys,
+                duration_ms=round(elapsed * 1000, 1),
+            )
 
     def _next_messages(self, consumer: Consumer) -> list[Message]:
         """Wait for one message, then take what has already arrived, up to a batch.
@@ -542,6 +588,8 @@ class ProjectionWorker:
                 self._stored[key] = max(self._stored.get(key, 0), offset)
 
     def _count(self, result: ApplyResult, *, source: str) -> None:
+        if result.count:
+            self._maybe_stale = True
         self._metrics.applied.inc(result.applied)
         self._metrics.duplicates.inc(result.duplicates)
         self._metrics.repaired.inc(result.repaired)

@@ -41,6 +41,7 @@ def apply_all(
             result = engine.apply(found[start : start + batch], LIVE)
             applied += result.applied
             duplicates += result.duplicates
+        engine.refresh_analytics(LIVE)  # as the worker does when it has nothing to consume
     return applied, duplicates
 
 

@@ -20,7 +20,9 @@ LIVE = Targets(documents=(1,), redis=(1,), analytics=(1,))
 def project_everything(services: ProjectionServices) -> None:
     for context, worker in (("inventory", "flights"), ("booking", "bookings")):
         items = services.reader.read(context, after=0, limit=100_000)
-        services.engine(worker).apply([i.envelope for i in items if i.envelope is not None], LIVE)
+        engine = services.engine(worker)
+        engine.apply([i.envelope for i in items if i.envelope is not None], LIVE)
+        engine.refresh_analytics(LIVE)
 
 
 @pytest.mark.parametrize("read_model", ["bookings", "flights", "redis", "analytics"])

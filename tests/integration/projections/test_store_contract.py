@@ -254,3 +254,20 @@ def test_dead_letters_are_listed_replayed_and_counted(progress: ProgressStore) -
     assert (replayed.error, replayed.attempts) == ("still bad", 3)
     assert replayed.replayed_at is not None
     assert len(progress.dead_letters()) == 1
+
+
+def test_stale_analytics_keys_stay_until_recomputed_at_their_revision(
+    progress: ProgressStore,
+) -> None:
+    progress.mark_stale("bookings", ["2026-11-01", "2026-11-02"])
+    progress.mark_stale("flights", ["2026-11-01"])
+    seen = progress.stale("bookings")
+    progress.mark_stale("bookings", ["2026-11-02"])  # changed again while being recomputed
+
+    progress.clear_stale("bookings", seen)
+
+    assert set(seen) == {"2026-11-01", "2026-11-02"}
+    assert list(progress.stale("bookings")) == ["2026-11-02"]
+    assert list(progress.stale("flights")) == ["2026-11-01"]
+    progress.clear_stale("bookings", progress.stale("bookings"))
+    assert progress.stale("bookings") == {}

@@ -12,6 +12,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from flightbook.bootstrap import build_projection_worker
 from flightbook.contracts import encoder, topic_for
+from flightbook.projections.engine import Targets
 from flightbook.projections.services import ProjectionServices
 from flightbook.projections.verify import compare_read_models, replay_read_models
 from flightbook.settings import Settings
@@ -102,3 +103,37 @@ def test_workers_apply_what_kafka_brings_commit_it_and_stop_when_asked(
     checkpoint = services.progress.checkpoint("bookings", "booking")
     assert checkpoint.events_applied == messages["booking"]
     assert sum(checkpoint.partitions.values()) == messages["booking"]
+
+
+@pytest.mark.timeout(120)
+def test_stale_days_left_by_a_killed_worker_are_recomputed_by_the_next_one(
+    settings: Settings, services: ProjectionServices, history: History
+) -> None:
+    """A worker killed after a batch marked its days stale, before it recomputed them: the
+    documents and checkpoint are there, the day's analytics are not. The next worker, with
+    nothing to consume, recomputes them."""
+    live = Targets(documents=(1,), redis=(1,), analytics=(1,))
+    for read_model, context in (("flights", "inventory"), ("bookings", "booking")):
+        items = services.reader.read(context, after=0, limit=100_000)
+        services.engine(read_model).apply([i.envelope for i in items if i.envelope], live)
+        services.progress.raise_low_watermark(read_model, context, services.reader.head(context))
+    stale = services.progress.stale("bookings")
+    missing = compare_read_models(replay_read_models(settings), services.database, services.redis)
+    worker, close = build_projection_worker(settings, "bookings")
+    thread = threading.Thread(target=worker.run, name="bookings")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while services.progress.stale("bookings"):
+            assert time.monotonic() < deadline, "the stale days were never recomputed"
+            time.sleep(0.2)
+    finally:
+        worker.stop()
+        thread.join(30)
+        close()
+
+    assert stale
+    assert {d.where for d in missing} == {"sales_daily_v1", "funnel_daily_v1"}
+    assert (
+        compare_read_models(replay_read_models(settings), services.database, services.redis) == []
+    )

@@ -200,10 +200,13 @@ def test_redis_hashes_and_analytics_are_derived_from_the_documents(setup: Setup)
 
     bookings.apply(setup.bookings.envelopes, LIVE)
     flights.apply(setup.flights.envelopes, LIVE)
+    stale = setup.progress.stale("bookings")
+    refreshed = bookings.refresh_analytics(LIVE)
 
     assert setup.hashes.get(f"fb:v1:booking:{booking}") == {"_v": "4", "status": "CONFIRMED"}
     assert setup.hashes.get(f"fb:v1:seats:{setup.flight}") == {"_v": "3", "Y": "4", "J": "2"}
     assert setup.hashes.get("fb:v1:search:LHR:JFK:2031-12-24") is None
+    assert (len(stale), refreshed, setup.progress.stale("bookings")) == (1, 1, {})
     (sales,) = setup.documents.collections["sales_daily_v1"].values()
     assert (sales["bookings_confirmed"], sales["revenue"]["amount"]) == (1, 45000)
     (funnel,) = setup.documents.collections["funnel_daily_v1"].values()
@@ -276,3 +279,52 @@ def test_a_guard_that_no_longer_holds_makes_the_aggregate_be_read_again(setup: S
     (doc,) = racing.collections["bookings_v1"].values()
     assert (doc["status"], doc["_v"]) == ("CONFIRMED", 4)
     assert (result.applied, result.duplicates) == (2, 2)
+
+
+def test_day_analytics_wait_for_a_refresh_and_are_then_recomputed_once(setup: Setup) -> None:
+    first = setup.book()
+    bookings = setup.engine("bookings")
+    bookings.apply(setup.bookings.envelopes, LIVE)
+    setup.book(confirm=False)
+    bookings.apply(setup.bookings.envelopes[4:], LIVE)
+
+    assert "sales_daily_v1" not in setup.documents.collections  # not yet: only marked stale
+    assert len(setup.progress.stale("bookings")) == 1  # one day, marked by both batches
+    assert bookings.refresh_analytics(LIVE) == 1
+    assert bookings.refresh_analytics(LIVE) == 0  # nothing stale any more
+    (funnel,) = setup.documents.collections["funnel_daily_v1"].values()
+    assert (funnel["requested"], funnel["confirmed"]) == (2, 1)
+    assert str(first) in setup.documents.collections["bookings_v1"]
+
+
+def test_a_redelivered_batch_marks_its_days_stale_again(setup: Setup) -> None:
+    setup.book()
+    bookings = setup.engine("bookings")
+    bookings.apply(setup.bookings.envelopes, LIVE)
+    bookings.refresh_analytics(LIVE)
+    setup.documents.collections["funnel_daily_v1"].clear()  # as if lost before the mark
+
+    result = bookings.apply(setup.bookings.envelopes, LIVE)  # all duplicates now
+    bookings.refresh_analytics(LIVE)
+
+    assert (result.applied, result.duplicates) == (0, 4)
+    (funnel,) = setup.documents.collections["funnel_daily_v1"].values()
+    assert funnel["confirmed"] == 1
+
+
+def test_without_a_progress_store_day_analytics_are_written_at_once(setup: Setup) -> None:
+    setup.book()
+    engine = Engine(
+        BookingsKind(setup.lookups),
+        documents=setup.documents,
+        hashes=setup.hashes,
+        history=setup.history,
+        progress=None,
+        redis_prefix="fb:",
+    )
+
+    engine.apply(setup.bookings.envelopes, LIVE)
+
+    (sales,) = setup.documents.collections["sales_daily_v1"].values()
+    assert sales["bookings_confirmed"] == 1
+    assert engine.refresh_analytics(LIVE) == 0
