@@ -92,13 +92,17 @@ def verify_read_models(settings: Settings, *, postgres_url: str, limit: int = 20
 
     settings = _with_stack(settings)
     _say("replaying the event store in memory...")
-    expected = replay_read_models(msgspec.structs.replace(settings, postgres_url=postgres_url))
+    expected = replay_read_models(
+        msgspec.structs.replace(settings, postgres_url=postgres_url), say=_say
+    )
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         require(settings.mongo_url, "mongo_url"), serverSelectionTimeoutMS=5000, tz_aware=True
     )
     cache = redis.Redis.from_url(require(settings.redis_url, "redis_url"))
     try:
-        differences = compare_read_models(expected, client[settings.mongo_database], cache)
+        differences = compare_read_models(
+            expected, client[settings.mongo_database], cache, say=_say
+        )
     finally:
         cache.close()
         client.close()

@@ -43,6 +43,7 @@ __all__ = ("MongoDocuments", "MongoProgress")
 Document = dict[str, Any]
 _DUPLICATE_KEY = 11000
 _CAS_ATTEMPTS = 20
+_MARKER_CHUNK = 1000
 
 
 def _projection(fields: Sequence[str]) -> dict[str, int] | None:
@@ -119,8 +120,10 @@ class MongoDocuments:
 
     @staticmethod
     def _upsert(doc: Document, key: Sequence[str]) -> UpdateOne:
-        # The filter is on the key fields, not always on _id: nx-27017 cannot find a
-        # document by an _id that starts like a date ("2026-11-24:LHR-JFK").
+        # The filter is on _id where it can be: nx-27017 uses an index for _id only (any
+        # other field is a scan of the whole collection, so upserting N load_factor rows by
+        # (flight_id, fare) cost O(N²)). Where the _id starts like a date
+        # ("2026-11-24:LHR-JFK") nx-27017 cannot find it by _id, so the key is its fields.
         fields = {k: v for k, v in doc.items() if k != "_id" and k not in key}
         update: Document = {"$set": fields}
         if "_id" not in key:
@@ -320,13 +323,19 @@ class MongoProgress:
                 raise
 
     def applied_between(self, read_model: str, context: str, after: int, upto: int) -> set[int]:
-        scope = checkpoint_id(read_model, context)
-        return {
-            int(doc["pos"])
-            for doc in self._markers.find(
-                {"rm": scope, "pos": {"$gt": after, "$lte": upto}}, {"pos": 1, "_id": 0}
+        # By _id, not by (rm, pos): nx-27017 answers a query on any other field by reading
+        # the whole collection (its equality also matches arrays, so no index is used), and
+        # this runs every few seconds against an hour of markers.
+        found: set[int] = set()
+        for start in range(after + 1, upto + 1, _MARKER_CHUNK):
+            ids = [
+                marker_id(read_model, context, p)
+                for p in range(start, min(start + _MARKER_CHUNK, upto + 1))
+            ]
+            found.update(
+                int(doc["pos"]) for doc in self._markers.find({"_id": {"$in": ids}}, {"pos": 1})
             )
-        }
+        return found
 
     def purge_markers(self, before: dt.datetime) -> int:
         return int(self._markers.delete_many({"at": {"$lt": before}}).deleted_count)

@@ -64,6 +64,18 @@ class RedisHashes:
             return None
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    def get_many(self, keys: Sequence[str], *, chunk: int = 1000) -> dict[str, dict[str, str]]:
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            pipe = self._client.pipeline(transaction=False)
+            for key in part:
+                pipe.hgetall(key)
+            for key, raw in zip(part, pipe.execute(), strict=True):
+                if raw:
+                    found[key] = {_text(k): _text(v) for k, v in raw.items()}
+        return found
+
     def delete(self, keys: Sequence[str]) -> None:
         if keys:
             self._client.delete(*keys)

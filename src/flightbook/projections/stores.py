@@ -77,9 +77,11 @@ INDEXES: dict[str, tuple[Index, ...]] = {
 ANALYTICS_KEYS: dict[str, tuple[str, ...]] = {
     "sales_daily": ("date", "origin", "destination"),
     "funnel_daily": ("date",),
-    "load_factor": ("flight_id", "fare"),
+    "load_factor": ("_id",),
 }
-"""The fields that identify an analytics document (its ``_id`` is made of them)."""
+"""What an analytics document is found by when it is written: its ``_id`` (the only field
+nx-27017 finds through an index), or, where the ``_id`` starts like a date (which nx-27017
+cannot find by ``_id``), the fields the ``_id`` is made of."""
 
 
 class DocumentStore(Protocol):
@@ -127,6 +129,10 @@ class HashStore(Protocol):
         ...
 
     def get(self, key: str) -> dict[str, str] | None: ...
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The hashes among ``keys`` that exist, by key (one round trip per thousand)."""
+        ...
 
     def delete(self, keys: Sequence[str]) -> None: ...
 
@@ -224,6 +230,9 @@ class MemoryHashes:
     def get(self, key: str) -> dict[str, str] | None:
         found = self.data.get(key)
         return dict(found) if found is not None else None
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {key: dict(self.data[key]) for key in keys if key in self.data}
 
     def delete(self, keys: Sequence[str]) -> None:
         for key in keys:

@@ -33,6 +33,8 @@ from flightbook.projections.stores import MemoryDocuments, MemoryHashes
 from flightbook.services import require
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import redis
     from pymongo.database import Database
 
@@ -50,6 +52,7 @@ __all__ = (
 
 Document = dict[str, Any]
 _HASH_KINDS = ("seats:", "booking:")
+_PROGRESS_EVERY = 10_000
 
 
 @dataclass(frozen=True)
@@ -90,13 +93,36 @@ class ExpectedReadModels:
     """Events the projectors could not apply (the workers dead-letter them too)."""
 
 
+def _quiet(_line: str) -> None:
+    pass
+
+
+class _Progress:
+    """A line about every 10,000 positions of a replay, and one at its end."""
+
+    def __init__(self, say: Callable[[str], None], context: str, head: int) -> None:
+        self._say = say
+        self._context = context
+        self._head = head
+        self._shown = 0
+
+    def __call__(self, position: int, _result: object) -> None:
+        if position - self._shown >= _PROGRESS_EVERY or position >= self._head:
+            self._shown = position
+            self._say(f"replayed {self._context} up to position {position} of {self._head}")
+
+
 def expected_from_event_store(
     reader: EventStoreReader,
     vault: PersonalDataVault | None,
     *,
     redis_prefix: str,
+    say: Callable[[str], None] = _quiet,
 ) -> ExpectedReadModels:
-    """Replay both logs into in-memory stores and return what they hold."""
+    """Replay both logs into in-memory stores and return what they hold.
+
+    ``say`` gets a progress line about every 10,000 events.
+    """
     documents = MemoryDocuments()
     hashes = MemoryHashes()
     errors: list[Difference] = []
@@ -122,7 +148,13 @@ def expected_from_event_store(
             )
 
         heads[kind.context] = replay(
-            engine, reader, after=0, upto=head, targets=lambda: targets, on_poison=on_poison
+            engine,
+            reader,
+            after=0,
+            upto=head,
+            targets=lambda: targets,
+            on_poison=on_poison,
+            on_batch=_Progress(say, kind.context, head),
         )
     recompute_analytics(documents, bookings_version=1, flights_version=1, target_version=1)
     names = [name for names in COLLECTIONS.values() for name in names]
@@ -140,13 +172,15 @@ def expected_from_event_store(
     )
 
 
-def replay_read_models(settings: Settings) -> ExpectedReadModels:
+def replay_read_models(
+    settings: Settings, say: Callable[[str], None] = _quiet
+) -> ExpectedReadModels:
     """A fresh in-memory replay of the whole event store (every read model, version-less)."""
     url = require(settings.postgres_url, "postgres_url")
     with ConnectionPool(url, min_size=1, max_size=2, name="verify") as pool:
         reader = EventStoreReader(pool)
         return expected_from_event_store(
-            reader, PersonalDataVault(pool), redis_prefix=settings.redis_prefix
+            reader, PersonalDataVault(pool), redis_prefix=settings.redis_prefix, say=say
         )
 
 
@@ -214,7 +248,10 @@ def _compare(
 
 
 def compare_read_models(
-    expected: ExpectedReadModels, mongo: Database[Any], redis: redis.Redis
+    expected: ExpectedReadModels,
+    mongo: Database[Any],
+    redis: redis.Redis,
+    say: Callable[[str], None] = _quiet,
 ) -> list[Difference]:
     """Every difference between ``expected`` and the active read models (empty: they agree)."""
     differences = list(expected.errors)
@@ -223,17 +260,17 @@ def compare_read_models(
         version = versions.get(read_model, VersionInfo()).active
         for name in names:
             where = collection(name, version)
-            stored = {str(doc["_id"]): doc for doc in mongo[where].find({})}
+            say(f"comparing {where} ({len(expected.documents.get(name, {}))} documents expected)")
+            stored = {str(doc["_id"]): doc for doc in mongo[where].find({}, batch_size=1000)}
             differences += _compare("mongo", where, expected.documents.get(name, {}), stored)
     prefix = redis_version_prefix(
         expected.redis_prefix, versions.get("redis", VersionInfo()).active
     )
+    say(f"comparing the Redis hashes under {prefix} ({len(expected.hashes)} expected)")
     hashes = RedisHashes(redis)
     found: dict[str, dict[str, str]] = {}
     for kind in _HASH_KINDS:
-        for key in hashes.keys(prefix + kind):
-            fields = hashes.get(key)
-            if fields is not None:
-                found[key.removeprefix(prefix)] = fields
+        for key, fields in hashes.get_many(hashes.keys(prefix + kind)).items():
+            found[key.removeprefix(prefix)] = fields
     differences += _compare("redis", prefix, expected.hashes, found)
     return differences

@@ -175,6 +175,9 @@ def test_keys_by_prefix_and_deletes(hashes: tuple[HashStore, str]) -> None:
     store.put_guarded([HashWrite(prefix + "v2:booking:0", {"_v": "1"})])
 
     assert store.keys(prefix + "v1:") == [prefix + f"v1:booking:{n}" for n in range(3)]
+    assert store.get_many([prefix + "v1:booking:2", prefix + "v1:missing"]) == {
+        prefix + "v1:booking:2": {"_v": "1"}
+    }
     store.delete([prefix + "v1:booking:0", prefix + "v1:missing"])
     assert store.delete_prefix(prefix + "v1:") == 2
     assert store.keys(prefix + "v1:") == []
@@ -224,6 +227,8 @@ def test_markers_are_kept_once_and_purged_by_age(progress: ProgressStore) -> Non
     assert progress.applied_between("flights", "inventory", 1, 6) == {2, 5, 6}
     assert progress.purge_markers(AT + dt.timedelta(hours=1)) == 4
     assert progress.applied_between("flights", "inventory", 0, 10) == {6}
+    progress.mark_applied("flights", "inventory", [999, 1000, 1001, 2500, 2501], AT)
+    assert progress.applied_between("flights", "inventory", 998, 2500) == {999, 1000, 1001, 2500}
 
 
 def test_dead_letters_are_listed_replayed_and_counted(progress: ProgressStore) -> None:
