@@ -46,6 +46,17 @@ PROCESSES = (
 )
 
 
+def busy_samples(path: Path) -> int:
+    """Samples of a process that were not waiting (100 per second: 100 = one busy core)."""
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if frames and not any(marker in frames[-1] for marker in IDLE):
+            total += int(count)
+    return total
+
+
 def summarize(path: Path, top: int = 12) -> list[tuple[str, float]]:
     busy: collections.Counter[str] = collections.Counter()
     total = 0
@@ -121,7 +132,8 @@ def main() -> None:
             f"({load.completed / load.seconds:.1f}/s)"
         )
         for name in PROCESSES:
-            print(f"\n== {name}: share of busy samples (inclusive)")
+            busy = busy_samples(out / f"profile-{name}.txt") / (seconds * 100)
+            print(f"\n== {name}: busy {busy:.0%} of the time; share of busy samples (inclusive)")
             for function, share in summarize(out / f"profile-{name}.txt"):
                 print(f"  {share:5.1f}%  {function}")
     finally:
