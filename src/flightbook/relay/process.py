@@ -308,12 +308,13 @@ class RelayProcess:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             while not self._stop.is_set():
                 producer = self._connected()
-                moved = self._catch_up(producer)
+                self._catch_up(producer)
                 self._failures = 0
                 self._observe()
-                if moved:
-                    continue
                 self._check_broker(producer)
+                # A notification that came while catching up is waiting on this connection
+                # (nothing else reads it), so this returns at once; looking again without
+                # one (as before) cost a second round of queries per wake-up.
                 for _ in conn.notifies(timeout=self._poll, stop_after=1):
                     pass
 

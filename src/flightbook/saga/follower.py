@@ -113,9 +113,11 @@ class LogFollower:
             for channel in channels:
                 listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             while not should_stop():
-                if self.run_once() == 0:
-                    for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
-                        pass
+                self.run_once()
+                # A notification that came meanwhile is waiting on this connection, so this
+                # returns at once; looking again without one cost a round of queries.
+                for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
+                    pass
 
     def _answer(self, source: ContextApplication, notification: Notification) -> None:
         event, meta = source.metadata_mapper.decode(notification)

@@ -82,7 +82,9 @@ class SagaProcess:
         self._pending = Gauge(
             "flightbook_saga_jobs_pending", "Jobs waiting", registry=self.registry
         )
-        self._jobs_waiting = threading.Event()
+        # One permit per committed step that scheduled jobs: it wakes one idle worker, not
+        # all of them (eight workers each claiming for one new job was eight UPDATEs).
+        self._jobs_waiting = threading.Semaphore(0)
         apps = (bookings, inventory, payments)
         steps = SagaSteps(
             bookings=bookings,
@@ -97,7 +99,7 @@ class SagaProcess:
             steps=steps,
             postgres_url=postgres_url,
             on_step=lambda source, note: steps_total.labels(source, note).inc(),
-            on_jobs=self._jobs_waiting.set,
+            on_jobs=self._jobs_waiting.release,
             on_conflict=lambda _attempt: conflicts.inc(),
         )
         self.queue = JobQueue(pool)
@@ -118,7 +120,7 @@ class SagaProcess:
 
     def stop(self) -> None:
         self._stop.set()
-        self._jobs_waiting.set()
+        self._jobs_waiting.release(self._workers)
 
     def ready(self) -> bool:
         return not self._errors and self.queue.pending() >= 0
@@ -160,8 +162,7 @@ class SagaProcess:
         while not self._stop.is_set():
             if self.runner.run_due(1) == 0:
                 # woken at once when the follower schedules a job; polls for due timers
-                self._jobs_waiting.wait(self._poll)
-                self._jobs_waiting.clear()
+                self._jobs_waiting.acquire(timeout=self._poll)
 
     def _observe(self) -> None:
         try:
