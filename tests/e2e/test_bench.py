@@ -26,7 +26,7 @@ POSITIVE = {
     "hot_flight": ["confirmed_per_s", "confirmed"],
     "read_path": ["req_per_s"],
     "projection_lag": ["events", "p50_ms", "p99_ms", "max_ms"],
-    "relay": ["events_per_s"],
+    "relay": ["events_per_s", "projected_events_per_s"],
     "replay": [
         "rebuild_flights_events_per_s",
         "rebuild_bookings_events_per_s",

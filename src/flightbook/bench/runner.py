@@ -24,6 +24,7 @@ from flightbook.bench import raw
 from flightbook.bench.load import BookingLoad, ReadLoad, schedule_flights
 from flightbook.bench.measure import RssWatcher, percentile
 from flightbook.bench.system import SystemUnderTest
+from flightbook.projections.names import checkpoint_id
 from flightbook.services import require
 
 if TYPE_CHECKING:
@@ -299,11 +300,38 @@ def _relay_phase(
             break
         time.sleep(0.2)
     took = time.perf_counter() - started
+    say("waiting for the flights worker to apply the backlog ...")
+    _wait_projected(s, "flights", "inventory", head)
+    projected = time.perf_counter() - started
     return {
         "events": options.backlog,
         "seconds": round(took, 2),
         "events_per_s": options.backlog / took,
+        "projected_seconds": round(projected, 2),
+        "projected_events_per_s": options.backlog / projected,
     }
+
+
+def _wait_projected(
+    settings: Settings, read_model: str, context: str, head: int, timeout: float = 1800.0
+) -> None:
+    """Until the worker's low watermark reaches ``head``: the read model has every event.
+
+    The rebuild and verify phases then start from a settled system (a verify while the
+    live worker is still applying the backlog finds the read models behind, rightly).
+    """
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(settings.mongo_url)
+    deadline = time.monotonic() + timeout
+    with client:
+        checkpoints = client[settings.mongo_database]["projection_checkpoints"]
+        while time.monotonic() < deadline:
+            found = checkpoints.find_one({"_id": checkpoint_id(read_model, context)}) or {}
+            if int(found.get("low_watermark") or 0) >= head:
+                return
+            time.sleep(0.2)
+    raise RuntimeError(f"the {read_model} worker did not reach position {head} in {timeout} s")
 
 
 def _replay_phase(
@@ -335,6 +363,8 @@ def _replay_phase(
         figures[f"{name}_seconds"] = round(took, 2)
         figures[f"{name}_events_per_s"] = events / took if done.returncode == 0 else 0.0
         figures[f"{name}_exit_code"] = done.returncode
+        if done.returncode != 0:  # what went wrong, for the JSON file
+            say(f"{' '.join(argv)} failed: {(done.stdout + done.stderr).strip()[-500:]}")
     figures["events"] = events
     return figures
 
