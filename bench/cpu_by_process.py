@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import collections
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import msgspec
-
 from flightbook.bench.load import BookingLoad, schedule_flights
-from flightbook.bench.system import SystemUnderTest
-from flightbook.settings import Settings
+from flightbook.bench.system import SystemUnderTest, scratch_settings
 
 STATE = ".flightbook/cpu-profile"
 
@@ -67,15 +63,7 @@ def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30.0
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 32
     flights = int(sys.argv[3]) if len(sys.argv) > 3 else 8
-    settings = msgspec.structs.replace(
-        Settings.from_env(),
-        state_dir=STATE,
-        stack_postgres_port=0,
-        stack_redis_port=0,
-        stack_kafka_port=0,
-        stack_mongo_port=0,
-    )
-    shutil.rmtree(STATE, ignore_errors=True)
+    settings = scratch_settings(STATE)
     system = SystemUnderTest(settings, say=print)
     try:
         system.start_servers()

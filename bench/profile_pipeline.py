@@ -16,11 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import msgspec
-
 from flightbook.bench.load import BookingLoad, schedule_flights
-from flightbook.bench.system import SystemUnderTest
-from flightbook.settings import Settings
+from flightbook.bench.system import SystemUnderTest, scratch_settings
 
 IDLE = (
     "wait (threading",
@@ -79,15 +76,7 @@ def summarize(path: Path, top: int = 12) -> list[tuple[str, float]]:
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 20.0
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 32
-    settings = msgspec.structs.replace(
-        Settings.from_env(),
-        state_dir=".flightbook/profile",
-        stack_postgres_port=0,
-        stack_redis_port=0,
-        stack_kafka_port=0,
-        stack_mongo_port=0,
-    )
-    shutil.rmtree(".flightbook/profile", ignore_errors=True)
+    settings = scratch_settings(".flightbook/profile")
     system = SystemUnderTest(settings, say=print)
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import cProfile
 import pstats
-import shutil
 import sys
 import time
 
-import msgspec
 import psycopg
 import pymongo
 
 from flightbook.bench.runner import _fill_backlog
-from flightbook.bench.system import SystemUnderTest
+from flightbook.bench.system import SystemUnderTest, scratch_settings
 from flightbook.projections.cli import verify_read_models
 from flightbook.projections.names import CHECKPOINTS, checkpoint_id
-from flightbook.settings import Settings
 
 STATE = ".flightbook/backlog-profile"
 
@@ -32,15 +29,7 @@ STATE = ".flightbook/backlog-profile"
 def main() -> None:
     flights = int(sys.argv[1]) if len(sys.argv) > 1 else 30_000
     profile = "--profile" in sys.argv
-    settings = msgspec.structs.replace(
-        Settings.from_env(),
-        state_dir=STATE,
-        stack_postgres_port=0,
-        stack_redis_port=0,
-        stack_kafka_port=0,
-        stack_mongo_port=0,
-    )
-    shutil.rmtree(STATE, ignore_errors=True)
+    settings = scratch_settings(STATE)
     system = SystemUnderTest(settings, say=print)
     try:
         system.start_servers()

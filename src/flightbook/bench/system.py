@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import msgspec
 from flightbook.bench.measure import free_port, wait_http
 from flightbook.paths import project_dir
 from flightbook.services import migrate_all
+from flightbook.settings import Settings
 from flightbook.stack.launcher import LocalStack
 from flightbook.stack.servers import KIND_BY_NAME
 from flightbook.supervisor import PROCESSES, ProcessSpec
@@ -20,9 +22,23 @@ from flightbook.supervisor import PROCESSES, ProcessSpec
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flightbook.settings import Settings
+__all__ = ("SystemUnderTest", "scratch_settings")
 
-__all__ = ("SystemUnderTest",)
+
+def scratch_settings(state_dir: str) -> Settings:
+    """The environment's settings with a fresh state folder and local servers on free ports.
+
+    For the scripts in ``bench/``: their stack never meets ``flightbook up``'s or a test's.
+    """
+    shutil.rmtree(state_dir, ignore_errors=True)
+    return msgspec.structs.replace(
+        Settings.from_env(),
+        state_dir=state_dir,
+        stack_postgres_port=0,
+        stack_redis_port=0,
+        stack_kafka_port=0,
+        stack_mongo_port=0,
+    )
 
 
 class SystemUnderTest:
