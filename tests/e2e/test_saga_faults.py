@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import random
 import time
 import uuid
@@ -176,11 +177,14 @@ def test_a_hold_that_expires_while_the_saga_is_down_is_released_after_restart(
     booking_id = write_side.request_booking(flight_id, token="tok_timeout", passengers=2)
     saga.start()
     try:
-        _wait_until(lambda: write_side.flight(flight_id).held("Y") == 2, 30)
+        # The booking learns its hold deadline one step after the flight holds the seats:
+        # wait for that fact itself, which is what is read next.
+        _wait_until(lambda: write_side.booking(booking_id).hold_expires_at is not None, 30)
         saga.kill()
         deadline = write_side.booking(booking_id).hold_expires_at
         assert deadline is not None
-        time.sleep(3.0)  # the deadline passes while no saga runs
+        # the deadline passes while no saga runs
+        _wait_until(lambda: dt.datetime.now(dt.UTC) > deadline + dt.timedelta(seconds=0.5), 30)
 
         saga.start()
         started = time.monotonic()
