@@ -19,12 +19,12 @@ import time
 
 import psutil
 
-from flightbook.commands.applications import Inventory
+from flightbook.config.settings import Settings, require
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
-from flightbook.services import migrate_all, require
-from flightbook.settings import Settings
+from flightbook.eventstore.applications import Inventory
 from flightbook.stack.launcher import LocalStack
+from flightbook.stack.migrate import migrate_all
 from flightbook.stack.servers import KIND_BY_NAME
 
 

@@ -20,8 +20,8 @@ import pymongo
 
 from flightbook.bench.runner import _fill_backlog
 from flightbook.bench.system import SystemUnderTest, scratch_settings
-from flightbook.projections.cli import verify_read_models
-from flightbook.projections.names import CHECKPOINTS, checkpoint_id
+from flightbook.contracts.readmodels import CHECKPOINTS, checkpoint_id
+from flightbook.projections.tools.cli import verify_read_models
 
 STATE = ".flightbook/backlog-profile"
 

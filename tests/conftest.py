@@ -23,15 +23,14 @@ import psutil
 import psycopg
 import pytest
 
-from flightbook.commands.applications import Bookings, Inventory, Payments
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.applications import Bookings, EventStore, Inventory, Payments
 from flightbook.eventstore.metadata import recording
-from flightbook.migrate import migrate_postgres
-from flightbook.services import migrate_all
-from flightbook.settings import Settings
 from flightbook.stack.launcher import LocalStack
+from flightbook.stack.migrate import migrate_all, migrate_postgres
 from flightbook.stack.servers import KIND_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,9 +161,19 @@ def _create_database(url: str, name: str, *, template: str | None = None) -> Non
 class WriteSide:
     """The three applications, with shortcuts to put flights and bookings in the log."""
 
-    bookings: Bookings
-    inventory: Inventory
-    payments: Payments
+    store: EventStore
+
+    @property
+    def bookings(self) -> Bookings:
+        return self.store.bookings
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.store.inventory
+
+    @property
+    def payments(self) -> Payments:
+        return self.store.payments
 
     def schedule_flight(
         self, *, seats: int = 10, refundable: bool = False, price: int = 45000
@@ -230,11 +239,6 @@ class WriteSide:
 def write_side(settings: Settings) -> Iterator[WriteSide]:
     """The applications on the test's own database."""
     assert settings.postgres_url is not None
-    apps = WriteSide(
-        Bookings(settings.postgres_url),
-        Inventory(settings.postgres_url),
-        Payments(settings.postgres_url),
-    )
+    apps = WriteSide(EventStore(settings))
     yield apps
-    for app in (apps.bookings, apps.inventory, apps.payments):
-        app.close()
+    apps.store.close()

@@ -1,12 +1,14 @@
 """Composition: build each process from settings with real adapters (STYLE G5).
 
-The files in ``commands/``, ``queries/`` and ``projections/`` call these and nothing else.
+The files in ``commands/``, ``queries/`` and ``projections/`` call :func:`run` with their
+process's name and nothing else; the names, composition roots and ports are the table of
+:mod:`flightbook.config.processes`.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import psycopg
 import pymongo
@@ -15,44 +17,65 @@ import structlog
 from prometheus_client import CollectorRegistry, ProcessCollector
 
 from flightbook.commands.http import create_command_app
-from flightbook.logs import configure_logging
+from flightbook.config.processes import process
+from flightbook.config.settings import Settings, SettingsError, require
 from flightbook.queries.http import create_query_app
-from flightbook.services import require
-from flightbook.settings import Settings, SettingsError
+from flightbook.runtime.logs import configure_logging
+from flightbook.runtime.loop import run_until_signalled
+from flightbook.runtime.ops import OpsServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from litestar import Litestar
 
+    from flightbook.audit.sealer_process import SealerProcess
     from flightbook.projections.worker import ProjectionWorker
+    from flightbook.queries.ports import ReadModels
     from flightbook.relay.process import RelayProcess
     from flightbook.saga.process import SagaProcess
 
 __all__ = (
+    "Worker",
+    "build_auditor",
     "build_command_api",
     "build_projection_worker",
     "build_query_api",
     "build_relay",
     "build_saga",
     "load_settings",
-    "run_until_signalled",
+    "run",
     "serve_http",
 )
 
 
-def load_settings(process: str) -> Settings:
+class Worker(Protocol):
+    """A long-running process that is not an HTTP API: its ops server shows these."""
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    def ready(self) -> bool: ...
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def load_settings(process_name: str) -> Settings:
     """Settings from the environment, logging configured; exit 2 with one line if bad."""
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
-        _die(process, str(exc), 2)
-    configure_logging(log_format=settings.log_format, level=settings.log_level, process=process)
+        _die(process_name, str(exc), 2)
+    configure_logging(
+        log_format=settings.log_format, level=settings.log_level, process=process_name
+    )
     return settings
 
 
-def _die(process: str, message: str, code: int) -> NoReturn:
-    print(f"{process}: error: {message}", file=sys.stderr, flush=True)
+def _die(process_name: str, message: str, code: int) -> NoReturn:
+    print(f"{process_name}: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
 
@@ -96,26 +119,26 @@ def _registry() -> CollectorRegistry:
     return registry
 
 
+# -- the HTTP APIs ----------------------------------------------------------------------------
+
+
 def build_command_api(settings: Settings) -> Litestar:
     """The command API on the three applications; its pools open and close with the app."""
     import anyio.to_thread
     from psycopg_pool import ConnectionPool
 
-    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.commands.idempotency import PostgresIdempotencyKeys
     from flightbook.commands.service import CommandService
+    from flightbook.eventstore.applications import EventStore
     from flightbook.eventstore.pii import PersonalDataVault
 
     postgres_url = require(settings.postgres_url, "postgres_url")
-    bookings = Bookings(postgres_url)
-    inventory = Inventory(postgres_url)
-    payments = Payments(postgres_url)
+    store = EventStore(settings)
     pool = ConnectionPool(postgres_url, min_size=1, max_size=10, open=False, name="command-api")
     service = CommandService(
-        bookings=bookings,
-        inventory=inventory,
-        payments=payments,
-        vault=PersonalDataVault(pool),
-        pool=pool,
+        store=store,
+        keys=PostgresIdempotencyKeys(pool),
+        vault=PersonalDataVault.in_postgres(pool),
         settings=settings,
     )
 
@@ -125,8 +148,7 @@ def build_command_api(settings: Settings) -> Litestar:
     async def close_all() -> None:
         def close() -> None:
             pool.close()
-            for app in (bookings, inventory, payments):
-                app.close()
+            store.close()
 
         await anyio.to_thread.run_sync(close)
 
@@ -144,7 +166,7 @@ def build_query_api(settings: Settings) -> Litestar:
     """The query API on MongoDB and Redis; its clients open and close with the app."""
     from contextlib import asynccontextmanager
 
-    from flightbook.queries.stores import ReadModels, mongo_redis_read_models
+    from flightbook.queries.mongo import mongo_redis_read_models
 
     mongo_url = require(settings.mongo_url, "mongo_url")
     redis_url = require(settings.redis_url, "redis_url")
@@ -177,20 +199,22 @@ def serve_http(app: Litestar, *, host: str, port: int, process: str) -> None:
     )
 
 
+# -- the workers ------------------------------------------------------------------------------
+
+
 def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
     """The saga process and a function that closes what it opened."""
     from psycopg_pool import ConnectionPool
 
-    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.eventstore.applications import EventStore
     from flightbook.payments.resilience import ResilientGateway
     from flightbook.payments.simulated import SimulatedGateway
+    from flightbook.saga.jobs import PostgresJobQueue
     from flightbook.saga.process import SagaProcess
 
     url = require(settings.postgres_url, "postgres_url")
     size = settings.saga_workers + 2
-    bookings = Bookings(url, pool_size=size)
-    inventory = Inventory(url, pool_size=size)
-    payments = Payments(url, pool_size=size)
+    store = EventStore(settings, pool_size=size)
     pool = ConnectionPool(url, min_size=1, max_size=size, open=True)
     simulated = SimulatedGateway(
         pool, latency=settings.gateway_latency_seconds, timeout=settings.gateway_timeout_seconds
@@ -202,11 +226,9 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
         breaker_fail_max=max(10, settings.saga_workers * 2),
     )
     saga = SagaProcess(
-        bookings=bookings,
-        inventory=inventory,
-        payments=payments,
+        store=store,
         gateway=gateway,
-        pool=pool,
+        queue=PostgresJobQueue(pool),
         postgres_url=url,
         hold_seconds=settings.hold_seconds,
         workers=settings.saga_workers,
@@ -214,50 +236,31 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
     )
 
     def close() -> None:
-        for app in (bookings, inventory, payments):
-            app.close()
+        store.close()
         pool.close()
 
     return saga, close
 
 
-def run_until_signalled(process: str, run: Callable[[], None], stop: Callable[[], None]) -> None:
-    """Run a worker loop; SIGTERM/SIGINT ask it to stop after its current unit of work."""
-    import signal
-
-    def on_signal(signum: int, _frame: object) -> None:
-        structlog.get_logger().info(
-            "process.stopping", process=process, signal=signal.Signals(signum).name
-        )
-        stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    run()
-    structlog.get_logger().info("process.stopped", process=process)
-
-
 def build_relay(settings: Settings) -> tuple[RelayProcess, Callable[[], None]]:
-    """The relay process and a function that closes what it opened."""
+    """The relay process (connected to the broker once) and a function that closes it."""
     from psycopg_pool import ConnectionPool
 
-    from flightbook.commands.applications import Bookings, Inventory, Payments
-    from flightbook.contracts import CONTEXTS, topic_for
+    from flightbook.eventstore.applications import EventStore
+    from flightbook.eventstore.contexts import CONTEXTS
     from flightbook.relay.process import KafkaBroker, RelayProcess
     from flightbook.relay.relay import PostgresCheckpoints
 
     url = require(settings.postgres_url, "postgres_url")
     bootstrap = require(settings.kafka_bootstrap, "kafka_bootstrap")
-    bookings = Bookings(url, pool_size=2)
-    inventory = Inventory(url, pool_size=2)
-    payments = Payments(url, pool_size=2)
+    store = EventStore(settings, pool_size=2)
     pool = ConnectionPool(url, min_size=1, max_size=3, open=True, name="relay")
     relay = RelayProcess(
-        sources={"booking": bookings, "inventory": inventory, "payment": payments},
+        store=store,
         checkpoints=PostgresCheckpoints(pool),
         broker=KafkaBroker(
             bootstrap,
-            topics=[topic_for(settings.topic_prefix, context) for context in CONTEXTS],
+            topics=[spec.topic(settings.topic_prefix) for spec in CONTEXTS],
             partitions=settings.kafka_partitions,
         ),
         postgres_url=url,
@@ -266,10 +269,10 @@ def build_relay(settings: Settings) -> tuple[RelayProcess, Callable[[], None]]:
         poll_seconds=settings.relay_poll_seconds,
         registry=_registry(),
     )
+    relay.connect()  # topics and producer before the health endpoint answers (retried if not)
 
     def close() -> None:
-        for app in (bookings, inventory, payments):
-            app.close()
+        store.close()
         pool.close()
 
     return relay, close
@@ -281,9 +284,10 @@ def build_projection_worker(
     """A projection worker (``bookings`` or ``flights``) and a function that closes its clients."""
     from confluent_kafka import Consumer
 
-    from flightbook.contracts import topic_for
+    from flightbook.eventstore.contexts import context
+    from flightbook.projections.kafka import consumer_config
     from flightbook.projections.services import open_services
-    from flightbook.projections.worker import ProjectionWorker, consumer_config
+    from flightbook.projections.worker import ProjectionWorker
 
     bootstrap = require(settings.kafka_bootstrap, "kafka_bootstrap")
     services = open_services(settings, name=f"projection-{name}")
@@ -304,7 +308,7 @@ def build_projection_worker(
         progress=services.progress,
         reader=services.reader,
         consumer_factory=lambda: Consumer(config),
-        topic=topic_for(settings.topic_prefix, engine.kind.context),
+        topic=context(engine.kind.context).topic(settings.topic_prefix),
         registry=_registry(),
         batch_size=settings.projection_batch_size,
         poll_seconds=settings.projection_poll_seconds,
@@ -313,3 +317,44 @@ def build_projection_worker(
         analytics_seconds=settings.projection_analytics_seconds,
     )
     return worker, services.close
+
+
+def build_auditor(settings: Settings) -> tuple[SealerProcess, Callable[[], None]]:
+    """The auditor process (seals the hash chain) and a function that closes it."""
+    from flightbook.audit.sealer_process import SealerProcess
+
+    sealer = SealerProcess(
+        require(settings.postgres_url, "postgres_url"), interval=settings.audit_seal_seconds
+    )
+    return sealer, sealer.close
+
+
+_WORKERS: dict[str, Callable[[Settings], tuple[Worker, Callable[[], None]]]] = {
+    "saga": build_saga,
+    "relay": build_relay,
+    "bookings-projection": lambda settings: build_projection_worker(settings, "bookings"),
+    "flights-projection": lambda settings: build_projection_worker(settings, "flights"),
+    "auditor": build_auditor,
+}
+_APIS: dict[str, Callable[[Settings], Litestar]] = {
+    "command-api": build_command_api,
+    "query-api": build_query_api,
+}
+
+
+def run(process_name: str) -> None:
+    """Run the process called ``process_name`` until SIGTERM/SIGINT (a composition root's job)."""
+    spec = process(process_name)
+    settings = load_settings(spec.name)
+    port = int(getattr(settings, spec.port_setting)) if spec.port_setting else 0
+    if spec.name in _APIS:
+        serve_http(_APIS[spec.name](settings), host=settings.host, port=port, process=spec.name)
+        return
+    worker, close = _WORKERS[spec.name](settings)
+    ops = OpsServer(host=settings.host, port=port, registry=worker.registry, ready=worker.ready)
+    ops.start()
+    try:
+        run_until_signalled(spec.name, worker.run, worker.stop)
+    finally:
+        ops.stop()
+        close()

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
-from flightbook.settings import Settings, SettingsError
+from flightbook.config.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -59,7 +59,7 @@ def _setting_of(server: str) -> str:
 
 
 def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from flightbook.services import migrate_all
+    from flightbook.stack.migrate import migrate_all
 
     if not (settings.postgres_url and settings.mongo_url):
         from flightbook.stack.launcher import LocalStack
@@ -72,13 +72,13 @@ def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
-    from flightbook.supervisor import run_system
+    from flightbook.stack.supervisor import run_system
 
     return run_system(settings, say=_say)
 
 
 def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
-    from flightbook.auth import mint_token
+    from flightbook.http.tokens import mint_token
 
     print(mint_token(settings, subject=args.sub, roles=args.role, ttl_seconds=args.ttl))
     return 0
@@ -178,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_audit_commands(sub)
 
-    from flightbook.projections.cli import add_projection_commands
+    from flightbook.projections.tools.cli import add_projection_commands
 
     add_projection_commands(sub)
     return parser

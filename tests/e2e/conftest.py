@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaException
 
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
 from flightbook.stack.servers import KIND_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]

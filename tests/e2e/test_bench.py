@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flightbook.bench.runner import BenchOptions, render_table, run_bench
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,10 @@ import msgspec
 import pytest
 from psycopg_pool import ConnectionPool
 
-from flightbook.auth import mint_token
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus
+from flightbook.http.tokens import mint_token
 from flightbook.payments.simulated import SimulatedGateway
-from flightbook.settings import Settings
 
 from ..conftest import WriteSide
 from .conftest import SystemProcess, free_port

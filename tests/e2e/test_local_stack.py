@@ -135,7 +135,7 @@ def test_stack_up_is_idempotent_and_down_keeps_the_data(state_dir: Path) -> None
 def test_a_configured_url_is_used_and_nothing_is_started_for_it(
     state_dir: Path, stack_settings: object
 ) -> None:
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
     assert isinstance(stack_settings, Settings)
     assert stack_settings.redis_url is not None

@@ -16,8 +16,8 @@ import httpx
 import msgspec
 import pytest
 
-from flightbook.auth import mint_token
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
+from flightbook.http.tokens import mint_token
 
 from .conftest import SystemProcess, free_port
 

@@ -10,8 +10,8 @@ import pymongo
 import pymongo.database
 import pytest
 
-from flightbook.migrate import MigrationError, migrate_mongo, migrate_postgres
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
+from flightbook.stack.migrate import MigrationError, migrate_mongo, migrate_postgres
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
 
 pytestmark = pytest.mark.integration
 

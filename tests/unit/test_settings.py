@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flightbook.settings import Settings, SettingsError
+from flightbook.config.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.unit
 

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 import msgspec
 
 from flightbook.audit.integrity import Sealer, check_chain
-from flightbook.audit.log import CONTEXT_TABLES, AuditRecord, EventLog
+from flightbook.audit.log import AuditRecord, EventLog
 from flightbook.audit.state import state_as_of
+from flightbook.eventstore.contexts import CONTEXT_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = ("add_audit_commands", "audit_url")
 
@@ -95,7 +96,7 @@ def add_audit_commands(sub: argparse._SubParsersAction[Any]) -> None:
     export.add_argument("--to-position", type=int)
     export.add_argument(
         "--context",
-        choices=sorted(CONTEXT_TABLES),
+        choices=sorted(CONTEXT_NAMES),
         action="append",
         help="repeat for several; default: all",
     )
@@ -159,8 +160,8 @@ def _open_personal_data(
 
     from psycopg_pool import ConnectionPool
 
-    from flightbook.auth import InvalidTokenError, verify_token
     from flightbook.eventstore.pii import PersonalDataVault
+    from flightbook.http.tokens import InvalidTokenError, verify_token
 
     token = args.token or os.environ.get("FLIGHTBOOK_AUDIT_TOKEN")
     if not token:
@@ -173,7 +174,7 @@ def _open_personal_data(
         raise AuditUsageError("--show-personal-data needs a token with the role auditor")
     opened = []
     with ConnectionPool(url, min_size=1, max_size=1) as pool:
-        vault = PersonalDataVault(pool)
+        vault = PersonalDataVault.in_postgres(pool)
         for record in records:
             payload = dict(record.payload)
             subject = payload.get("customer_id")
@@ -226,7 +227,7 @@ def _state(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _export(settings: Settings, args: argparse.Namespace) -> int:
-    contexts = args.context or list(CONTEXT_TABLES)
+    contexts = args.context or list(CONTEXT_NAMES)
     encoder = msgspec.json.Encoder()
     out: TextIO = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     written = 0
@@ -271,7 +272,7 @@ def _integrity(settings: Settings, args: argparse.Namespace) -> int:
     with EventLog(url) as log:
         if args.seal:
             _say(f"sealed {Sealer(url, log).seal_once()} new events")
-        for context in CONTEXT_TABLES:
+        for context in CONTEXT_NAMES:
             report = check_chain(url, log, context, progress=_progress(context))
             if report.first_break is not None:
                 broken = True
@@ -290,6 +291,6 @@ def _integrity(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _verify(settings: Settings, args: argparse.Namespace) -> int:
-    from flightbook.projections.cli import verify_read_models
+    from flightbook.projections.tools.cli import verify_read_models
 
     return verify_read_models(settings, postgres_url=audit_url(settings), limit=args.limit)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import psycopg
 
-from flightbook.audit.log import CONTEXT_TABLES
+from flightbook.eventstore.contexts import CONTEXT_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -74,7 +74,7 @@ class Sealer:
         """Seal every event not sealed yet; return how many links were added."""
         added = 0
         with psycopg.connect(self._url) as conn:
-            for context in CONTEXT_TABLES:
+            for context in CONTEXT_NAMES:
                 while True:
                     with conn.transaction():
                         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))

@@ -14,29 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psycopg
-from eventsourcing.persistence import (
-    DatetimeAsISO,
-    DecimalAsStr,
-    JSONTranscoder,
-    Notification,
-    StoredEvent,
-    UUIDAsHex,
-)
-from psycopg import sql
 
-from flightbook.eventstore.mapper import MetadataMapper
+from flightbook.eventstore.contexts import CONTEXT_NAMES
+from flightbook.eventstore.log import LogReader
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ("CONTEXT_TABLES", "AuditRecord", "EventLog", "UnknownAggregateError")
+    from eventsourcing.persistence import Notification
 
-# context -> (schema, events table)
-CONTEXT_TABLES: dict[str, tuple[str, str]] = {
-    "booking": ("booking", "bookings_events"),
-    "inventory": ("inventory", "inventory_events"),
-    "payment": ("payment", "payments_events"),
-}
+__all__ = ("AuditRecord", "EventLog", "UnknownAggregateError", "plain")
+
 _PRIVATE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic"}
 
 
@@ -61,27 +49,20 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
 
 
-def _mapper() -> MetadataMapper:
-    transcoder = JSONTranscoder()
-    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
-        transcoder.register(transcoding)
-    return MetadataMapper(transcoder=transcoder)
-
-
-def _plain(value: object) -> object:
+def plain(value: object) -> object:
     if isinstance(value, (uuid.UUID, dt.datetime, dt.date)):
         return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 class EventLog:
-    """The logs of the three contexts in one PostgreSQL database.
+    """The logs of the three contexts in one PostgreSQL database, as auditors read them.
 
     Args:
         url: PostgreSQL URL (the auditors' read-only role where one is configured).
@@ -90,8 +71,8 @@ class EventLog:
 
     def __init__(self, url: str, *, batch_size: int = 1000) -> None:
         self._conn = psycopg.connect(url, autocommit=True)
-        self._mapper = _mapper()
-        self._batch = batch_size
+        self.reader = LogReader.on_connection(self._conn, batch_size=batch_size)
+        self._mapper = self.reader.mapper
 
     def close(self) -> None:
         self._conn.close()
@@ -104,7 +85,7 @@ class EventLog:
 
     def record(self, context: str, notification: Notification) -> AuditRecord:
         event, meta = self._mapper.decode(notification)
-        payload = {k: _plain(v) for k, v in vars(event).items() if k not in _PRIVATE_FIELDS}
+        payload = {k: plain(v) for k, v in vars(event).items() if k not in _PRIVATE_FIELDS}
         topic_class = notification.topic.partition(":")[2]
         return AuditRecord(
             context=context,
@@ -125,98 +106,37 @@ class EventLog:
         self, context: str, aggregate_id: uuid.UUID
     ) -> Iterator[tuple[Notification, object]]:
         """The aggregate's events in version order, as (notification, domain event)."""
-        for notification in self._select(
-            context, "originator_id = %s", (aggregate_id,), order="originator_version"
-        ):
+        for notification in self.reader.of_aggregate(context, aggregate_id):
             yield notification, self._mapper.decode(notification)[0]
 
     def context_of(self, aggregate_id: uuid.UUID) -> str:
-        for context, (schema, table) in CONTEXT_TABLES.items():
-            query = sql.SQL("SELECT 1 FROM {}.{} WHERE originator_id = %s LIMIT 1").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-            if self._conn.execute(query, (aggregate_id,)).fetchone():
-                return context
-        raise UnknownAggregateError(f"no events for aggregate {aggregate_id}")
+        found = self.reader.context_of(aggregate_id)
+        if found is None:
+            raise UnknownAggregateError(f"no events for aggregate {aggregate_id}")
+        return found
 
     def history(self, aggregate_id: uuid.UUID) -> list[AuditRecord]:
         context = self.context_of(aggregate_id)
-        return [
-            self.record(context, n)
-            for n in self._select(
-                context, "originator_id = %s", (aggregate_id,), order="originator_version"
-            )
-        ]
+        return [self.record(context, n) for n in self.reader.of_aggregate(context, aggregate_id)]
 
     def head(self, context: str) -> int:
-        schema, table = CONTEXT_TABLES[context]
-        row = self._conn.execute(
-            sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}.{}").format(
-                sql.Identifier(schema), sql.Identifier(table)
-            )
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return self.reader.head(context)
 
     def stream(
         self, context: str, *, start: int = 1, stop: int | None = None
     ) -> Iterator[Notification]:
         """Notifications of ``context`` with ``start <= position <= stop``, in position order."""
-        position = start - 1
-        while True:
-            batch = list(
-                self._select(
-                    context,
-                    "notification_id > %s" + (" AND notification_id <= %s" if stop else ""),
-                    (position, stop) if stop else (position,),
-                    order="notification_id",
-                    limit=self._batch,
-                )
-            )
-            yield from batch
-            if len(batch) < self._batch:
-                return
-            position = batch[-1].id
+        return self.reader.stream(context, start=start, stop=stop)
 
     def trace(self, correlation_id: str) -> list[AuditRecord]:
         """Every event of every context that one request caused, oldest first."""
         found: list[AuditRecord] = []
-        for context in CONTEXT_TABLES:
-            for notification in self._select(
+        for context in CONTEXT_NAMES:
+            for notification in self.reader.select(
                 context,
                 "convert_from(state, 'UTF8')::jsonb -> '__meta__' ->> 'correlation_id' = %s",
                 (correlation_id,),
-                order="notification_id",
             ):
                 found.append(self.record(context, notification))
         found.sort(key=lambda r: (r.occurred_at, r.context, r.position))
         return found
-
-    def _select(
-        self,
-        context: str,
-        where: str,
-        params: tuple[object, ...],
-        *,
-        order: str,
-        limit: int | None = None,
-    ) -> Iterator[Notification]:
-        schema, table = CONTEXT_TABLES[context]
-        query = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {}.{} WHERE "
-            + where
-            + " ORDER BY "
-            + order
-            + (f" LIMIT {int(limit)}" if limit else "")
-        ).format(sql.Identifier(schema), sql.Identifier(table))
-        for row in self._conn.execute(query, params):
-            yield Notification(
-                id=row[0],
-                originator_id=row[1],
-                originator_version=row[2],
-                topic=row[3],
-                state=bytes(row[4]),
-            )
-
-
-_ = StoredEvent

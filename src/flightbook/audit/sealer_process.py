@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import structlog
@@ -10,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 
 from flightbook.audit.integrity import Sealer
 from flightbook.audit.log import EventLog
+from flightbook.runtime.loop import ProcessLoop
 
 __all__ = ("SealerProcess",)
 
@@ -33,18 +33,21 @@ class SealerProcess:
         self._log = EventLog(url)
         self._sealer = Sealer(url, self._log)
         self._interval = interval
-        self._stop = threading.Event()
+        self.loop = ProcessLoop("auditor")
         self._healthy = True
 
     def ready(self) -> bool:
         return self._healthy
 
     def stop(self) -> None:
-        self._stop.set()
+        self.loop.stop()
+
+    def close(self) -> None:
+        self._log.close()
 
     def run(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self.loop.stop_requested():
                 started = time.perf_counter()
                 try:
                     added = self._sealer.seal_once()
@@ -61,6 +64,6 @@ class SealerProcess:
                         count=added,
                         duration_ms=round((time.perf_counter() - started) * 1000, 2),
                     )
-                self._stop.wait(self._interval)
+                self.loop.wait(self._interval)
         finally:
-            self._log.close()
+            self.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from flightbook.audit.log import _plain
+from flightbook.audit.log import plain
 
 if TYPE_CHECKING:
     import uuid
@@ -47,7 +47,7 @@ def state_as_of(log: EventLog, aggregate_id: uuid.UUID, as_of: dt.datetime | int
     if aggregate is None:
         raise LookupError(f"aggregate {aggregate_id} did not exist yet at {as_of}")
     state = StateAsOf(
-        {k.lstrip("_"): _plain(v) for k, v in vars(aggregate).items() if k != "_pending_events"}
+        {k.lstrip("_"): plain(v) for k, v in vars(aggregate).items() if k != "_pending_events"}
     )
     state["_replayed"] = {
         "context": context,

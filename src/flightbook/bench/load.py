@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from flightbook.auth import mint_token
 from flightbook.bench.client import HttpConnection
+from flightbook.http.tokens import mint_token
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = ("BookingLoad", "LoadResult", "ReadLoad", "schedule_flights")
 

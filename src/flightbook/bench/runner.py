@@ -24,13 +24,13 @@ from flightbook.bench import raw
 from flightbook.bench.load import BookingLoad, ReadLoad, schedule_flights
 from flightbook.bench.measure import RssWatcher, percentile
 from flightbook.bench.system import SystemUnderTest
-from flightbook.projections.names import checkpoint_id
-from flightbook.services import require
+from flightbook.config.settings import require
+from flightbook.contracts.readmodels import checkpoint_id
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = ("BenchOptions", "run_bench")
 
@@ -252,11 +252,11 @@ def _projection_lag(settings: Settings) -> dict[str, float]:
 
 
 def _fill_backlog(settings: Settings, count: int) -> None:
-    from flightbook.commands.applications import Inventory
     from flightbook.domain.inventory import FlightInventory
     from flightbook.domain.values import Cabin, Fare, Money
+    from flightbook.eventstore.applications import Inventory
 
-    app = Inventory(require(settings.postgres_url, "postgres_url"))
+    app = Inventory(settings)
     departure = dt.datetime(2031, 7, 1, 10, tzinfo=dt.UTC)
     fare = Fare(code="Y", cabin=Cabin.ECONOMY, price=Money(100, "EUR"), seats=10, refundable=False)
     try:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from flightbook.bench.measure import free_port, wait_http
-from flightbook.paths import project_dir
-from flightbook.services import migrate_all
-from flightbook.settings import Settings
+from flightbook.config.paths import project_dir
+from flightbook.config.processes import PROCESSES, ProcessSpec
+from flightbook.config.settings import Settings
 from flightbook.stack.launcher import LocalStack
+from flightbook.stack.migrate import migrate_all
 from flightbook.stack.servers import KIND_BY_NAME
-from flightbook.supervisor import PROCESSES, ProcessSpec
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -17,7 +17,7 @@ illegal transition (e.g. cancel a rejected)    409     -
 too many concurrent changes                    409     -
 =============================================  ======  =====================
 
-The shared handlers of :mod:`flightbook.problems` stay in charge of everything else;
+The shared handlers of :mod:`flightbook.http.problems` stay in charge of everything else;
 these are installed on the command routes' router, where Litestar prefers them.
 """
 
@@ -39,7 +39,7 @@ from flightbook.domain.errors import (
     IllegalTransitionError,
     SeatsUnavailableError,
 )
-from flightbook.problems import problem_handlers, problem_response
+from flightbook.http.problems import problem_handlers, problem_response
 
 if TYPE_CHECKING:
     from litestar import Request, Response

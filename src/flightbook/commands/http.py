@@ -36,7 +36,6 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, RawBody
 from prometheus_client import Counter, Histogram
 
-from flightbook.auth import Principal
 from flightbook.commands.errors import command_exception_handlers
 from flightbook.commands.requests import (
     DEFAULT_CANCELLATION_REASON,
@@ -51,16 +50,17 @@ from flightbook.commands.responses import (
     ProblemDocument,
 )
 from flightbook.commands.service import CommandService
-from flightbook.http_auth import (
+from flightbook.http.app import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
+from flightbook.http.auth import (
     BEARER_SECURITY,
     BearerSecurityPlugin,
     bearer_guard,
     provide_principal,
     requires,
 )
-from flightbook.positions import encode_positions
-from flightbook.problems import PROBLEM_JSON, Problem
-from flightbook.web import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
+from flightbook.http.positions import encode_positions
+from flightbook.http.problems import PROBLEM_JSON, Problem
+from flightbook.http.tokens import Principal
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, LifespanHook, Message, Receive, Scope, Send
     from prometheus_client import CollectorRegistry
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = (
     "POSITION_HEADER",

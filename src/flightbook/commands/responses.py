@@ -50,7 +50,7 @@ class FieldProblem(msgspec.Struct, frozen=True, kw_only=True):
 class ProblemDocument(msgspec.Struct, frozen=True, kw_only=True):
     """An RFC 9457 problem (``application/problem+json``), as every error is answered.
 
-    Documents :mod:`flightbook.problems` in the OpenAPI schema; it is not used to encode.
+    Documents :mod:`flightbook.http.problems` in the OpenAPI schema; it is not used to encode.
     """
 
     type: str

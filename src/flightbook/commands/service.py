@@ -16,15 +16,15 @@ import uuid
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import msgspec
-from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from flightbook.commands.applications import ContextApplication, retry_conflicts
+from flightbook.commands.idempotency import IdempotencyRecord
 from flightbook.commands.requests import DEFAULT_CANCELLATION_REASON
 from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
 from flightbook.domain.errors import DomainError, FlightNotBookableError, InvalidValueError
 from flightbook.domain.inventory import FlightInventory, FlightStatus
 from flightbook.domain.values import Fare, Money, Passenger
+from flightbook.eventstore.applications import ContextApplication, retry_conflicts
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import SealedDataError
 
@@ -32,13 +32,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from eventsourcing.persistence import Recording
-    from psycopg_pool import ConnectionPool
 
-    from flightbook.auth import Principal
-    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.commands.idempotency import IdempotencyKeys
     from flightbook.commands.requests import BookingRequest, FlightRequest
+    from flightbook.config.settings import Settings
+    from flightbook.eventstore.applications import EventStore
     from flightbook.eventstore.pii import PersonalDataVault
-    from flightbook.settings import Settings
+    from flightbook.http.tokens import Principal
 
 __all__ = (
     "BOOKING_ID_NAMESPACE",
@@ -136,37 +136,13 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-_INSERT_IDEMPOTENCY_KEY = (
-    "INSERT INTO booking.idempotency_keys "
-    "(customer_id, idempotency_key, request_hash, booking_id) VALUES (%s, %s, %s, %s)"
-)
-_SELECT_IDEMPOTENCY_KEY = (
-    "SELECT request_hash, booking_id FROM booking.idempotency_keys "
-    "WHERE customer_id = %s AND idempotency_key = %s"
-)
-# The events tables are named by migrations/postgres/0001 (schema.<prefix>_events).
-_LATEST_POSITION = {
-    "booking": "SELECT max(notification_id) FROM booking.bookings_events WHERE originator_id = %s",
-    "inventory": (
-        "SELECT max(notification_id) FROM inventory.inventory_events WHERE originator_id = %s"
-    ),
-}
-_FIRST_POSITION = {
-    "booking": (
-        "SELECT notification_id FROM booking.bookings_events "
-        "WHERE originator_id = %s AND originator_version = 1"
-    ),
-}
-
-
 class CommandService:
     """The write side's use cases.
 
     Args:
-        bookings, inventory, payments: the three context applications (owned by the caller).
+        store: the three context applications (owned by the caller).
+        keys: the idempotency keys used so far.
         vault: seals passengers' personal data per customer.
-        pool: connections to the event store database, for the idempotency keys and
-            the positions of earlier events (the vault may share it).
         settings: the process settings.
         clock: the current UTC time (injected for tests).
     """
@@ -174,19 +150,17 @@ class CommandService:
     def __init__(
         self,
         *,
-        bookings: Bookings,
-        inventory: Inventory,
-        payments: Payments,
+        store: EventStore,
+        keys: IdempotencyKeys,
         vault: PersonalDataVault,
-        pool: ConnectionPool,
         settings: Settings,
         clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
-        self.bookings = bookings
-        self.inventory = inventory
-        self.payments = payments
+        self.store = store
+        self.bookings = store.bookings
+        self.inventory = store.inventory
+        self.keys = keys
         self.vault = vault
-        self.pool = pool
         self.settings = settings
         self.clock = clock
 
@@ -247,10 +221,10 @@ class CommandService:
             return earlier
 
         booking = self._new_booking(request, booking_id, customer_id)
-        statement = (_INSERT_IDEMPOTENCY_KEY, (customer_id, idempotency_key, digest, booking_id))
+        key = IdempotencyRecord(customer_id, idempotency_key, digest, booking_id)
         try:
             with recording(actor=actor, correlation_id=correlation_id):
-                recordings = self.bookings.record(booking, statements=[statement])
+                recordings = self.bookings.record(booking, rows=[key])
         except IntegrityError:
             # A concurrent duplicate committed first (the key, or the booking id, exists).
             earlier = self._earlier_answer(customer_id, idempotency_key, digest)
@@ -271,7 +245,7 @@ class CommandService:
         def attempt() -> BookingResult:
             booking = self._booking_visible_to(booking_id, principal)
             if booking.status is BookingStatus.CANCELLED:
-                position = self._position("booking", booking_id, _LATEST_POSITION)
+                position = _position(self.bookings, booking_id)
                 return BookingResult(booking_id, booking.status, position, repeated=True)
             owner = booking.customer_id == principal.subject
             reason = CancellationReason.CUSTOMER if owner else CancellationReason.AGENT
@@ -297,7 +271,7 @@ class CommandService:
             if flight is None:
                 raise NotFoundError("flight", flight_id)
             if flight.status is FlightStatus.CANCELLED:
-                position = self._position("inventory", flight_id, _LATEST_POSITION)
+                position = _position(self.inventory, flight_id)
                 return FlightCancellationResult(flight_id, flight.status, position, repeated=True)
             flight.cancel(reason)
             recordings = self.inventory.record(flight)
@@ -347,46 +321,25 @@ class CommandService:
         self, customer_id: str, idempotency_key: str, digest: str
     ) -> BookingResult | None:
         """The first answer to this key, if it was used; raise if with another body."""
-        with self.pool.connection() as conn:
-            row = conn.execute(_SELECT_IDEMPOTENCY_KEY, (customer_id, idempotency_key)).fetchone()
-        if row is None:
+        first = self.keys.first_request(customer_id, idempotency_key)
+        if first is None:
             return None
-        stored_hash, booking_id = str(row[0]), row[1]
-        if stored_hash != digest:
+        if first.request_hash != digest:
             raise IdempotencyKeyReusedError
-        if not isinstance(booking_id, uuid.UUID):  # pragma: no cover - the column is uuid
-            booking_id = uuid.UUID(str(booking_id))
-        position = self._position("booking", booking_id, _FIRST_POSITION)
+        position = _position(self.bookings, first.booking_id, version=1)
         # The first answer was "202 REQUESTED": answer the same, whatever happened since.
-        return BookingResult(booking_id, BookingStatus.REQUESTED, position, repeated=True)
+        return BookingResult(first.booking_id, BookingStatus.REQUESTED, position, repeated=True)
 
     def _booking_visible_to(self, booking_id: uuid.UUID, principal: Principal) -> Booking:
-        try:
-            booking: object = self.bookings.repository.get(booking_id)
-        except AggregateNotFoundError:
-            raise NotFoundError("booking", booking_id) from None
-        if not isinstance(booking, Booking):  # pragma: no cover - only bookings live here
+        booking = self.bookings.find_booking(booking_id)
+        if booking is None:
             raise NotFoundError("booking", booking_id)
         if booking.customer_id != principal.subject and not principal.has("agent"):
             raise NotFoundError("booking", booking_id)  # the same answer as for no booking
         return booking
 
     def _flight(self, flight_id: uuid.UUID) -> FlightInventory | None:
-        try:
-            flight: object = self.inventory.repository.get(flight_id)
-        except AggregateNotFoundError:
-            return None
-        return flight if isinstance(flight, FlightInventory) else None
-
-    def _position(
-        self, context: str, aggregate_id: uuid.UUID, queries: dict[str, str]
-    ) -> Positions:
-        """The position of an event stored earlier (for an idempotent repeat's token)."""
-        with self.pool.connection() as conn:
-            row = conn.execute(queries[context], (aggregate_id,)).fetchone()
-        if row is None or row[0] is None:
-            return {}
-        return {context: int(row[0])}
+        return self.inventory.find_flight(flight_id)
 
     @staticmethod
     def _retrying(attempt: Callable[[], T], what: str) -> T:
@@ -399,3 +352,11 @@ class CommandService:
 def _positions(context: str, recordings: Sequence[Recording[uuid.UUID]]) -> Positions:
     position = ContextApplication.last_position(recordings)
     return {} if position is None else {context: position}
+
+
+def _position(
+    app: ContextApplication, aggregate_id: uuid.UUID, *, version: int | None = None
+) -> Positions:
+    """The position of an event stored earlier (for an idempotent repeat's token)."""
+    position = app.position_of(aggregate_id, version)
+    return {} if position is None else {app.spec.name: position}

@@ -1,9 +1,10 @@
-"""The PostgreSQL recorder every context uses: events, tracking, and extra rows, in one transaction.
+"""The PostgreSQL recorder every context uses: events, tracking and rows, in one transaction.
 
 eventsourcing's process recorder already writes a follower's tracking record with the
-events it decided. We add one hook: ``statements`` — further SQL (an idempotency record,
-a saga job) executed in that same transaction, so a command either happens with all
-of its bookkeeping or not at all.
+events it decided. We add one hook: ``rows`` (:mod:`flightbook.eventstore.rows`) —
+further changes (an idempotency key, a saga job) made in that same transaction, so a
+command either happens with all of its bookkeeping or not at all — and one question:
+the position of an aggregate's stored event.
 """
 
 from __future__ import annotations
@@ -11,35 +12,59 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.postgres import PostgresProcessRecorder
+from psycopg import sql
 
 if TYPE_CHECKING:
+    import uuid
     from collections.abc import Sequence
 
     from eventsourcing.persistence import StoredEvent
     from psycopg import Cursor
     from psycopg.rows import DictRow
-    from psycopg.sql import Composable
 
-__all__ = ("Statement", "TransactionalRecorder")
+    from flightbook.eventstore.rows import Row
 
-Statement = tuple["str | Composable", "Sequence[object] | dict[str, object]"]
+__all__ = ("TransactionalRecorder",)
 
 
 class TransactionalRecorder(PostgresProcessRecorder):
-    """Process recorder that also runs ``statements=[(sql, params), ...]`` in the transaction."""
+    """Process recorder that also writes ``rows=[Row, ...]`` in the events' transaction."""
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        statements: Sequence[Statement] = kwargs.get("statements", ())
-        for sql, params in statements:
-            curs.execute(sql, params)  # type: ignore[arg-type]
+        rows: Sequence[Row] = kwargs.get("rows", ())
+        for row in rows:
+            statement, params = row.sql()
+            curs.execute(statement, params)  # type: ignore[arg-type]
         super()._insert_events(curs, stored_events, **kwargs)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if not stored_events and not kwargs.get("tracking") and not kwargs.get("statements"):
+        if not stored_events and not kwargs.get("tracking") and not kwargs.get("rows"):
             return []
         ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         return ids
+
+    def position_of(self, originator_id: uuid.UUID, version: int | None = None) -> int | None:
+        """The position of the aggregate's event ``version`` (None: its latest)."""
+        table = sql.SQL("{}.{}").format(
+            sql.Identifier(self.datastore.schema), sql.Identifier(self.events_table_name)
+        )
+        if version is None:
+            query = sql.SQL("SELECT max(notification_id) FROM {} WHERE originator_id = %s")
+            params: tuple[object, ...] = (originator_id,)
+        else:
+            query = sql.SQL(
+                "SELECT notification_id FROM {} WHERE originator_id = %s"
+                " AND originator_version = %s"
+            )
+            params = (originator_id, version)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query.format(table), params)
+            row = curs.fetchone()
+        if row is None:
+            return None
+        value = next(iter(row.values())) if isinstance(row, dict) else row[0]
+        return int(value) if value is not None else None

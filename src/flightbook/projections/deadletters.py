@@ -1,79 +1,59 @@
-"""Dead letters: list them, and apply them again once whatever made them fail is fixed.
-
-A dead letter keeps the message as text (the envelope's JSON). Replaying decodes it and
-applies it with the live targets, exactly as the worker would have; the version guards
-make a letter whose events have been applied since (by a repair from the event store) a
-harmless duplicate. A letter that fails again keeps its place with the new error.
-"""
+"""Dead letters: what could not be decoded or applied, kept with its error to replay later."""
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from flightbook.contracts import decoder
-from flightbook.projections.engine import is_transient
-from flightbook.projections.worker import VersionCache
+from flightbook.contracts.envelope import encoder
+from flightbook.projections.ports import DeadLetter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    import datetime as dt
 
-    from flightbook.projections.engine import Engine
-    from flightbook.projections.progress import DeadLetter
-    from flightbook.projections.services import ProjectionServices
+    from confluent_kafka import Message
 
-__all__ = ("ReplayOutcome", "format_letters", "replay_dead_letters")
+    from flightbook.contracts.envelope import Envelope
 
-
-@dataclass(frozen=True)
-class ReplayOutcome:
-    replayed: int
-    failed: int
+__all__ = ("error_text", "letter_for_envelope", "letter_for_message")
 
 
-def format_letters(letters: list[DeadLetter]) -> str:
-    """One line per dead letter, oldest first."""
-    if not letters:
-        return "no dead letters"
-    lines = []
-    for letter in letters:
-        where = f"{letter.topic}[{letter.partition}]@{letter.offset}"
-        state = f"replayed {letter.replayed_at:%Y-%m-%dT%H:%M:%SZ}" if letter.replayed_at else ""
-        lines.append(
-            f"{letter.failed_at:%Y-%m-%dT%H:%M:%SZ}  {letter.read_model:<8} {where}  "
-            f"attempts={letter.attempts}  {letter.error}  {state}".rstrip()
-        )
-    return "\n".join(lines)
+def error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 2000 else text[:1997] + "..."
 
 
-def replay_dead_letters(
-    services: ProjectionServices,
-    *,
-    read_model: str | None = None,
-    say: Callable[[str], None] = lambda _line: None,
-) -> ReplayOutcome:
-    """Apply every pending dead letter again; mark those that now succeed as replayed."""
-    versions = VersionCache(services.progress, ttl=0.0)
-    engines: dict[str, Engine] = {}
-    replayed = failed = 0
-    for letter in services.progress.dead_letters(read_model):
-        now = dt.datetime.now(dt.UTC)
-        try:
-            engine = engines.get(letter.read_model)
-            if engine is None:
-                engine = engines[letter.read_model] = services.engine(letter.read_model)
-            envelope = decoder.decode(letter.raw.encode())
-            engine.apply([envelope], versions.targets(engine.kind))
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            error = f"{type(exc).__name__}: {exc}"
-            services.progress.mark_failed_again(letter.id, error, now)
-            say(f"still failing: {letter.id}: {error}")
-            failed += 1
-            continue
-        services.progress.mark_replayed(letter.id, now)
-        say(f"replayed: {letter.id}")
-        replayed += 1
-    return ReplayOutcome(replayed=replayed, failed=failed)
+def letter_for_envelope(
+    read_model: str, context: str, envelope: Envelope, exc: BaseException, at: dt.datetime
+) -> DeadLetter:
+    """A dead letter for an event read from the event store (catch-up, rebuild, replay)."""
+    return DeadLetter(
+        id=f"{read_model}:eventstore:{context}:{envelope.position}",
+        read_model=read_model,
+        topic=f"eventstore:{context}",
+        partition=0,
+        offset=envelope.position,
+        key=str(envelope.aggregate_id),
+        raw=encoder.encode(envelope).decode(),
+        error=error_text(exc),
+        failed_at=at,
+    )
+
+
+def letter_for_message(
+    read_model: str, message: Message, exc: BaseException, at: dt.datetime
+) -> DeadLetter:
+    """A dead letter for a Kafka message that could not be decoded or applied."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    key = message.key()
+    value = message.value() or b""
+    return DeadLetter(
+        id=f"{read_model}:{topic}:{partition}:{offset}",
+        read_model=read_model,
+        topic=str(topic),
+        partition=int(partition or 0),
+        offset=int(offset or 0),
+        key=key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key,
+        raw=value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value,
+        error=error_text(exc),
+        failed_at=at,
+    )

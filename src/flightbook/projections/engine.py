@@ -31,46 +31,43 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import psycopg
 import psycopg_pool
 import pymongo.errors
 import redis.exceptions
 
-from flightbook.projections.names import collection, redis_version_prefix
+from flightbook.contracts.readmodels import (
+    ANALYTICS_KEYS,
+    INDEXES,
+    collection,
+    redis_version_prefix,
+)
+from flightbook.projections.ports import GuardedWrite, HashWrite
 from flightbook.projections.projectors import (
     ANALYTICS_BOOKING_FIELDS,
     ProjectionError,
-    booking_hash,
-    evolve_booking,
-    evolve_flight,
     funnel_daily_documents,
     load_factor_documents,
     sales_daily_documents,
-    search_keys,
-    seats_hash,
     skip_private,
 )
-from flightbook.projections.stores import ANALYTICS_KEYS, INDEXES, GuardedWrite, HashWrite
 
 if TYPE_CHECKING:
     import uuid
-    from collections.abc import Callable, Collection, Sequence
+    from collections.abc import Callable, Sequence
 
-    from flightbook.contracts import Envelope
-    from flightbook.projections.eventstore import EventStoreReader, HistorySource, StoredItem
-    from flightbook.projections.progress import ProgressStore
-    from flightbook.projections.projectors import BookingLookups, Document
-    from flightbook.projections.stores import DocumentStore, HashStore
+    from flightbook.contracts.envelope import Envelope
+    from flightbook.projections.history import EventStoreReader, HistorySource, StoredItem
+    from flightbook.projections.kinds import Kind
+    from flightbook.projections.ports import DocumentStore, HashStore, ProgressStore
+    from flightbook.projections.projectors import Document
 
 __all__ = (
     "ApplyResult",
-    "BookingsKind",
     "ConflictError",
     "Engine",
-    "FlightsKind",
-    "Kind",
     "RepairError",
     "Targets",
     "is_transient",
@@ -151,105 +148,6 @@ class ApplyResult:
             self.first_position = position
         if self.last_position is None or position > self.last_position:
             self.last_position = position
-
-
-class Kind(Protocol):
-    """What differs between the bookings and the flights worker."""
-
-    read_model: str
-    context: str
-    collection: str
-
-    def evolve(self, doc: Document | None, envelope: Envelope) -> Document: ...
-
-    def hashes(self, doc: Document) -> list[tuple[str, dict[str, str]]]:
-        """``(key after the version prefix, fields)`` of the Redis hashes of a document."""
-        ...
-
-    def invalidations(self, doc: Document) -> list[str]:
-        """Keys (after the version prefix) to delete when the document changes."""
-        ...
-
-    def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
-        """Analytics documents that follow from ``docs`` alone, by collection name."""
-        ...
-
-    def stale_keys(self, docs: Sequence[Document]) -> set[str]:
-        """Keys of the analytics that add up many documents and that ``docs`` change."""
-        ...
-
-    def recompute(
-        self, keys: Collection[str], documents: DocumentStore, version: int
-    ) -> dict[str, list[Document]]:
-        """Those analytics for ``keys``, from every document (of ``version``) they add up."""
-        ...
-
-
-class BookingsKind:
-    """``bookings_v<N>``, Redis ``booking:<id>``, ``sales_daily`` and ``funnel_daily``."""
-
-    read_model = "bookings"
-    context = "booking"
-    collection = "bookings"
-
-    def __init__(self, lookups: BookingLookups) -> None:
-        self._lookups = lookups
-
-    def evolve(self, doc: Document | None, envelope: Envelope) -> Document:
-        return evolve_booking(doc, envelope, self._lookups)
-
-    def hashes(self, doc: Document) -> list[tuple[str, dict[str, str]]]:
-        return [(f"booking:{doc['_id']}", booking_hash(doc))]
-
-    def invalidations(self, doc: Document) -> list[str]:
-        return []
-
-    def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
-        return {}
-
-    def stale_keys(self, docs: Sequence[Document]) -> set[str]:
-        return {str(doc["date"]) for doc in docs}
-
-    def recompute(
-        self, keys: Collection[str], documents: DocumentStore, version: int
-    ) -> dict[str, list[Document]]:
-        if not keys:
-            return {}
-        bookings = documents.find_in(
-            collection("bookings", version), "date", sorted(keys), ANALYTICS_BOOKING_FIELDS
-        )
-        return {
-            "sales_daily": sales_daily_documents(bookings),
-            "funnel_daily": funnel_daily_documents(bookings),
-        }
-
-
-class FlightsKind:
-    """``flights_v<N>``, Redis ``seats:<id>`` (and ``search:`` invalidation), ``load_factor``."""
-
-    read_model = "flights"
-    context = "inventory"
-    collection = "flights"
-
-    def evolve(self, doc: Document | None, envelope: Envelope) -> Document:
-        return evolve_flight(doc, envelope)
-
-    def hashes(self, doc: Document) -> list[tuple[str, dict[str, str]]]:
-        return [(f"seats:{doc['_id']}", seats_hash(doc))]
-
-    def invalidations(self, doc: Document) -> list[str]:
-        return search_keys(doc)
-
-    def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
-        return {"load_factor": [row for doc in docs for row in load_factor_documents(doc)]}
-
-    def stale_keys(self, docs: Sequence[Document]) -> set[str]:
-        return set()
-
-    def recompute(
-        self, keys: Collection[str], documents: DocumentStore, version: int
-    ) -> dict[str, list[Document]]:
-        return {}
 
 
 @dataclass

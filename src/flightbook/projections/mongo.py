@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from flightbook.projections.names import (
+from flightbook.contracts.readmodels import (
     CHECKPOINTS,
     DEAD_LETTERS,
     MARKERS,
@@ -28,7 +28,7 @@ from flightbook.projections.names import (
     checkpoint_id,
     marker_id,
 )
-from flightbook.projections.progress import Checkpoint, DeadLetter, VersionInfo
+from flightbook.projections.ports import Checkpoint, DeadLetter, VersionInfo
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
     from pymongo.database import Database
 
-    from flightbook.projections.stores import GuardedWrite, Index
+    from flightbook.contracts.readmodels import Index
+    from flightbook.projections.ports import GuardedWrite
 
 __all__ = ("MongoDocuments", "MongoProgress")
 

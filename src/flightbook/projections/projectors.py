@@ -19,7 +19,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flightbook.contracts import (
+from flightbook.contracts.payloads import (
     BookingCancelled,
     BookingConfirmed,
     BookingPaymentAuthorized,
@@ -35,12 +35,12 @@ from flightbook.contracts import (
     SeatsHeld,
     SoldSeatsReturned,
 )
-from flightbook.projections.names import search_key
+from flightbook.contracts.readmodels import search_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from flightbook.contracts import Envelope
+    from flightbook.contracts.envelope import Envelope
 
 __all__ = (
     "ANALYTICS_BOOKING_FIELDS",

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     import redis
 
-    from flightbook.projections.stores import HashWrite
+    from flightbook.projections.ports import HashWrite
 
 __all__ = ("RedisHashes",)
 

@@ -14,23 +14,21 @@ import pymongo
 import redis
 from psycopg_pool import ConnectionPool
 
+from flightbook.config.settings import require
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.projections.engine import BookingsKind, Engine, FlightsKind
-from flightbook.projections.eventstore import EventStoreReader, StoreLookups
+from flightbook.projections.engine import Engine
+from flightbook.projections.history import EventStoreReader, StoreLookups
+from flightbook.projections.kinds import kind_for
 from flightbook.projections.mongo import MongoDocuments, MongoProgress
 from flightbook.projections.redis import RedisHashes
-from flightbook.services import require
 
 if TYPE_CHECKING:
     from pymongo.database import Database
 
-    from flightbook.projections.engine import Kind
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
+    from flightbook.projections.kinds import Kind
 
-__all__ = ("WORKERS", "ProjectionServices", "open_services")
-
-WORKERS = ("bookings", "flights")
-"""The projection workers, named after the document read model each one owns."""
+__all__ = ("ProjectionServices", "open_services")
 
 
 @dataclass
@@ -51,13 +49,9 @@ class ProjectionServices:
 
     def kind(self, worker: str) -> Kind:
         """The worker kind (``bookings`` or ``flights``)."""
-        if worker == "bookings":
-            if self._lookups is None:
-                self._lookups = StoreLookups(self.reader, self.vault)
-            return BookingsKind(self._lookups)
-        if worker == "flights":
-            return FlightsKind()
-        raise ValueError(f"no projection worker {worker!r} (choose from {', '.join(WORKERS)})")
+        if self._lookups is None:
+            self._lookups = StoreLookups(self.reader, self.vault)
+        return kind_for(worker, self._lookups)
 
     def engine(self, worker: str) -> Engine:
         """An engine writing MongoDB and Redis for ``worker``."""
@@ -110,7 +104,7 @@ def open_services(
         database=database,
         redis=cache,
         reader=reader,
-        vault=PersonalDataVault(pool),
+        vault=PersonalDataVault.in_postgres(pool),
         documents=MongoDocuments(database),
         hashes=RedisHashes(cache),
         progress=progress,

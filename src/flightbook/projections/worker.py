@@ -23,237 +23,36 @@ committed offsets, and what is delivered again is skipped by the version guards.
 from __future__ import annotations
 
 import datetime as dt
-import random
-import threading
 import time
 from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from flightbook.contracts import KNOWN_TYPES, decoder, encoder
-from flightbook.projections.engine import ApplyResult, Targets, is_transient, replay
-from flightbook.projections.progress import DeadLetter, VersionInfo
-from flightbook.projections.status import advance_low_watermark, context_status
+from flightbook.contracts.envelope import KNOWN_TYPES, decoder
+from flightbook.projections.deadletters import letter_for_envelope, letter_for_message
+from flightbook.projections.engine import ApplyResult, is_transient, replay
+from flightbook.projections.kafka import header
+from flightbook.projections.metrics import WorkerMetrics
+from flightbook.projections.versions import VersionCache
+from flightbook.projections.watermarks import advance_low_watermark, context_status
+from flightbook.runtime.loop import ProcessLoop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from confluent_kafka import Consumer, Message
 
-    from flightbook.contracts import Envelope
-    from flightbook.projections.engine import Engine, Kind
-    from flightbook.projections.eventstore import EventStoreReader
-    from flightbook.projections.progress import ProgressStore
+    from flightbook.contracts.envelope import Envelope
+    from flightbook.projections.engine import Engine
+    from flightbook.projections.history import EventStoreReader
+    from flightbook.projections.ports import DeadLetter, ProgressStore
 
-__all__ = ("ProjectionWorker", "VersionCache", "consumer_config", "letter_for_envelope")
+__all__ = ("ProjectionWorker",)
 
 _log = structlog.get_logger()
-
-
-def consumer_config(
-    bootstrap: str, *, group: str, session_timeout_ms: int, client_id: str
-) -> dict[str, str | int | bool]:
-    """A consumer that commits only what was applied, from the earliest offset of a new group.
-
-    The heartbeat must be well inside the session timeout (librdkafka's default heartbeat
-    of 3 s is longer than a 2 s test session and makes the group rebalance forever).
-    Topics are never created by the consumer: a topic that vanished must look missing.
-    """
-    return {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "client.id": client_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": session_timeout_ms,
-        "heartbeat.interval.ms": max(100, session_timeout_ms // 3),
-        "allow.auto.create.topics": False,
-        "topic.metadata.refresh.interval.ms": 5000,
-        "socket.timeout.ms": 10_000,
-    }
-
-
-class VersionCache:
-    """``read_model_versions``, re-read at most every ``ttl`` seconds."""
-
-    def __init__(
-        self,
-        progress: ProgressStore,
-        *,
-        ttl: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._progress = progress
-        self._ttl = ttl
-        self._clock = clock
-        self._read_at: float | None = None
-        self._versions: dict[str, VersionInfo] = {}
-
-    def get(self) -> dict[str, VersionInfo]:
-        now = self._clock()
-        if self._read_at is None or now - self._read_at >= self._ttl:
-            self._versions = self._progress.versions()
-            self._read_at = now
-        return self._versions
-
-    def info(self, read_model: str) -> VersionInfo:
-        return self.get().get(read_model, VersionInfo())
-
-    def targets(self, kind: Kind) -> Targets:
-        """The live worker's targets: every active version, and every version being built."""
-
-        def live(read_model: str) -> tuple[int, ...]:
-            info = self.info(read_model)
-            if info.building is not None and info.building != info.active:
-                return (info.active, info.building)
-            return (info.active,)
-
-        return Targets(
-            documents=live(kind.read_model), redis=live("redis"), analytics=live("analytics")
-        )
-
-
-def _error_text(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 2000 else text[:1997] + "..."
-
-
-def letter_for_envelope(
-    read_model: str, context: str, envelope: Envelope, exc: BaseException, at: dt.datetime
-) -> DeadLetter:
-    """A dead letter for an event read from the event store (catch-up, rebuild, replay)."""
-    return DeadLetter(
-        id=f"{read_model}:eventstore:{context}:{envelope.position}",
-        read_model=read_model,
-        topic=f"eventstore:{context}",
-        partition=0,
-        offset=envelope.position,
-        key=str(envelope.aggregate_id),
-        raw=encoder.encode(envelope).decode(),
-        error=_error_text(exc),
-        failed_at=at,
-    )
-
-
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry, read_model: str, context: str) -> None:
-        rm = {"read_model": read_model}
-        self.applied = Counter(
-            "flightbook_projection_events_applied_total",
-            "Aggregate versions applied to the read model",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        self.duplicates = Counter(
-            "flightbook_projection_duplicates_total",
-            "Messages skipped because their aggregate version was already applied",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        self.repaired = Counter(
-            "flightbook_projection_repaired_total",
-            "Aggregate versions read from the event store to fill a gap",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        self.dead_letters = Counter(
-            "flightbook_projection_dead_letters_total",
-            "Messages that could not be decoded or applied (stored as dead letters)",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        self.batches = Counter(
-            "flightbook_projection_batches_total",
-            "Batches applied, by source (kafka or eventstore)",
-            ["read_model", "source"],
-            registry=registry,
-        )
-        self.catch_ups = Counter(
-            "flightbook_projection_catch_ups_total",
-            "Catch-ups from the event store, by reason",
-            ["read_model", "reason"],
-            registry=registry,
-        )
-        self.errors = Counter(
-            "flightbook_projection_errors_total",
-            "Failed attempts (retried), by kind",
-            ["read_model", "kind"],
-            registry=registry,
-        )
-        self.analytics_keys = Counter(
-            "flightbook_projection_analytics_keys_recomputed_total",
-            "Stale analytics keys (days) recomputed from the documents",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        self.analytics_duration = Histogram(
-            "flightbook_projection_analytics_refresh_seconds",
-            "Time to recompute the stale analytics keys once",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        self.duration = Histogram(
-            "flightbook_projection_batch_duration_seconds",
-            "Time to decode, apply and commit one batch",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        gauge_labels = ["read_model", "context"]
-        self.low_watermark = Gauge(
-            "flightbook_projection_low_watermark",
-            "Every event at or below this position is applied",
-            gauge_labels,
-            registry=registry,
-        ).labels(read_model, context)
-        self.max_applied = Gauge(
-            "flightbook_projection_max_applied_position",
-            "Highest position applied",
-            gauge_labels,
-            registry=registry,
-        ).labels(read_model, context)
-        self.head = Gauge(
-            "flightbook_projection_head_position",
-            "Highest position of the context's event log",
-            gauge_labels,
-            registry=registry,
-        ).labels(read_model, context)
-        self.lag_positions = Gauge(
-            "flightbook_projection_lag_positions",
-            "Event-log head minus low watermark",
-            gauge_labels,
-            registry=registry,
-        ).labels(read_model, context)
-        self.lag_seconds = Gauge(
-            "flightbook_projection_lag_seconds",
-            "Age of the oldest event not known to be applied (0 when caught up)",
-            gauge_labels,
-            registry=registry,
-        ).labels(read_model, context)
-        self.active = Gauge(
-            "flightbook_projection_active_version",
-            "Active version of the read model",
-            ["read_model"],
-            registry=registry,
-        )
-        self.building = Gauge(
-            "flightbook_projection_building_version",
-            "Version being rebuilt (0: none)",
-            ["read_model"],
-            registry=registry,
-        )
-        self.pending_letters = Gauge(
-            "flightbook_projection_dead_letters_pending",
-            "Dead letters not replayed yet",
-            ["read_model"],
-            registry=registry,
-        ).labels(**rm)
-        for source in ("kafka", "eventstore"):
-            self.batches.labels(read_model, source)
-        for kind in ("transient", "other"):
-            self.errors.labels(read_model, kind)
 
 
 class ProjectionWorker:
@@ -310,20 +109,17 @@ class ProjectionWorker:
         self._purge_every = purge_seconds
         self._marker_ttl = marker_ttl_seconds
         self._stall = stall_seconds
-        self._max_backoff = max_backoff_seconds
         self._analytics_every = analytics_seconds
         self.versions = VersionCache(progress)
         self.registry = registry or CollectorRegistry()
-        self._metrics = _Metrics(self.registry, self.read_model, self.context)
+        self._metrics = WorkerMetrics(self.registry, self.read_model, self.context)
 
-        self._stop = threading.Event()
+        self.loop = ProcessLoop(f"projection-{self.read_model}", max_backoff=max_backoff_seconds)
         self._consumer: Consumer | None = None
         self._stored: dict[str, int] = {}
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._batch: list[Message] | None = None
         self._rewind_until = 0.0
-        self._failures = 0
-        self._alive_at: float | None = None
         self._checked_at = 0.0
         self._watermark_at = 0.0
         self._purged_at = time.monotonic()
@@ -339,27 +135,18 @@ class ProjectionWorker:
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and return from :meth:`run`."""
-        self._stop.set()
+        self.loop.stop()
 
     def ready(self) -> bool:
         """The loop made progress (or waited for messages) within the last 30 s.
 
         A worker whose every attempt fails (MongoDB down, say) turns unready.
         """
-        alive = self._alive_at
-        return alive is not None and time.monotonic() - alive < 30.0
+        return self.loop.ready()
 
     def run(self) -> None:
         """Catch up, then consume until :meth:`stop`; failures are logged and retried."""
-        self._alive_at = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._serve()
-                except Exception as exc:
-                    self._failed(exc)
-        finally:
-            self._close()
+        self.loop.run(self._serve, on_failure=self._failed, close=self._close)
 
     def catch_up(self, reason: str) -> int:
         """Apply the log from the low watermark to the head from the event store.
@@ -388,7 +175,7 @@ class ProjectionWorker:
             self._metrics.low_watermark.set(position)
             self._count(result, source="eventstore")
             self._refresh_analytics(force=False)
-            self._alive_at = time.monotonic()
+            self.loop.alive()
 
         reached = replay(
             self.engine,
@@ -398,7 +185,7 @@ class ProjectionWorker:
             targets=lambda: self.versions.targets(self.kind),
             on_poison=self._poison_from_store,
             batch_size=self._catch_up_batch,
-            stop=self._stop.is_set,
+            stop=self.loop.stop_requested,
             on_batch=on_batch,
         )
         self._refresh_analytics(force=True)
@@ -422,7 +209,7 @@ class ProjectionWorker:
             self._started = True
         consumer = self._connect()
         self._stored = dict(self._progress.checkpoint(self.read_model, self.context).partitions)
-        while not self._stop.is_set():
+        while not self.loop.stop_requested():
             self._periodic(consumer)
             if self._batch is None:
                 self._batch = self._usable(self._next_messages(consumer))
@@ -430,9 +217,9 @@ class ProjectionWorker:
             if self._batch:
                 self._process(consumer, self._batch)
             self._batch = None
-            self._refresh_analytics(force=idle or self._stop.is_set())
-            self._failures = 0
-            self._alive_at = time.monotonic()
+            self._refresh_analytics(force=idle or self.loop.stop_requested())
+            self.loop.backoff.reset()
+            self.loop.alive()
 
     def _refresh_analytics(self, *, force: bool) -> None:
         """Recompute the stale analytics when due, or now when idle or stopping."""
@@ -512,7 +299,7 @@ class ProjectionWorker:
             offsets[(topic, partition)] = max(offsets.get((topic, partition), -1), offset + 1)
             if offset < self._stored.get(f"{topic}:{partition}", 0):
                 rewound = True
-            kind = _header(message, "type")
+            kind = header(message, "type")
             if kind is not None and kind not in KNOWN_TYPES:
                 skipped += 1  # a newer producer's event: skipped (its gap is repaired later)
                 continue
@@ -520,7 +307,7 @@ class ProjectionWorker:
             try:
                 envelope = decoder.decode(value)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                letters.append(self._letter(message, exc, now))
+                letters.append(letter_for_message(self.read_model, message, exc, now))
                 continue
             envelopes.append(envelope)
             origin[id(envelope)] = message
@@ -528,7 +315,7 @@ class ProjectionWorker:
             self._broker_lost(consumer, "partition_rewound")
 
         def on_poison(envelope: Envelope, exc: Exception) -> None:
-            letters.append(self._letter(origin[id(envelope)], exc, now))
+            letters.append(letter_for_message(self.read_model, origin[id(envelope)], exc, now))
 
         targets = self.versions.targets(self.kind)
         result = self.engine.apply_isolating(envelopes, targets, on_poison)
@@ -737,39 +524,19 @@ class ProjectionWorker:
             error=letter.error,
         )
 
-    def _letter(self, message: Message, exc: BaseException, at: dt.datetime) -> DeadLetter:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        key = message.key()
-        value = message.value() or b""
-        return DeadLetter(
-            id=f"{self.read_model}:{topic}:{partition}:{offset}",
-            read_model=self.read_model,
-            topic=str(topic),
-            partition=int(partition or 0),
-            offset=int(offset or 0),
-            key=key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key,
-            raw=value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value,
-            error=_error_text(exc),
-            failed_at=at,
-        )
-
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception, delay: float) -> None:
         kind = "transient" if is_transient(exc) or isinstance(exc, KafkaException) else "other"
         self._metrics.errors.labels(self.read_model, kind).inc()
-        self._failures += 1
-        delay = min(self._max_backoff, 0.2 * 2 ** (self._failures - 1))
-        delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
         _log.warning(
             "projection.failed",
             read_model=self.read_model,
             kind=kind,
             error=str(exc),
             error_type=type(exc).__name__,
-            attempt=self._failures,
+            attempt=self.loop.backoff.failures,
             retry_in_s=round(delay, 2),
             exc_info=kind == "other",
         )
-        self._stop.wait(delay)
 
     def _close(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -779,12 +546,3 @@ class ProjectionWorker:
             self._commit(consumer)
         finally:
             consumer.close()
-
-
-def _header(message: Message, name: str) -> str | None:
-    headers = message.headers() or []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    for key, value in pairs:
-        if key == name and isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-    return None

@@ -1,9 +1,9 @@
 """Read-your-writes: wait until a read model has applied the positions a command returned.
 
 A command answers with ``X-Flightbook-Position`` (``booking:42,inventory:17``, see
-:mod:`flightbook.positions`); a query may send it back as ``X-Flightbook-After``. Before
+:mod:`flightbook.http.positions`); a query may send it back as ``X-Flightbook-After``. Before
 reading read model R, the query API waits until, for every position p of a context R
-consumes, R has applied p: its marker ``applied_events {_id: "R:<context>:p"}`` exists, or
+consumes, R has applied p: its ``applied_events`` marker exists, or
 ``projection_checkpoints {_id: "R:<context>"}.low_watermark >= p``.
 
 Positions of contexts R does not consume are ignored: R will never apply them, so waiting
@@ -17,18 +17,14 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from flightbook.contracts.readmodels import CONSUMES
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    from flightbook.queries.stores import ProgressReadModel
+    from flightbook.queries.ports import ProgressReadModel
 
-__all__ = ("CONSUMES", "NotCaughtUpError", "pending_positions", "wait_until_applied")
-
-CONSUMES: Mapping[str, tuple[str, ...]] = {
-    "bookings": ("booking",),
-    "flights": ("inventory",),
-}
-"""Read model -> the contexts whose positions it applies (and the query API waits for)."""
+__all__ = ("NotCaughtUpError", "pending_positions", "wait_until_applied")
 
 _FIRST_PAUSE = 0.01
 _LONGEST_PAUSE = 0.1

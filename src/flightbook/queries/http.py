@@ -48,17 +48,18 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from prometheus_client import Counter, Histogram
 
-from flightbook.auth import Principal
 from flightbook.commands.responses import ProblemDocument
-from flightbook.http_auth import (
+from flightbook.http.app import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
+from flightbook.http.auth import (
     BEARER_SECURITY,
     BearerSecurityPlugin,
     bearer_guard,
     provide_principal,
     requires,
 )
-from flightbook.positions import PositionTokenError, decode_positions
-from flightbook.problems import PROBLEM_JSON, Problem, problem_response
+from flightbook.http.positions import PositionTokenError, decode_positions
+from flightbook.http.problems import PROBLEM_JSON, Problem, problem_response
+from flightbook.http.tokens import Principal
 from flightbook.queries.cursors import CursorError
 from flightbook.queries.freshness import NotCaughtUpError
 from flightbook.queries.models import (
@@ -71,7 +72,6 @@ from flightbook.queries.models import (
     SalesPage,
 )
 from flightbook.queries.service import MAX_PAGE, QueryService
-from flightbook.web import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -81,8 +81,8 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
     from prometheus_client import CollectorRegistry
 
-    from flightbook.queries.stores import ReadModels
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
+    from flightbook.queries.ports import ReadModels
 
 __all__ = (
     "AFTER_HEADER",

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from uuid import UUID
 
-    from flightbook.auth import Principal
-    from flightbook.queries.stores import ReadModels
+    from flightbook.http.tokens import Principal
+    from flightbook.queries.ports import ReadModels
 
 __all__ = (
     "MAX_PAGE",

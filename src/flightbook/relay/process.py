@@ -20,8 +20,6 @@ is gone.
 from __future__ import annotations
 
 import logging
-import random
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -35,16 +33,18 @@ from eventsourcing.persistence import PersistenceError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg import sql
 
-from flightbook.contracts import CONTEXTS, to_envelope, topic_for
 from flightbook.relay.relay import RelayDeliveryError, relay_batch
+from flightbook.relay.translate import to_envelope
+from flightbook.runtime.loop import ProcessLoop
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     from eventsourcing.persistence import Notification
 
-    from flightbook.commands.applications import ContextApplication
-    from flightbook.contracts import Context, Envelope
+    from flightbook.contracts.envelope import Envelope
+    from flightbook.eventstore.applications import ContextApplication, EventStore
+    from flightbook.eventstore.contexts import Context
     from flightbook.relay.relay import BatchResult, PostgresCheckpoints
 
 __all__ = ("BrokerError", "KafkaBroker", "RelayProcess", "producer_config")
@@ -177,7 +177,7 @@ class RelayProcess:
     """Publishes every context's log to Kafka (built by ``flightbook.bootstrap.build_relay``).
 
     Args:
-        sources: The application of each context (its recorder and mapper are used).
+        store: The application of each context (its recorder and mapper are used).
         checkpoints: The relay's positions in PostgreSQL.
         broker: Kafka.
         postgres_url: For LISTEN/NOTIFY and the advisory lock.
@@ -190,7 +190,7 @@ class RelayProcess:
     def __init__(
         self,
         *,
-        sources: Mapping[Context, ContextApplication],
+        store: EventStore,
         checkpoints: PostgresCheckpoints,
         broker: KafkaBroker,
         postgres_url: str,
@@ -202,23 +202,21 @@ class RelayProcess:
         ready_window_seconds: float = 20.0,
         max_backoff_seconds: float = 5.0,
     ) -> None:
-        self._sources = {c: sources[c] for c in CONTEXTS if c in sources}
+        self._sources = {app.spec.name: app for app in store}
         self._checkpoints = checkpoints
         self._broker = broker
         self._url = postgres_url
-        self._topics = {c: topic_for(topic_prefix, c) for c in self._sources}
+        self._topics = {app.spec.name: app.spec.topic(topic_prefix) for app in store}
         self._translators = {c: self._translator(c, a) for c, a in self._sources.items()}
         self._batch_size = batch_size
         self._poll = poll_seconds
         self._broker_check = broker_check_seconds
         self._ready_window = ready_window_seconds
-        self._max_backoff = max_backoff_seconds
-        self._stop = threading.Event()
+        self.loop = ProcessLoop("relay", max_backoff=max_backoff_seconds)
         self._producer: KafkaProducer | None = None
         self._broker_ok_at: float | None = None
         self._broker_checked_at = 0.0
         self._observed_at = 0.0
-        self._failures = 0
         self._standby_logged = False
 
         self.registry = registry or CollectorRegistry()
@@ -268,7 +266,7 @@ class RelayProcess:
 
     def stop(self) -> None:
         """Finish the batch in hand, checkpoint it, and return from :meth:`run`."""
-        self._stop.set()
+        self.loop.stop()
 
     def ready(self) -> bool:
         """PostgreSQL answers and the broker answered recently."""
@@ -282,20 +280,13 @@ class RelayProcess:
         try:
             self._connected()
         except Exception as exc:
-            self._failed(exc, wait=False)
+            self._failed(exc, None)
             return False
         return True
 
     def run(self) -> None:
         """Relay until :meth:`stop`; every failure is logged, counted and retried."""
-        try:
-            while not self._stop.is_set():
-                try:
-                    self._serve()
-                except Exception as exc:
-                    self._failed(exc)
-        finally:
-            self._close_producer()
+        self.loop.run(self._serve, on_failure=self._failed, close=self._close_producer)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -306,10 +297,10 @@ class RelayProcess:
             for app in self._sources.values():
                 channel = app.recorder.channel_name  # type: ignore[attr-defined]
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-            while not self._stop.is_set():
+            while not self.loop.stop_requested():
                 producer = self._connected()
                 self._catch_up(producer)
-                self._failures = 0
+                self.loop.backoff.reset()
                 self._observe()
                 self._check_broker(producer)
                 # A notification that came while catching up is waiting on this connection
@@ -320,7 +311,7 @@ class RelayProcess:
 
     def _lock(self, conn: psycopg.Connection[tuple[object, ...]]) -> bool:
         """Hold the relay's advisory lock on ``conn``; False if stopped while waiting for it."""
-        while not self._stop.is_set():
+        while not self.loop.stop_requested():
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()
             if row is not None and row[0] is True:
                 if self._standby_logged:
@@ -330,7 +321,7 @@ class RelayProcess:
             if not self._standby_logged:
                 _log.info("relay.standby", reason="another relay holds the lock")
                 self._standby_logged = True
-            self._stop.wait(max(self._poll, 0.5))
+            self.loop.wait(max(self._poll, 0.5))
         return False
 
     def _connected(self) -> KafkaProducer:
@@ -341,7 +332,7 @@ class RelayProcess:
 
     def _catch_up(self, producer: KafkaProducer) -> int:
         total = 0
-        while not self._stop.is_set():
+        while not self.loop.stop_requested():
             more = False
             for context, app in self._sources.items():
                 result = relay_batch(
@@ -358,7 +349,7 @@ class RelayProcess:
                     self._record(result)
                     total += result.count
                     more = more or result.count >= self._batch_size
-                if self._stop.is_set():
+                if self.loop.stop_requested():
                     break
             if not more:
                 break
@@ -398,24 +389,19 @@ class RelayProcess:
             head = app.recorder.max_notification_id() or 0
             self._lag.labels(context).set(max(0, head - done.get(context, 0)))
 
-    def _failed(self, exc: Exception, *, wait: bool = True) -> None:
+    def _failed(self, exc: Exception, delay: float | None) -> None:
         kind = _error_kind(exc)
         self._errors.labels(kind).inc()
-        self._failures += 1
-        delay = min(self._max_backoff, 0.2 * 2 ** (self._failures - 1))
-        delay *= random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not cryptography
         _log.warning(
             "relay.failed",
             kind=kind,
             error=str(exc),
             error_type=type(exc).__name__,
-            attempt=self._failures,
-            retry_in_s=round(delay, 2) if wait else None,
+            attempt=self.loop.backoff.failures,
+            retry_in_s=round(delay, 2) if delay is not None else None,
             exc_info=kind == "other",
         )
         self._discard_producer()
-        if wait:
-            self._stop.wait(delay)
 
     def _discard_producer(self) -> None:
         producer, self._producer = self._producer, None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from flightbook.contracts import CONTRACT_VERSION, encoder
+from flightbook.contracts.envelope import CONTRACT_VERSION, encoder
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Notification
     from psycopg_pool import ConnectionPool
 
-    from flightbook.contracts import Envelope
+    from flightbook.contracts.envelope import Envelope
 
 __all__ = (
     "BatchResult",

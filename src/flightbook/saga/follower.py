@@ -15,7 +15,7 @@ import structlog
 from eventsourcing.persistence import Tracking
 from psycopg import sql
 
-from flightbook.commands.applications import retry_conflicts
+from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from eventsourcing.persistence import Notification
 
-    from flightbook.commands.applications import ContextApplication
+    from flightbook.eventstore.applications import ContextApplication
     from flightbook.saga.steps import SagaSteps
 
 __all__ = ("LogFollower",)
@@ -66,22 +66,11 @@ class LogFollower:
         self._on_jobs = on_jobs or (lambda: None)
 
     def positions(self) -> dict[str, int]:
-        """The last position answered, per source application name (from PostgreSQL)."""
-        found: dict[str, int] = {}
-        with psycopg.connect(self._url) as conn:
-            for source in self._sources:
-                parts = [
-                    sql.SQL(
-                        "SELECT max(notification_id) FROM {}.{} WHERE application_name = %s"
-                    ).format(sql.Identifier(t.schema), sql.Identifier(f"{t.name.lower()}_tracking"))
-                    for t in self._targets
-                ]
-                query = sql.SQL("SELECT max(m) FROM ({}) AS t(m)").format(
-                    sql.SQL(" UNION ALL ").join(parts)
-                )
-                row = conn.execute(query, [source.name] * len(parts)).fetchone()
-                found[source.name] = int(row[0]) if row and row[0] is not None else 0
-        return found
+        """The last position answered, per source application name (from the tracking records)."""
+        return {
+            source.name: max(target.tracked_position(source.name) for target in self._targets)
+            for source in self._sources
+        }
 
     def heads(self) -> dict[str, int]:
         """The newest position of each source log."""
@@ -133,9 +122,9 @@ class LogFollower:
                 step.target.record(
                     *step.aggregates,
                     tracking=Tracking(source.name, notification.id),
-                    statements=step.statements,
+                    rows=step.rows,
                 )
-            if step.statements:
+            if step.rows:
                 self._on_jobs()  # committed: wake the job workers now, not at their next poll
             return step.note
 

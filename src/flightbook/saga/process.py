@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
+from flightbook.runtime.loop import ProcessLoop
 from flightbook.saga.follower import LogFollower
-from flightbook.saga.jobs import JobQueue
 from flightbook.saga.runner import JobRunner
 from flightbook.saga.steps import SagaSteps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from psycopg_pool import ConnectionPool
-
-    from flightbook.commands.applications import Bookings, Inventory, Payments
+    from flightbook.eventstore.applications import EventStore
     from flightbook.payments.gateway import PaymentGateway
+    from flightbook.saga.jobs import JobQueue
 
 __all__ = ("SagaProcess", "utc_now")
 
@@ -42,11 +41,9 @@ class SagaProcess:
     def __init__(
         self,
         *,
-        bookings: Bookings,
-        inventory: Inventory,
-        payments: Payments,
+        store: EventStore,
         gateway: PaymentGateway,
-        pool: ConnectionPool,
+        queue: JobQueue,
         postgres_url: str,
         hold_seconds: float,
         workers: int,
@@ -85,14 +82,8 @@ class SagaProcess:
         # One permit per committed step that scheduled jobs: it wakes one idle worker, not
         # all of them (eight workers each claiming for one new job was eight UPDATEs).
         self._jobs_waiting = threading.Semaphore(0)
-        apps = (bookings, inventory, payments)
-        steps = SagaSteps(
-            bookings=bookings,
-            inventory=inventory,
-            payments=payments,
-            hold_seconds=hold_seconds,
-            clock=clock,
-        )
+        apps = store.applications
+        steps = SagaSteps(store=store, hold_seconds=hold_seconds, clock=clock)
         self.follower = LogFollower(
             sources=apps,
             targets=apps,
@@ -102,12 +93,10 @@ class SagaProcess:
             on_jobs=self._jobs_waiting.release,
             on_conflict=lambda _attempt: conflicts.inc(),
         )
-        self.queue = JobQueue(pool)
+        self.queue = queue
         self.runner = JobRunner(
             queue=self.queue,
-            bookings=bookings,
-            inventory=inventory,
-            payments=payments,
+            store=store,
             gateway=gateway,
             clock=clock,
             on_job=lambda kind, outcome: jobs_total.labels(kind, outcome).inc(),
@@ -115,11 +104,11 @@ class SagaProcess:
         )
         self._workers = workers
         self._poll = poll_seconds
-        self._stop = threading.Event()
+        self.loop = ProcessLoop("saga")
         self._errors: list[BaseException] = []
 
     def stop(self) -> None:
-        self._stop.set()
+        self.loop.stop()
         self._jobs_waiting.release(self._workers)
 
     def ready(self) -> bool:
@@ -135,10 +124,10 @@ class SagaProcess:
         for thread in threads:
             thread.start()
         try:
-            while not self._stop.wait(1.0):
+            while not self.loop.wait(1.0):
                 self._observe()
         finally:
-            self._stop.set()
+            self.loop.stop()
             for thread in threads:
                 thread.join()
         if self._errors:
@@ -151,15 +140,15 @@ class SagaProcess:
             except BaseException as exc:
                 _log.exception("saga.thread_failed", thread=threading.current_thread().name)
                 self._errors.append(exc)
-                self._stop.set()
+                self.loop.stop()
 
         return run
 
     def _follow(self) -> None:
-        self.follower.run(self._stop.is_set, self._poll)
+        self.follower.run(self.loop.stop_requested, self._poll)
 
     def _work(self) -> None:
-        while not self._stop.is_set():
+        while not self.loop.stop_requested():
             if self.runner.run_due(1) == 0:
                 # woken at once when the follower schedules a job; polls for due timers
                 self._jobs_waiting.acquire(timeout=self._poll)

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from flightbook.commands.applications import retry_conflicts
-from flightbook.domain.booking import Booking, BookingStatus
+from flightbook.domain.booking import BookingStatus
 from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
+from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
 from flightbook.payments.gateway import (
     Authorization,
@@ -26,13 +26,11 @@ from flightbook.payments.gateway import (
     GatewayUnavailableError,
 )
 from flightbook.saga.jobs import Job, JobKind, JobQueue, complete_job
-from flightbook.saga.steps import payment_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flightbook.commands.applications import Bookings, Inventory, Payments
-    from flightbook.domain.inventory import FlightInventory
+    from flightbook.eventstore.applications import EventStore
     from flightbook.payments.gateway import PaymentGateway
 
 __all__ = ("JobRunner",)
@@ -46,7 +44,7 @@ class JobRunner:
 
     Args:
         queue: the job table.
-        bookings, inventory, payments: the applications.
+        store: the applications.
         gateway: the payment gateway (already wrapped in retry + circuit breaker).
         clock: the current UTC time.
     """
@@ -55,18 +53,16 @@ class JobRunner:
         self,
         *,
         queue: JobQueue,
-        bookings: Bookings,
-        inventory: Inventory,
-        payments: Payments,
+        store: EventStore,
         gateway: PaymentGateway,
         clock: Callable[[], dt.datetime],
         on_job: Callable[[str, str], None] | None = None,
         on_conflict: Callable[[int], None] | None = None,
     ) -> None:
         self.queue = queue
-        self.bookings = bookings
-        self.inventory = inventory
-        self.payments = payments
+        self.bookings = store.bookings
+        self.inventory = store.inventory
+        self.payments = store.payments
         self.gateway = gateway
         self.clock = clock
         self._on_conflict = on_conflict
@@ -109,11 +105,11 @@ class JobRunner:
     def _later(self, job: Job, error: str) -> str:
         delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(job.attempts, 10))
         delay = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not security
-        booking: Booking = self.bookings.repository.get(job.booking_id)
+        booking = self.bookings.booking(job.booking_id)
         due = self.clock() + dt.timedelta(seconds=delay)
         if job.kind is JobKind.AUTHORIZE_PAYMENT and booking.hold_expires_at is not None:
             if self.clock() >= booking.hold_expires_at:
-                self.payments.record(statements=[complete_job(job)])
+                self.payments.record(rows=[complete_job(job)])
                 return "given up: the hold expired"
             due = min(due, booking.hold_expires_at)
         self.queue.retry_later(job, due, error)
@@ -122,12 +118,12 @@ class JobRunner:
     # -- jobs -------------------------------------------------------------------------------
 
     def _authorize(self, job: Job) -> str:
-        booking: Booking = self.bookings.repository.get(job.booking_id)
+        booking = self.bookings.booking(job.booking_id)
         if booking.status is not BookingStatus.SEATS_HELD:
-            self.payments.record(statements=[complete_job(job)])
+            self.payments.record(rows=[complete_job(job)])
             return "not needed"
-        if payment_of(self.payments, booking.id) is not None:
-            self.payments.record(statements=[complete_job(job)])
+        if self.payments.payment_of(booking.id) is not None:
+            self.payments.record(rows=[complete_job(job)])
             return "already answered"
         answer = self.gateway.authorize(
             idempotency_key=f"{booking.id}:authorize",
@@ -153,30 +149,30 @@ class JobRunner:
                 reason=answer.reason,
             )
             outcome = f"declined: {answer.reason}"
-        self.payments.record(payment, statements=[complete_job(job)])
+        self.payments.record(payment, rows=[complete_job(job)])
         return outcome
 
     def _expire_hold(self, job: Job) -> str:
-        booking: Booking = self.bookings.repository.get(job.booking_id)
-        flight: FlightInventory = self.inventory.repository.get(booking.flight_id)
+        booking = self.bookings.booking(job.booking_id)
+        flight = self.inventory.flight(booking.flight_id)
         hold = flight.hold_of(booking.id)
         if hold is None:
-            self.inventory.record(statements=[complete_job(job)])
+            self.inventory.record(rows=[complete_job(job)])
             return "no hold"
         now = self.clock()
         if hold.expires_at > now:
             self.queue.retry_later(job, hold.expires_at, "not yet due")
             return "not yet due"
         flight.expire_hold(booking.id, now)
-        self.inventory.record(flight, statements=[complete_job(job)])
+        self.inventory.record(flight, rows=[complete_job(job)])
         return "expired"
 
     def _settle(self, job: Job) -> str:
-        booking: Booking = self.bookings.repository.get(job.booking_id)
-        payment = payment_of(self.payments, booking.id)
+        booking = self.bookings.booking(job.booking_id)
+        payment = self.payments.payment_of(booking.id)
         key = f"{booking.id}"
         if payment is None or payment.gateway_ref is None:
-            self.payments.record(statements=[complete_job(job)])
+            self.payments.record(rows=[complete_job(job)])
             return "nothing to settle"
         try:
             if payment.status is PaymentStatus.AUTHORIZED:
@@ -212,5 +208,5 @@ class JobRunner:
                 outcome = "settled"
         except GatewayRejectedError as exc:  # the provider refuses for good: stop asking
             outcome = f"rejected by the gateway: {exc.reason}"
-        self.payments.record(payment, statements=[complete_job(job)])
+        self.payments.record(payment, rows=[complete_job(job)])
         return outcome

@@ -1,7 +1,7 @@
 """What the saga does for each event: one decision, written to ONE context.
 
 Every step loads the current state, decides, and returns the aggregates to save and
-the job statements to run, all of which the follower stores in one transaction with
+the job rows to write, all of which the follower stores in one transaction with
 the tracking record of the event it answered. Decisions are state-driven, so a step
 that runs again after a crash (or sees an event out of the usual order) does nothing
 twice: the aggregates' commands are no-ops when already done.
@@ -24,28 +24,27 @@ from flightbook.domain.errors import (
     UnknownFareError,
 )
 from flightbook.domain.inventory import FlightInventory
-from flightbook.domain.payment import Payment, payment_id_for
+from flightbook.domain.payment import Payment
 from flightbook.saga.jobs import JobKind, drop_job, schedule_job
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from uuid import UUID
 
     from eventsourcing.domain import Aggregate
 
-    from flightbook.commands.applications import Bookings, ContextApplication, Inventory, Payments
-    from flightbook.eventstore.recorder import Statement
+    from flightbook.eventstore.applications import ContextApplication, EventStore
+    from flightbook.eventstore.rows import Row
 
 __all__ = ("SagaSteps", "Step")
 
 
 @dataclass
 class Step:
-    """Aggregates to save and statements to run in ``target``, with the tracking record."""
+    """Aggregates to save and rows to write in ``target``, with the tracking record."""
 
     target: ContextApplication
     aggregates: list[Aggregate] = field(default_factory=list)
-    statements: list[Statement] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     note: str = ""
 
 
@@ -53,23 +52,17 @@ class SagaSteps:
     """The saga's decisions, one method per event it answers.
 
     Args:
-        bookings, inventory, payments: the three applications.
+        store: the three applications.
         hold_seconds: how long seats are held for a booking's payment.
         clock: the current UTC time (injected for tests).
     """
 
     def __init__(
-        self,
-        *,
-        bookings: Bookings,
-        inventory: Inventory,
-        payments: Payments,
-        hold_seconds: float,
-        clock: Callable[[], dt.datetime],
+        self, *, store: EventStore, hold_seconds: float, clock: Callable[[], dt.datetime]
     ) -> None:
-        self.bookings = bookings
-        self.inventory = inventory
-        self.payments = payments
+        self.bookings = store.bookings
+        self.inventory = store.inventory
+        self.payments = store.payments
         self.hold = dt.timedelta(seconds=hold_seconds)
         self.clock = clock
 
@@ -96,11 +89,11 @@ class SagaSteps:
     # -- Booking log ------------------------------------------------------------------------
 
     def _booking_requested(self, event: Booking.Requested, correlation_id: str) -> Step:
-        booking: Booking = self.bookings.repository.get(event.originator_id)
+        booking = self.bookings.booking(event.originator_id)
         if booking.is_final:
             return Step(self.bookings, note="booking already ended")
         try:
-            flight: FlightInventory = self.inventory.repository.get(booking.flight_id)
+            flight = self.inventory.flight(booking.flight_id)
         except AggregateNotFoundError:
             booking.reject(RejectionReason.NO_SEATS)
             return Step(self.bookings, [booking], note="unknown flight")
@@ -129,12 +122,12 @@ class SagaSteps:
         )
 
     def _booking_seats_held(self, event: Booking.SeatsHeld, correlation_id: str) -> Step:
-        booking: Booking = self.bookings.repository.get(event.originator_id)
+        booking = self.bookings.booking(event.originator_id)
         if booking.status is not BookingStatus.SEATS_HELD:
             return Step(self.payments, note="booking moved on")
         return Step(
             self.payments,
-            statements=[
+            rows=[
                 schedule_job(booking.id, JobKind.AUTHORIZE_PAYMENT, self.clock(), correlation_id),
             ],
             note="payment to authorize",
@@ -143,8 +136,8 @@ class SagaSteps:
     def _booking_payment_authorized(
         self, event: Booking.PaymentAuthorized, correlation_id: str
     ) -> Step:
-        booking: Booking = self.bookings.repository.get(event.originator_id)
-        flight: FlightInventory = self.inventory.repository.get(booking.flight_id)
+        booking = self.bookings.booking(event.originator_id)
+        flight = self.inventory.flight(booking.flight_id)
         if booking.status is not BookingStatus.PAYMENT_AUTHORIZED:
             return Step(self.inventory, note="booking moved on")
         if flight.hold_of(booking.id) is None:
@@ -160,7 +153,7 @@ class SagaSteps:
     def _booking_confirmed(self, event: Booking.Confirmed, correlation_id: str) -> Step:
         return Step(
             self.payments,
-            statements=[
+            rows=[
                 schedule_job(
                     event.originator_id, JobKind.SETTLE_PAYMENT, self.clock(), correlation_id
                 ),
@@ -171,29 +164,29 @@ class SagaSteps:
     def _booking_ended(
         self, event: Booking.Rejected | Booking.Cancelled, correlation_id: str
     ) -> Step:
-        booking: Booking = self.bookings.repository.get(event.originator_id)
-        statements = [
+        booking = self.bookings.booking(event.originator_id)
+        rows: list[Row] = [
             drop_job(booking.id, JobKind.EXPIRE_HOLD),
             drop_job(booking.id, JobKind.AUTHORIZE_PAYMENT),
             schedule_job(booking.id, JobKind.SETTLE_PAYMENT, self.clock(), correlation_id),
         ]
         try:
-            flight: FlightInventory = self.inventory.repository.get(booking.flight_id)
+            flight = self.inventory.flight(booking.flight_id)
         except AggregateNotFoundError:
-            return Step(self.inventory, statements=statements, note="unknown flight")
+            return Step(self.inventory, rows=rows, note="unknown flight")
         reason = f"booking {booking.status.lower()}"
         if flight.hold_of(booking.id) is not None:
             flight.release_hold(booking.id, reason)
         else:
             flight.return_sold_seats(booking.id, reason)  # no-op when nothing was sold
-        return Step(self.inventory, [flight], statements, note="seats given back")
+        return Step(self.inventory, [flight], rows, note="seats given back")
 
     # -- Inventory log ----------------------------------------------------------------------
 
     def _seats_held(self, event: FlightInventory.SeatsHeld, correlation_id: str) -> Step:
-        booking: Booking = self.bookings.repository.get(event.booking_id)
+        booking = self.bookings.booking(event.booking_id)
         if booking.is_final:  # ended before its seats were held: give them back
-            flight: FlightInventory = self.inventory.repository.get(event.originator_id)
+            flight = self.inventory.flight(event.originator_id)
             flight.release_hold(booking.id, f"booking {booking.status.lower()}")
             return Step(
                 self.inventory,
@@ -207,9 +200,9 @@ class SagaSteps:
         return Step(self.bookings, [booking], note="booking seats held")
 
     def _hold_confirmed(self, event: FlightInventory.HoldConfirmed, correlation_id: str) -> Step:
-        booking: Booking = self.bookings.repository.get(event.booking_id)
+        booking = self.bookings.booking(event.booking_id)
         if booking.is_final and booking.status is not BookingStatus.CONFIRMED:
-            flight: FlightInventory = self.inventory.repository.get(event.originator_id)
+            flight = self.inventory.flight(event.originator_id)
             flight.return_sold_seats(booking.id, f"booking {booking.status.lower()}")
             return Step(self.inventory, [flight], note="late confirmation undone")
         try:
@@ -219,7 +212,7 @@ class SagaSteps:
         return Step(self.bookings, [booking], note="booking confirmed")
 
     def _hold_expired(self, event: FlightInventory.HoldExpired, correlation_id: str) -> Step:
-        booking: Booking = self.bookings.repository.get(event.booking_id)
+        booking = self.bookings.booking(event.booking_id)
         if booking.is_final or booking.status is BookingStatus.CONFIRMED:
             return Step(self.bookings, note="booking already ended")
         booking.reject(RejectionReason.HOLD_EXPIRED)
@@ -228,10 +221,10 @@ class SagaSteps:
     def _flight_cancelled(
         self, event: FlightInventory.FlightCancelled, correlation_id: str
     ) -> Step:
-        flight: FlightInventory = self.inventory.repository.get(event.originator_id)
+        flight = self.inventory.flight(event.originator_id)
         cancelled: list[Aggregate] = []
         for booking_id in sorted(flight.bookings_on_flight()):
-            booking: Booking = self.bookings.repository.get(booking_id)
+            booking = self.bookings.booking(booking_id)
             if booking.is_final:
                 continue
             booking.cancel(CancellationReason.FLIGHT_CANCELLED, by="system")
@@ -241,14 +234,14 @@ class SagaSteps:
     # -- Payment log ------------------------------------------------------------------------
 
     def _payment_authorized(self, event: Payment.Authorized, correlation_id: str) -> Step:
-        booking: Booking = self.bookings.repository.get(event.booking_id)
+        booking = self.bookings.booking(event.booking_id)
         if booking.status is BookingStatus.SEATS_HELD:
             booking.mark_payment_authorized(event.originator_id)
             return Step(self.bookings, [booking], note="booking payment authorized")
         if booking.is_final:  # authorized too late: release the money
             return Step(
                 self.payments,
-                statements=[
+                rows=[
                     schedule_job(booking.id, JobKind.SETTLE_PAYMENT, self.clock(), correlation_id),
                 ],
                 note="late authorization to void",
@@ -256,16 +249,8 @@ class SagaSteps:
         return Step(self.bookings, note="booking moved on")
 
     def _payment_declined(self, event: Payment.Declined, correlation_id: str) -> Step:
-        booking: Booking = self.bookings.repository.get(event.booking_id)
+        booking = self.bookings.booking(event.booking_id)
         if booking.is_final or booking.status is BookingStatus.CONFIRMED:
             return Step(self.bookings, note="booking already ended")
         booking.reject(RejectionReason.PAYMENT_DECLINED)
         return Step(self.bookings, [booking], note="booking rejected: payment declined")
-
-
-def payment_of(payments: Payments, booking_id: UUID) -> Payment | None:
-    try:
-        payment: Payment = payments.repository.get(payment_id_for(booking_id))
-    except AggregateNotFoundError:
-        return None
-    return payment

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = ("LocalStack", "ServerState", "StackError")
 

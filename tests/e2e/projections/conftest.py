@@ -26,14 +26,14 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from psycopg_pool import ConnectionPool
 
-from flightbook.contracts import topic_for
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.projections.verify import Difference, compare_read_models, replay_read_models
-from flightbook.settings import Settings
+from flightbook.projections.tools.verify import Difference, compare_read_models, replay_read_models
 
 from ...conftest import WriteSide
 from ..conftest import ROOT, free_port
@@ -149,7 +149,7 @@ def started() -> Iterator[list[Process]]:
 def vault(settings: Settings) -> Iterator[PersonalDataVault]:
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=2) as pool:
-        yield PersonalDataVault(pool)
+        yield PersonalDataVault.in_postgres(pool)
 
 
 @pytest.fixture

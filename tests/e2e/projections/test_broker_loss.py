@@ -10,8 +10,8 @@ import pymongo
 import pytest
 import redis
 
+from flightbook.config.settings import Settings
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 from ..conftest import PrivateBroker

@@ -13,18 +13,13 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from flightbook.contracts import (
-    CONTRACT_VERSION,
-    BookingConfirmed,
-    Envelope,
-    encoder,
-    payload_type_name,
-    topic_for,
-)
+from flightbook.config.settings import Settings
+from flightbook.contracts.envelope import CONTRACT_VERSION, Envelope, encoder, payload_type_name
+from flightbook.contracts.payloads import BookingConfirmed
 from flightbook.domain.booking import Booking
+from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 from ..conftest import ROOT

@@ -13,11 +13,11 @@ import pymongo
 import pytest
 import redis
 
-from flightbook.commands.applications import retry_conflicts
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
+from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 from .conftest import (

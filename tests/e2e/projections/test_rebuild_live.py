@@ -14,9 +14,9 @@ import pymongo
 import pytest
 import redis
 
-from flightbook.auth import mint_token
+from flightbook.config.settings import Settings
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.settings import Settings
+from flightbook.http.tokens import mint_token
 
 from ...conftest import WriteSide
 from ..conftest import ROOT

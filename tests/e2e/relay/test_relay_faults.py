@@ -25,12 +25,14 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from psycopg import sql
 
-from flightbook.commands.applications import CONTEXTS as APPLICATIONS
-from flightbook.contracts import CONTEXTS, Envelope, decoder, topic_for
+from flightbook.config.settings import Settings
+from flightbook.contracts.envelope import Envelope, decoder
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.contexts import CONTEXT_NAMES as CONTEXTS
+from flightbook.eventstore.contexts import CONTEXTS as SPECS
+from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 from ..conftest import PrivateBroker, free_port
@@ -192,12 +194,10 @@ def stored_positions(settings: Settings) -> dict[str, list[int]]:
             context: [
                 row[0]
                 for row in conn.execute(
-                    sql.SQL("SELECT notification_id FROM {} ORDER BY 1").format(
-                        sql.Identifier(app.schema, f"{app.name.lower()}_events")
-                    )
+                    sql.SQL("SELECT notification_id FROM {} ORDER BY 1").format(spec.events)
                 )
             ]
-            for context, app in APPLICATIONS.items()
+            for context, spec in ((spec.name, spec) for spec in SPECS)
         }
 
 

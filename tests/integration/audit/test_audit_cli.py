@@ -11,12 +11,12 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from flightbook.auth import mint_token
 from flightbook.cli import main
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.settings import Settings
+from flightbook.http.tokens import mint_token
 
 from ...conftest import WriteSide
 from ..saga.conftest import SagaHarness, make_harness
@@ -101,7 +101,7 @@ def test_personal_data_shows_only_with_the_flag_and_an_auditors_token(
 ) -> None:
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=1) as pool:
-        sealed = PersonalDataVault(pool).seal("carol", '[{"name": "Ada Lovelace"}]')
+        sealed = PersonalDataVault.in_postgres(pool).seal("carol", '[{"name": "Ada Lovelace"}]')
     booking = Booking.request(
         booking_id=uuid.uuid4(),
         customer_id="carol",

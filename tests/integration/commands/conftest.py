@@ -11,9 +11,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from flightbook.auth import mint_token
 from flightbook.bootstrap import build_command_api
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
+from flightbook.http.tokens import mint_token
 
 Api = TestClient[Litestar]
 Headers = Callable[..., dict[str, str]]

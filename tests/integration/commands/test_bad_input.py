@@ -12,11 +12,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from flightbook.auth import mint_token
-from flightbook.commands.applications import Inventory
+from flightbook.config.settings import Settings
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
-from flightbook.settings import Settings
+from flightbook.eventstore.applications import Inventory
+from flightbook.http.tokens import mint_token
 
 from .conftest import Api, Headers, booking_body, flight_body
 
@@ -335,7 +335,7 @@ def test_a_departed_flight_cannot_be_booked(
             Fare(code="Y", cabin=Cabin.ECONOMY, price=Money(100, "EUR"), seats=5, refundable=True)
         ],
     )
-    inventory = Inventory(settings.postgres_url)
+    inventory = Inventory(settings)
     try:
         inventory.record(flight)
     finally:

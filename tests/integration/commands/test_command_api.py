@@ -12,12 +12,12 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from flightbook.commands.applications import Bookings, ContextApplication, Inventory
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking, RejectionReason
 from flightbook.domain.inventory import FlightInventory
+from flightbook.eventstore.applications import Bookings, ContextApplication, Inventory
 from flightbook.eventstore.metadata import EventMetadata, recording
-from flightbook.positions import decode_positions
-from flightbook.settings import Settings
+from flightbook.http.positions import decode_positions
 
 from .conftest import Api, Headers, booking_body, flight_body
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def bookings(settings: Settings) -> Iterator[Bookings]:
     assert settings.postgres_url is not None
-    app = Bookings(settings.postgres_url)
+    app = Bookings(settings)
     yield app
     app.close()
 
@@ -35,7 +35,7 @@ def bookings(settings: Settings) -> Iterator[Bookings]:
 @pytest.fixture
 def inventory(settings: Settings) -> Iterator[Inventory]:
     assert settings.postgres_url is not None
-    app = Inventory(settings.postgres_url)
+    app = Inventory(settings)
     yield app
     app.close()
 

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking
 from flightbook.eventstore.pii import ERASED, PersonalDataVault
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 
@@ -77,12 +77,12 @@ def test_every_stored_event_carries_its_metadata(write_side: WriteSide) -> None:
 def test_personal_data_is_sealed_per_subject_and_erasable(settings: Settings) -> None:
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=2) as pool:
-        vault = PersonalDataVault(pool)
+        vault = PersonalDataVault.in_postgres(pool)
         sealed = vault.seal("alice", '[{"name": "Ada Lovelace"}]')
 
         opened = vault.open("alice", sealed)
         vault.erase("alice")
-        after = PersonalDataVault(pool).open("alice", sealed)
+        after = PersonalDataVault.in_postgres(pool).open("alice", sealed)
 
     assert "Ada" not in sealed
     assert opened == '[{"name": "Ada Lovelace"}]'

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 import pytest
 from psycopg_pool import ConnectionPool
 
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
 from flightbook.domain.values import Money
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.projections.services import ProjectionServices, open_services
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 from ..saga.conftest import SagaHarness, make_harness

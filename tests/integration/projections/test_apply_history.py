@@ -7,15 +7,16 @@ from typing import Any
 
 import pytest
 
-from flightbook.contracts import Envelope
+from flightbook.config.settings import Settings
+from flightbook.contracts.envelope import Envelope
+from flightbook.contracts.readmodels import DEAD_LETTERS
 from flightbook.projections.engine import Targets
-from flightbook.projections.names import DEAD_LETTERS
-from flightbook.projections.progress import DeadLetter
+from flightbook.projections.ports import DeadLetter
 from flightbook.projections.services import ProjectionServices
-from flightbook.projections.status import advance_low_watermark, read_model_status
-from flightbook.projections.verify import compare_read_models, replay_read_models
+from flightbook.projections.tools.status import read_model_status
+from flightbook.projections.tools.verify import compare_read_models, replay_read_models
+from flightbook.projections.watermarks import advance_low_watermark
 from flightbook.projections.worker import ProjectionWorker
-from flightbook.settings import Settings
 
 from .conftest import History
 
@@ -180,8 +181,8 @@ def test_verify_names_each_document_and_field_that_differs(
 def test_a_dead_letter_is_replayed_once_what_it_needs_is_there(
     services: ProjectionServices, history: History
 ) -> None:
-    from flightbook.projections.deadletters import replay_dead_letters
-    from flightbook.projections.worker import letter_for_envelope
+    from flightbook.projections.deadletters import letter_for_envelope
+    from flightbook.projections.tools.deadletters import replay_dead_letters
 
     envelopes = stored(services, "booking")
     late = envelopes[-1]

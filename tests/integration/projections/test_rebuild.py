@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from flightbook.config.settings import Settings
 from flightbook.projections.engine import Targets
-from flightbook.projections.rebuild import RebuildError, rebuild
 from flightbook.projections.services import ProjectionServices
-from flightbook.projections.verify import compare_read_models, replay_read_models
-from flightbook.settings import Settings
+from flightbook.projections.tools.rebuild import RebuildError, rebuild
+from flightbook.projections.tools.verify import compare_read_models, replay_read_models
 
 from .conftest import History
 

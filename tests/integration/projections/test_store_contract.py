@@ -13,19 +13,19 @@ import pymongo
 import pytest
 import redis
 
+from flightbook.config.settings import Settings
+from flightbook.contracts.readmodels import Index
+from flightbook.projections.memory import MemoryDocuments, MemoryHashes, MemoryProgress
 from flightbook.projections.mongo import MongoDocuments, MongoProgress
-from flightbook.projections.progress import DeadLetter, MemoryProgress, ProgressStore
-from flightbook.projections.redis import RedisHashes
-from flightbook.projections.stores import (
+from flightbook.projections.ports import (
+    DeadLetter,
     DocumentStore,
     GuardedWrite,
     HashStore,
     HashWrite,
-    Index,
-    MemoryDocuments,
-    MemoryHashes,
+    ProgressStore,
 )
-from flightbook.settings import Settings
+from flightbook.projections.redis import RedisHashes
 
 AT = dt.datetime(2031, 1, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 

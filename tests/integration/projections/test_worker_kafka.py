@@ -11,11 +11,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from flightbook.bootstrap import build_projection_worker
-from flightbook.contracts import encoder, topic_for
+from flightbook.config.settings import Settings
+from flightbook.contracts.envelope import encoder
+from flightbook.eventstore.contexts import topic_for
 from flightbook.projections.engine import Targets
 from flightbook.projections.services import ProjectionServices
-from flightbook.projections.verify import compare_read_models, replay_read_models
-from flightbook.settings import Settings
+from flightbook.projections.tools.verify import compare_read_models, replay_read_models
 
 from .conftest import History
 

@@ -14,10 +14,12 @@ import redis.asyncio
 from litestar import Litestar
 from litestar.testing import TestClient
 
-from flightbook.auth import mint_token
 from flightbook.bootstrap import build_query_api
-from flightbook.queries.stores import MemoryReadModels, ReadModels, mongo_redis_read_models
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
+from flightbook.http.tokens import mint_token
+from flightbook.queries.memory import MemoryReadModels
+from flightbook.queries.mongo import mongo_redis_read_models
+from flightbook.queries.ports import ReadModels
 
 T = TypeVar("T")
 Api = TestClient[Litestar]

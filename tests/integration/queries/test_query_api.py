@@ -15,7 +15,7 @@ from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
 from flightbook.bootstrap import build_query_api
-from flightbook.settings import Settings
+from flightbook.config.settings import Settings
 
 from ...unit.queries.documents import (
     CREATED,

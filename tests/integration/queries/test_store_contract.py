@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from flightbook.queries.stores import ReadModels
+from flightbook.queries.ports import ReadModels
 
 from ...unit.queries.documents import (
     CREATED,

@@ -18,16 +18,19 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from flightbook.bootstrap import build_relay
-from flightbook.commands.applications import CONTEXTS as APPLICATIONS
-from flightbook.commands.applications import Bookings
-from flightbook.contracts import CONTEXTS, Envelope, decoder, to_envelope, topic_for
+from flightbook.config.settings import Settings
+from flightbook.contracts.envelope import Envelope, decoder
 from flightbook.domain.booking import Booking
 from flightbook.domain.payment import Payment, payment_id_for
 from flightbook.domain.values import Money
+from flightbook.eventstore.applications import Bookings
+from flightbook.eventstore.contexts import CONTEXT_NAMES as CONTEXTS
+from flightbook.eventstore.contexts import CONTEXTS as SPECS
+from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from flightbook.relay.process import RelayProcess
 from flightbook.relay.relay import Checkpoints, MemoryCheckpoints, PostgresCheckpoints
-from flightbook.settings import Settings
+from flightbook.relay.translate import to_envelope
 
 from ...conftest import WriteSide
 
@@ -107,12 +110,10 @@ def stored_positions(settings: Settings) -> dict[str, list[int]]:
             context: [
                 row[0]
                 for row in conn.execute(
-                    sql.SQL("SELECT notification_id FROM {} ORDER BY 1").format(
-                        sql.Identifier(app.schema, f"{app.name.lower()}_events")
-                    )
+                    sql.SQL("SELECT notification_id FROM {} ORDER BY 1").format(spec.events)
                 )
             ]
-            for context, app in APPLICATIONS.items()
+            for context, spec in ((spec.name, spec) for spec in SPECS)
         }
 
 
@@ -315,7 +316,7 @@ def test_sixteen_concurrent_writers_while_the_relay_tails_leave_no_position_unpu
 
     def writer(number: int) -> None:
         assert settings.postgres_url is not None
-        app = Bookings(settings.postgres_url, pool_size=1)
+        app = Bookings(settings, pool_size=1)
         try:
             start.wait()
             for _ in range(30):

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import pytest
 from psycopg_pool import ConnectionPool
 
+from flightbook.config.settings import Settings
 from flightbook.payments.resilience import ResilientGateway
 from flightbook.payments.simulated import SimulatedGateway
+from flightbook.saga.jobs import PostgresJobQueue
 from flightbook.saga.process import SagaProcess
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 
@@ -67,19 +68,15 @@ def make_harness(
         breaker_fail_max=1000,
     )
     saga = SagaProcess(
-        bookings=write_side.bookings,
-        inventory=write_side.inventory,
-        payments=write_side.payments,
+        store=write_side.store,
         gateway=resilient,
-        pool=pool,
+        queue=PostgresJobQueue(pool),
         postgres_url=settings.postgres_url,
         hold_seconds=hold_seconds,
         workers=1,
         poll_seconds=0.05,
     )
     try:
-        yield SagaHarness(
-            write_side.bookings, write_side.inventory, write_side.payments, saga, gateway
-        )
+        yield SagaHarness(write_side.store, saga, gateway)
     finally:
         pool.close()

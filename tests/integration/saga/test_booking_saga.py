@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
 from flightbook.eventstore.metadata import recording
-from flightbook.settings import Settings
 
 from ...conftest import WriteSide
 from .conftest import SagaHarness, make_harness

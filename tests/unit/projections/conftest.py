@@ -9,16 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from flightbook.contracts import (
-    CONTRACT_VERSION,
-    AnyPayload,
-    Envelope,
-    FareTerms,
-    FlightScheduled,
-    Money,
-    payload_type_name,
-)
-from flightbook.projections.eventstore import StoredItem
+from flightbook.contracts.envelope import CONTRACT_VERSION, Envelope, payload_type_name
+from flightbook.contracts.payloads import AnyPayload, FareTerms, FlightScheduled, Money
+from flightbook.projections.history import StoredItem
 
 T0 = dt.datetime(2031, 3, 1, 9, 30, 0, 123456, tzinfo=dt.UTC)
 DEPARTURE = dt.datetime(2031, 12, 24, 10, 0, tzinfo=dt.UTC)

@@ -8,27 +8,22 @@ import uuid
 import msgspec
 import pytest
 
-from flightbook.contracts import (
+from flightbook.contracts.envelope import Envelope
+from flightbook.contracts.payloads import (
     BookingConfirmed,
     BookingPaymentAuthorized,
     BookingRejected,
     BookingRequested,
     BookingSeatsHeld,
-    Envelope,
     HoldConfirmed,
     Money,
     SeatsHeld,
 )
-from flightbook.projections.engine import (
-    BookingsKind,
-    Engine,
-    FlightsKind,
-    RepairError,
-    Targets,
-)
-from flightbook.projections.eventstore import StoredItem
-from flightbook.projections.progress import MemoryProgress
-from flightbook.projections.stores import GuardedWrite, MemoryDocuments, MemoryHashes
+from flightbook.projections.engine import Engine, RepairError, Targets
+from flightbook.projections.history import StoredItem
+from flightbook.projections.kinds import BookingsKind, FlightsKind
+from flightbook.projections.memory import MemoryDocuments, MemoryHashes, MemoryProgress
+from flightbook.projections.ports import GuardedWrite
 
 from .conftest import DEPARTURE, FakeHistory, FakeLookups, Log, scheduled
 

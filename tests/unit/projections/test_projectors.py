@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from flightbook.contracts import (
+from flightbook.contracts.payloads import (
     AnyPayload,
     BookingCancelled,
     BookingConfirmed,

@@ -8,12 +8,16 @@ import uuid
 
 import pytest
 
-from flightbook.contracts import BookingConfirmed, decoder
+from flightbook.contracts.envelope import decoder
+from flightbook.contracts.payloads import BookingConfirmed
 from flightbook.eventstore.pii import ERASED, SealedDataError
-from flightbook.projections.engine import BookingsKind, FlightsKind, Targets
-from flightbook.projections.eventstore import UNREADABLE, open_passengers
-from flightbook.projections.progress import MemoryProgress
-from flightbook.projections.worker import VersionCache, consumer_config, letter_for_envelope
+from flightbook.projections.deadletters import letter_for_envelope
+from flightbook.projections.engine import Targets
+from flightbook.projections.history import UNREADABLE, open_passengers
+from flightbook.projections.kafka import consumer_config
+from flightbook.projections.kinds import BookingsKind, FlightsKind
+from flightbook.projections.memory import MemoryProgress
+from flightbook.projections.versions import VersionCache
 
 from .conftest import FakeLookups, Log
 

@@ -12,7 +12,7 @@ from flightbook.queries.freshness import (
     pending_positions,
     wait_until_applied,
 )
-from flightbook.queries.stores import MemoryReadModels
+from flightbook.queries.memory import MemoryReadModels
 
 pytestmark = pytest.mark.unit
 

@@ -11,11 +11,11 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 
-from flightbook.auth import Principal
+from flightbook.http.tokens import Principal
 from flightbook.queries.cursors import CursorError
+from flightbook.queries.memory import MemoryReadModels
 from flightbook.queries.models import FlightPage
 from flightbook.queries.service import MAX_PAGE, SEARCH_CACHE_SECONDS, QueryService
-from flightbook.queries.stores import MemoryReadModels
 
 from .documents import CREATED, DEPARTURE, booking_doc, fare_doc, flight_doc, sales_doc
 

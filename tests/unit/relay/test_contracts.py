@@ -23,33 +23,32 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from flightbook import contracts
-from flightbook.contracts import (
+from flightbook.contracts import payloads
+from flightbook.contracts.envelope import (
     CONTRACT_VERSION,
     KNOWN_TYPES,
-    PAYLOAD_TYPES,
     Envelope,
-    Payload,
     decoder,
     encoder,
     payload_type_name,
     schema_json,
-    to_envelope,
-    to_payload,
 )
+from flightbook.contracts.payloads import PAYLOAD_TYPES, Payload
 from flightbook.domain.booking import Booking, CancellationReason, RejectionReason
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment
 from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.contexts import CONTEXT_NAMES, Context
 from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.metadata import recording
+from flightbook.relay.translate import to_envelope, to_payload
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = ROOT / "docs" / "contracts.schema.json"
 AGGREGATES: tuple[type[Aggregate], ...] = (Booking, FlightInventory, Payment)
-CONTEXT_OF: dict[type[Aggregate], contracts.Context] = {
+CONTEXT_OF: dict[type[Aggregate], Context] = {
     Booking: "booking",
     FlightInventory: "inventory",
     Payment: "payment",
@@ -131,7 +130,7 @@ def test_the_union_the_decoder_knows_is_exactly_the_payload_types() -> None:
 
     assert union == set(PAYLOAD_TYPES)
     assert len(KNOWN_TYPES) == len(PAYLOAD_TYPES)
-    assert all(name.split(".")[0] in contracts.CONTEXTS for name in KNOWN_TYPES)
+    assert all(name.split(".")[0] in CONTEXT_NAMES for name in KNOWN_TYPES)
 
 
 # -- every domain event is public (mapped) or listed as private -----------------------------
@@ -283,10 +282,10 @@ def test_a_booking_request_publishes_the_sealed_passengers_and_never_the_payment
     payload = to_payload(requested)
     wire = encoder.encode(payload)
 
-    assert isinstance(payload, contracts.BookingRequested)
+    assert isinstance(payload, payloads.BookingRequested)
     assert payload.passengers == "pii1:c2VhbGVk"
     assert payload.passenger_count == 2
-    assert payload.price == contracts.Money(amount=90000, currency="EUR")
+    assert payload.price == payloads.Money(amount=90000, currency="EUR")
     assert b"tok_ok" not in wire
     assert b"payment_token" not in wire
 
@@ -317,7 +316,7 @@ def test_a_consumer_ignores_fields_added_by_a_newer_producer() -> None:
         correlation_id="c",
         causation_id="c",
         actor="saga",
-        payload=contracts.PaymentVoided(),
+        payload=payloads.PaymentVoided(),
     )
     newer = msgspec.json.decode(encoder.encode(envelope))
     newer["trace_id"] = "abc"
@@ -341,7 +340,7 @@ def test_a_naive_timestamp_is_refused() -> None:
                 correlation_id="",
                 causation_id="",
                 actor="saga",
-                payload=contracts.BookingConfirmed(),
+                payload=payloads.BookingConfirmed(),
             )
         )
     )

@@ -19,7 +19,7 @@ from eventsourcing.persistence import (
 from eventsourcing.popo import POPOApplicationRecorder
 from structlog.testing import capture_logs
 
-from flightbook.contracts import Envelope, decoder, to_envelope
+from flightbook.contracts.envelope import Envelope, decoder
 from flightbook.domain.booking import Booking
 from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.metadata import recording
@@ -29,6 +29,7 @@ from flightbook.relay.relay import (
     RelayDeliveryError,
     relay_batch,
 )
+from flightbook.relay.translate import to_envelope
 
 pytestmark = pytest.mark.unit
 

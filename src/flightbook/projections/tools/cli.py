@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
-from flightbook.projections.names import READ_MODELS
+from flightbook.contracts.readmodels import READ_MODELS
 
 if TYPE_CHECKING:
     import argparse
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = ("add_projection_commands", "verify_read_models")
 
@@ -36,7 +36,7 @@ def _with_stack(settings: Settings) -> Settings:
 
 def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
     from flightbook.projections.services import open_services
-    from flightbook.projections.status import format_status, read_model_status
+    from flightbook.projections.tools.status import format_status, read_model_status
 
     with open_services(_with_stack(settings), pool_size=2, name="projections-status") as services:
         print(format_status(read_model_status(services.progress, services.reader)))
@@ -44,8 +44,8 @@ def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
-    from flightbook.projections.rebuild import rebuild
     from flightbook.projections.services import open_services
+    from flightbook.projections.tools.rebuild import rebuild
 
     with open_services(_with_stack(settings), name="projections-rebuild") as services:
         services.progress.ensure_indexes()
@@ -62,8 +62,8 @@ def _cmd_rebuild(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    from flightbook.projections.deadletters import format_letters
     from flightbook.projections.services import open_services
+    from flightbook.projections.tools.deadletters import format_letters
 
     with open_services(_with_stack(settings), pool_size=1, name="projections-letters") as services:
         letters = services.progress.dead_letters(args.read_model, pending=not args.all)
@@ -72,8 +72,8 @@ def _cmd_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_replay_dead_letters(settings: Settings, args: argparse.Namespace) -> int:
-    from flightbook.projections.deadletters import replay_dead_letters
     from flightbook.projections.services import open_services
+    from flightbook.projections.tools.deadletters import replay_dead_letters
 
     with open_services(_with_stack(settings), name="projections-replay") as services:
         outcome = replay_dead_letters(services, read_model=args.read_model, say=_say)
@@ -87,8 +87,8 @@ def verify_read_models(settings: Settings, *, postgres_url: str, limit: int = 20
     import pymongo
     import redis
 
-    from flightbook.projections.verify import compare_read_models, replay_read_models
-    from flightbook.services import require
+    from flightbook.config.settings import require
+    from flightbook.projections.tools.verify import compare_read_models, replay_read_models
 
     settings = _with_stack(settings)
     _say("replaying the event store in memory...")

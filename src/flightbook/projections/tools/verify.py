@@ -15,22 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import ConnectionPool
 
+from flightbook.config.settings import require
+from flightbook.contracts.readmodels import COLLECTIONS, collection, redis_version_prefix
 from flightbook.eventstore.pii import PersonalDataVault
-from flightbook.projections.engine import (
-    BookingsKind,
-    Engine,
-    FlightsKind,
-    Targets,
-    recompute_analytics,
-    replay,
-)
-from flightbook.projections.eventstore import EventStoreReader, StoreLookups
+from flightbook.projections.engine import Engine, Targets, recompute_analytics, replay
+from flightbook.projections.history import EventStoreReader, StoreLookups
+from flightbook.projections.kinds import BookingsKind, FlightsKind
+from flightbook.projections.memory import MemoryDocuments, MemoryHashes
 from flightbook.projections.mongo import MongoProgress
-from flightbook.projections.names import COLLECTIONS, collection, redis_version_prefix
-from flightbook.projections.progress import VersionInfo
+from flightbook.projections.ports import VersionInfo
 from flightbook.projections.redis import RedisHashes
-from flightbook.projections.stores import MemoryDocuments, MemoryHashes
-from flightbook.services import require
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,9 +32,9 @@ if TYPE_CHECKING:
     import redis
     from pymongo.database import Database
 
-    from flightbook.contracts import Envelope
-    from flightbook.projections.engine import Kind
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
+    from flightbook.contracts.envelope import Envelope
+    from flightbook.projections.kinds import Kind
 
 __all__ = (
     "Difference",
@@ -180,7 +174,7 @@ def replay_read_models(
     with ConnectionPool(url, min_size=1, max_size=2, name="verify") as pool:
         reader = EventStoreReader(pool)
         return expected_from_event_store(
-            reader, PersonalDataVault(pool), redis_prefix=settings.redis_prefix, say=say
+            reader, PersonalDataVault.in_postgres(pool), redis_prefix=settings.redis_prefix, say=say
         )
 
 

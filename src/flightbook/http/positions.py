@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flightbook.eventstore.contexts import CONTEXT_NAMES
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ("CONTEXT_NAMES", "PositionTokenError", "decode_positions", "encode_positions")
-
-CONTEXT_NAMES = ("booking", "inventory", "payment")
+__all__ = ("PositionTokenError", "decode_positions", "encode_positions")
 
 
 class PositionTokenError(ValueError):

@@ -1,9 +1,9 @@
 """Reading the event store for the projections: catch-up, rebuild, repair of gaps, lookups.
 
-Straight SQL on the contexts' events tables (``flightbook.audit.log.CONTEXT_TABLES``) through
-a connection pool, decoded with the same metadata mapper as the write side and turned into
-the published envelope with :func:`flightbook.contracts.to_envelope`, so an event read here
-is exactly the message the relay would publish for it.
+The shared log reader (:mod:`flightbook.eventstore.log`) through a connection pool, each
+event turned into the published envelope by the relay's own translation
+(:func:`flightbook.relay.translate.to_envelope`), so an event read here is exactly the
+message the relay would publish for it.
 """
 
 from __future__ import annotations
@@ -12,30 +12,20 @@ import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING, Protocol
 
-from eventsourcing.persistence import (
-    DatetimeAsISO,
-    DecimalAsStr,
-    JSONTranscoder,
-    Notification,
-    UUIDAsHex,
-)
-from eventsourcing.utils import resolve_topic
-from psycopg import sql
-
-from flightbook.audit.log import CONTEXT_TABLES
-from flightbook.contracts import to_envelope, to_payload
-from flightbook.eventstore.mapper import MetadataMapper
+from flightbook.eventstore.contexts import INVENTORY
+from flightbook.eventstore.log import LogReader
 from flightbook.eventstore.pii import ERASED, SealedDataError
+from flightbook.relay.translate import is_public_topic, to_envelope
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Mapping
 
+    from eventsourcing.persistence import Notification
     from psycopg_pool import ConnectionPool
 
-    from flightbook.contracts import Envelope
+    from flightbook.contracts.envelope import Envelope
     from flightbook.eventstore.pii import PersonalDataVault
 
 __all__ = (
@@ -44,7 +34,6 @@ __all__ = (
     "HistorySource",
     "StoreLookups",
     "StoredItem",
-    "is_public_topic",
 )
 
 UNREADABLE = "[unreadable]"
@@ -72,47 +61,18 @@ class HistorySource(Protocol):
         ...
 
 
-def _mapper() -> MetadataMapper:
-    transcoder = JSONTranscoder()
-    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
-        transcoder.register(transcoding)
-    return MetadataMapper(transcoder=transcoder)
-
-
-@cache
-def is_public_topic(topic: str) -> bool:
-    """Whether events of this stored topic are published (have a payload in the contract)."""
-    try:
-        event_class = resolve_topic(topic)
-    except Exception:
-        return True  # unknown class: it must be looked at, so count it as one to apply
-    return to_payload.dispatch(event_class) is not to_payload.dispatch(object)
-
-
-def _table(context: str) -> sql.Composed:
-    schema, table = CONTEXT_TABLES[context]
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-
-
 class EventStoreReader:
-    """The contexts' logs, read in batches through a pool.
+    """The contexts' logs as the projections read them: stored events with their envelopes.
 
     Args:
         pool: Connections to the event store database. Owned by the caller.
     """
 
     def __init__(self, pool: ConnectionPool) -> None:
-        self._pool = pool
-        self._mapper = _mapper()
+        self._log = LogReader.on_pool(pool)
+        self._mapper = self._log.mapper
 
-    def _item(self, context: str, row: Sequence[object]) -> StoredItem:
-        notification = Notification(
-            id=int(row[0]),  # type: ignore[call-overload]
-            originator_id=row[1],  # type: ignore[arg-type]
-            originator_version=int(row[2]),  # type: ignore[call-overload]
-            topic=str(row[3]),
-            state=bytes(row[4]),  # type: ignore[call-overload]
-        )
+    def _item(self, context: str, notification: Notification) -> StoredItem:
         event, meta = self._mapper.decode(notification)
         envelope = to_envelope(context, notification, event, meta)  # type: ignore[arg-type]
         moment = getattr(event, "timestamp", None)
@@ -126,55 +86,35 @@ class EventStoreReader:
 
     def head(self, context: str) -> int:
         """The highest position of the context's log (0 when empty)."""
-        query = sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(_table(context))
-        with self._pool.connection() as conn:
-            row = conn.execute(query).fetchone()
-        return int(row[0]) if row else 0
+        return self._log.head(context)
 
     def read(
         self, context: str, *, after: int, limit: int, upto: int | None = None
     ) -> list[StoredItem]:
         """Events with ``after < position <= upto``, in position order, at most ``limit``."""
-        query = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
-            " WHERE notification_id > %s"
-            " AND notification_id <= %s ORDER BY notification_id LIMIT %s"
-        ).format(_table(context))
-        with self._pool.connection() as conn:
-            rows = conn.execute(query, (after, upto if upto is not None else 2**62, limit))
-            return [self._item(context, row) for row in rows.fetchall()]
+        found = self._log.read(context, after=after, limit=limit, upto=upto)
+        return [self._item(context, n) for n in found]
 
     def histories(
         self, context: str, wanted: Mapping[uuid.UUID, tuple[int, int]]
     ) -> dict[uuid.UUID, list[StoredItem]]:
         if not wanted:
             return {}
-        ids = list(wanted)
         low = min(after for after, _ in wanted.values())
-        query = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
-            " WHERE originator_id = ANY(%s)"
-            " AND originator_version > %s ORDER BY originator_id, originator_version"
-        ).format(_table(context))
-        found: dict[uuid.UUID, list[StoredItem]] = {i: [] for i in ids}
-        with self._pool.connection() as conn:
-            rows = conn.execute(query, (ids, low)).fetchall()
-        for row in rows:
-            aggregate_id = uuid.UUID(str(row[1]))
+        found: dict[uuid.UUID, list[StoredItem]] = {i: [] for i in wanted}
+        for notification in self._log.of_aggregates(context, list(wanted), after_version=low):
+            aggregate_id = uuid.UUID(str(notification.originator_id))
             after, upto = wanted[aggregate_id]
-            if after < int(row[2]) <= upto:
-                found[aggregate_id].append(self._item(context, row))
+            if after < notification.originator_version <= upto:
+                found[aggregate_id].append(self._item(context, notification))
         return found
 
     def positions(self, context: str, *, after: int, limit: int) -> list[tuple[int, bool]]:
         """``(position, published?)`` of the events after ``after``, at most ``limit``."""
-        query = sql.SQL(
-            "SELECT notification_id, topic FROM {} WHERE notification_id > %s"
-            " ORDER BY notification_id LIMIT %s"
-        ).format(_table(context))
-        with self._pool.connection() as conn:
-            rows = conn.execute(query, (after, limit)).fetchall()
-        return [(int(row[0]), is_public_topic(str(row[1]))) for row in rows]
+        return [
+            (position, is_public_topic(topic))
+            for position, topic in self._log.topics(context, after=after, limit=limit)
+        ]
 
     def occurred_at_after(self, context: str, position: int) -> dt.datetime | None:
         """When the first event after ``position`` happened (None: there is none)."""
@@ -183,19 +123,14 @@ class EventStoreReader:
 
     def flight_route(self, flight_id: str) -> tuple[str, str] | None:
         """``(origin, destination)`` from the flight's first event (routes never change)."""
-        query = sql.SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state FROM {}"
-            " WHERE originator_id = %s AND originator_version = 1"
-        ).format(_table("inventory"))
         try:
             flight = uuid.UUID(flight_id)
         except ValueError:
             return None
-        with self._pool.connection() as conn:
-            row = conn.execute(query, (flight,)).fetchone()
-        if row is None:
+        first = self._log.first_of(INVENTORY.name, flight)
+        if first is None:
             return None
-        envelope = self._item("inventory", row).envelope
+        envelope = self._item(INVENTORY.name, first).envelope
         payload = envelope.payload if envelope is not None else None
         origin = getattr(payload, "origin", None)
         destination = getattr(payload, "destination", None)

@@ -13,14 +13,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import psycopg
+import pymongo
+
+from flightbook.config.paths import project_dir
+from flightbook.config.settings import require
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    import pymongo.database
+    from flightbook.config.settings import Settings
 
-__all__ = ("Migration", "MigrationError", "migrate_mongo", "migrate_postgres")
+__all__ = (
+    "Migration",
+    "MigrationError",
+    "migrate_all",
+    "migrate_mongo",
+    "migrate_postgres",
+    "mongo_client",
+)
 
 _PG_TABLE = "public.flightbook_migrations"
 _MONGO_COLLECTION = "_migrations"
@@ -136,3 +147,18 @@ def _check_agreement(applied: dict[str, str], known: list[Migration], where: str
     for name, checksum in applied.items():
         if by_name[name].checksum != checksum:
             raise MigrationError(f"{where} migration {name} was changed after it was applied")
+
+
+def mongo_client(settings: Settings) -> pymongo.MongoClient[dict[str, object]]:
+    return pymongo.MongoClient(
+        require(settings.mongo_url, "mongo_url"), serverSelectionTimeoutMS=5000, tz_aware=True
+    )
+
+
+def migrate_all(settings: Settings, *, say: Callable[[str], None] | None = None) -> list[str]:
+    """Apply every migration to PostgreSQL and MongoDB; return the names applied now."""
+    folder = project_dir(settings.project_dir) / "migrations"
+    applied = migrate_postgres(require(settings.postgres_url, "postgres_url"), folder, say=say)
+    with mongo_client(settings) as client:
+        applied += migrate_mongo(client[settings.mongo_database], folder, say=say)
+    return applied

@@ -20,8 +20,8 @@ from litestar.di import Provide
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPlugin
 
-from flightbook.auth import InvalidTokenError, Principal, verify_token
-from flightbook.problems import Problem
+from flightbook.http.problems import Problem
+from flightbook.http.tokens import InvalidTokenError, Principal, verify_token
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from litestar.handlers import BaseRouteHandler
     from litestar.types import Guard
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = (
     "BEARER_SECURITY",

@@ -1,157 +1,126 @@
-"""What the projection workers remember besides the read models themselves (MongoDB, unversioned).
+"""In-memory fakes of the projection ports, behaving as the MongoDB and Redis adapters do.
 
-- ``read_model_versions``: the active version of each read model, and the one being built.
-- ``projection_checkpoints``: per read model and context, the low watermark (every event
-  at or below it is applied), the highest position applied, and the Kafka offsets stored.
-- ``applied_events``: one marker per applied position, for read-your-writes (purged after 1 h).
-- ``dead_letters``: messages that could not be applied, with the error, replayable.
-- ``analytics_stale``: the analytics keys (days) whose documents changed and whose
-  analytics are still to be recomputed (ADR 0014), each with a revision so that a key
-  marked again while it is being recomputed stays marked.
-
-:class:`ProgressStore` is the port; :class:`MemoryProgress` the fake and
-:class:`flightbook.projections.mongo.MongoProgress` the adapter.
+They back the unit tests and ``flightbook audit verify`` (a fresh replay in memory).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Protocol
+import copy
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from flightbook.projections.names import DEFAULT_VERSION
+from flightbook.projections.ports import Checkpoint, DeadLetter, GuardedWrite, VersionInfo
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Collection, Mapping
+    from collections.abc import Collection, Iterator, Mapping, Sequence
 
-__all__ = ("Checkpoint", "DeadLetter", "MemoryProgress", "ProgressStore", "VersionInfo")
+    from flightbook.contracts.readmodels import Index
+    from flightbook.projections.ports import Document, HashWrite
 
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """``read_model_versions`` of one read model."""
-
-    active: int = DEFAULT_VERSION
-    building: int | None = None
+__all__ = ("MemoryDocuments", "MemoryHashes", "MemoryProgress")
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """``projection_checkpoints`` of one (read model, context)."""
-
-    read_model: str
-    context: str
-    low_watermark: int = 0
-    max_applied: int = 0
-    last_applied_at: dt.datetime | None = None
-    partitions: dict[str, int] = field(default_factory=dict)
-    """``"<topic>:<partition>"`` -> the next offset to consume, as last committed."""
-    events_applied: int = 0
-    duplicates_skipped: int = 0
+def _project(doc: Document, fields: Sequence[str]) -> Document:
+    if not fields:
+        return copy.deepcopy(doc)
+    return {k: copy.deepcopy(v) for k, v in doc.items() if k == "_id" or k in fields}
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message that could not be decoded or applied."""
+class MemoryDocuments:
+    """:class:`DocumentStore` in dicts (unit tests, the in-memory replay of ``verify``)."""
 
-    id: str
-    read_model: str
-    topic: str
-    partition: int
-    offset: int
-    key: str | None
-    raw: str
-    error: str
-    failed_at: dt.datetime
-    replayed_at: dt.datetime | None = None
-    attempts: int = 1
+    def __init__(self) -> None:
+        self.collections: dict[str, dict[str, Document]] = {}
+        self.indexes: dict[str, list[Index]] = {}
 
+    def _collection(self, name: str) -> dict[str, Document]:
+        return self.collections.setdefault(name, {})
 
-class ProgressStore(Protocol):
-    """Versions, checkpoints, markers and dead letters."""
+    def get_many(self, collection: str, ids: Collection[str]) -> dict[str, Document]:
+        stored = self.collections.get(collection, {})
+        return {i: copy.deepcopy(stored[i]) for i in ids if i in stored}
 
-    def versions(self) -> dict[str, VersionInfo]:
-        """Every read model's versions (absent ones are active 1, nothing building)."""
-        ...
+    def write_guarded(self, collection: str, writes: Sequence[GuardedWrite]) -> set[str]:
+        stored = self._collection(collection)
+        failed: set[str] = set()
+        for write in writes:
+            current = stored.get(write.id)
+            if write.expected_version is None:
+                ok = current is None
+            else:
+                ok = current is not None and current.get("_v") == write.expected_version
+            if ok:
+                stored[write.id] = {**copy.deepcopy(write.document), "_id": write.id}
+            else:
+                failed.add(write.id)
+        return failed
 
-    def start_building(self, read_model: str, version: int) -> None: ...
-
-    def stop_building(self, read_model: str) -> None: ...
-
-    def switch(self, read_model: str, version: int) -> None:
-        """Make ``version`` active and clear ``building``."""
-        ...
-
-    def checkpoint(self, read_model: str, context: str) -> Checkpoint: ...
-
-    def record_batch(
-        self,
-        read_model: str,
-        context: str,
-        *,
-        last_position: int,
-        applied: int,
-        duplicates: int,
-        at: dt.datetime,
+    def put_many(
+        self, collection: str, documents: Sequence[Document], key: Sequence[str] = ("_id",)
     ) -> None:
-        """Raise ``max_applied``, count what was applied and skipped, set ``last_applied_at``."""
-        ...
+        stored = self._collection(collection)
+        for doc in documents:
+            current = stored.get(str(doc["_id"]), {})
+            stored[str(doc["_id"])] = {**current, **copy.deepcopy(doc)}  # like $set
 
-    def raise_low_watermark(self, read_model: str, context: str, position: int) -> None:
-        """``low_watermark = max(low_watermark, position)``."""
-        ...
+    def find_in(
+        self, collection: str, field: str, values: Collection[object], fields: Sequence[str] = ()
+    ) -> list[Document]:
+        wanted = set(values)
+        return [
+            _project(doc, fields)
+            for doc in self.collections.get(collection, {}).values()
+            if doc.get(field) in wanted
+        ]
 
-    def merge_partitions(self, read_model: str, context: str, offsets: Mapping[str, int]) -> None:
-        """Keep, per partition, the higher of the stored and the given offset."""
-        ...
+    def scan(self, collection: str, fields: Sequence[str] = ()) -> Iterator[Document]:
+        for doc in list(self.collections.get(collection, {}).values()):
+            yield _project(doc, fields)
 
-    def reset_partitions(self, read_model: str, context: str) -> None:
-        """Forget the stored offsets (the broker lost them)."""
-        ...
+    def drop(self, collection: str) -> None:
+        self.collections.pop(collection, None)
+        self.indexes.pop(collection, None)
 
-    def mark_applied(
-        self, read_model: str, context: str, positions: Collection[int], at: dt.datetime
-    ) -> None:
-        """Write the ``applied_events`` markers of ``positions`` (existing ones stay)."""
-        ...
+    def ensure_indexes(self, collection: str, indexes: Sequence[Index]) -> None:
+        known = self.indexes.setdefault(collection, [])
+        known.extend(index for index in indexes if index not in known)
 
-    def applied_between(self, read_model: str, context: str, after: int, upto: int) -> set[int]:
-        """Positions ``after < p <= upto`` that have a marker."""
-        ...
 
-    def purge_markers(self, before: dt.datetime) -> int:
-        """Delete markers written before ``before``; return how many."""
-        ...
+class MemoryHashes:
+    """:class:`HashStore` in a dict."""
 
-    def add_dead_letter(self, letter: DeadLetter) -> None:
-        """Store a dead letter; the same id again (redelivered) counts one more attempt."""
-        ...
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, str]] = {}
 
-    def dead_letters(
-        self, read_model: str | None = None, *, pending: bool = True
-    ) -> list[DeadLetter]:
-        """Dead letters, oldest first (``pending``: only those not replayed yet)."""
-        ...
+    def put_guarded(self, writes: Sequence[HashWrite]) -> int:
+        written = 0
+        for write in writes:
+            current = self.data.get(write.key)
+            if current is not None and int(current.get("_v", "0")) >= int(write.fields["_v"]):
+                continue
+            self.data[write.key] = {**(current or {}), **write.fields}
+            written += 1
+        return written
 
-    def count_dead_letters(self, read_model: str) -> int:
-        """Dead letters of ``read_model`` not replayed yet."""
-        ...
+    def get(self, key: str) -> dict[str, str] | None:
+        found = self.data.get(key)
+        return dict(found) if found is not None else None
 
-    def mark_replayed(self, letter_id: str, at: dt.datetime) -> None: ...
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {key: dict(self.data[key]) for key in keys if key in self.data}
 
-    def mark_failed_again(self, letter_id: str, error: str, at: dt.datetime) -> None: ...
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self.data.pop(key, None)
 
-    def mark_stale(self, read_model: str, keys: Collection[str]) -> None:
-        """Remember that the analytics of ``keys`` must be recomputed (raises their revision)."""
-        ...
+    def keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.data if k.startswith(prefix))
 
-    def stale(self, read_model: str) -> dict[str, int]:
-        """The keys still to recompute, with the revision each was last marked at."""
-        ...
-
-    def clear_stale(self, read_model: str, seen: Mapping[str, int]) -> None:
-        """Forget each key whose revision is still the one in ``seen`` (recomputed)."""
-        ...
+    def delete_prefix(self, prefix: str) -> int:
+        doomed = self.keys(prefix)
+        self.delete(doomed)
+        return len(doomed)
 
 
 class MemoryProgress:

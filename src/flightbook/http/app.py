@@ -10,8 +10,8 @@ from litestar import Litestar
 from litestar.datastructures import Headers
 from litestar.openapi import OpenAPIConfig
 
-from flightbook.observability import health_handlers
-from flightbook.problems import problem_handlers
+from flightbook.http.health import health_handlers
+from flightbook.http.problems import problem_handlers
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from litestar.types import ControllerRouterHandler, Scope
     from prometheus_client import CollectorRegistry
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = ("REQUEST_ID", "REQUEST_ID_HEADER", "correlation_of", "create_app")
 

@@ -11,7 +11,7 @@ import msgspec
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from flightbook.settings import Settings
+    from flightbook.config.settings import Settings
 
 __all__ = ("ALGORITHM", "ROLES", "InvalidTokenError", "Principal", "mint_token", "verify_token")
 

@@ -18,9 +18,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from flightbook.paths import project_dir
-from flightbook.services import migrate_all
+from flightbook.config.paths import project_dir
+from flightbook.config.processes import PROCESSES
 from flightbook.stack.launcher import LocalStack
+from flightbook.stack.migrate import migrate_all
 from flightbook.stack.servers import KIND_BY_NAME
 
 if TYPE_CHECKING:
@@ -28,34 +29,14 @@ if TYPE_CHECKING:
     from pathlib import Path
     from types import FrameType
 
-    from flightbook.settings import Settings
+    from flightbook.config.processes import ProcessSpec
+    from flightbook.config.settings import Settings
 
-__all__ = ("PROCESSES", "ProcessSpec", "run_system")
+__all__ = ("run_system",)
 
 _MAX_RESTARTS = 5
 _RESTART_WINDOW = 60.0
 _STOP_TIMEOUT = 20.0
-
-
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One process of the system: its name and its composition root."""
-
-    name: str
-    script: str  # relative to the project folder
-    port_setting: str | None = None  # which setting holds its HTTP port
-    api: bool = False  # announced with its OpenAPI link (the others serve health/metrics only)
-
-
-PROCESSES: tuple[ProcessSpec, ...] = (
-    ProcessSpec("command-api", "commands/api.py", "command_port", api=True),
-    ProcessSpec("saga", "commands/saga.py", "saga_http_port"),
-    ProcessSpec("relay", "commands/relay.py", "relay_http_port"),
-    ProcessSpec("bookings-projection", "projections/bookings.py", "projection_bookings_http_port"),
-    ProcessSpec("flights-projection", "projections/flights.py", "projection_flights_http_port"),
-    ProcessSpec("query-api", "queries/api.py", "query_port", api=True),
-    ProcessSpec("auditor", "commands/auditor.py", "audit_http_port"),
-)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import msgspec
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ("PREFIX", "Settings", "SettingsError")
+__all__ = ("PREFIX", "Settings", "SettingsError", "require")
 
 PREFIX = "FLIGHTBOOK_"
 
@@ -39,6 +39,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     kafka_bootstrap: str | None = None
     mongo_url: str | None = None
     redis_url: str | None = None
+    # "memory": the applications run on the library's in-memory recorders (unit tests only:
+    # nothing is shared between processes and nothing survives one)
+    event_store: Literal["postgres", "memory"] = "postgres"
 
     # where the local stack keeps its data, pid files and logs
     state_dir: str = ".flightbook"
@@ -169,3 +172,10 @@ def _explain(exc: msgspec.ValidationError, values: Mapping[str, str]) -> str:
         shown = f"={given!r}" if given is not None else ""
         return f"{PREFIX}{name.upper()}{shown}: {reason[0].lower()}{reason[1:]}"
     return message
+
+
+def require(value: str | None, setting: str) -> str:
+    """The configured URL, or a clear error naming the variable."""
+    if not value:
+        raise RuntimeError(f"FLIGHTBOOK_{setting.upper()} is not set and no local stack runs")
+    return value

@@ -20,27 +20,26 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING
 
-from flightbook.projections.engine import Targets, recompute_analytics, replay
-from flightbook.projections.names import (
+from flightbook.contracts.readmodels import (
     COLLECTIONS,
     CONTEXTS_OF,
     READ_MODELS,
     collection,
+    projection_of_context,
     redis_version_prefix,
 )
-from flightbook.projections.progress import VersionInfo
-from flightbook.projections.worker import letter_for_envelope
+from flightbook.projections.deadletters import letter_for_envelope
+from flightbook.projections.engine import Targets, recompute_analytics, replay
+from flightbook.projections.ports import VersionInfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flightbook.contracts import Envelope
+    from flightbook.contracts.envelope import Envelope
     from flightbook.projections.engine import ApplyResult, Engine
     from flightbook.projections.services import ProjectionServices
 
 __all__ = ("RebuildError", "drop_version", "rebuild")
-
-_WORKER_OF_CONTEXT = {"booking": "bookings", "inventory": "flights"}
 
 
 class RebuildError(RuntimeError):
@@ -163,7 +162,7 @@ def rebuild(
             say(f"{label}: {written} analytics documents computed")
         else:
             for context in CONTEXTS_OF[read_model]:
-                worker = _WORKER_OF_CONTEXT[context]
+                worker = projection_of_context(context).name
                 engine = services.engine(worker)
                 targets = _targets(services, read_model, worker, new)
                 reached[context] = _replay_context(
@@ -173,8 +172,8 @@ def rebuild(
         switched = True
         say(f"{label}: active (was v{old}) after {time.monotonic() - started:.1f}s")
         time.sleep(settle_seconds)
-        for context, position in reached.items():
-            worker = _WORKER_OF_CONTEXT[context]
+        for name, position in reached.items():
+            worker = projection_of_context(name).name
             engine = services.engine(worker)
             targets = _targets(services, read_model, worker, new)
             _replay_context(services, engine, targets, after=position, label=label, say=say)

@@ -1,0 +1,1 @@
+"""Configuration of a process: its settings and where the project's files are."""

@@ -1,0 +1,1 @@
+"""The agreements between processes: the wire envelope and payloads, the read-model schema."""

@@ -1,0 +1,1 @@
+"""What both HTTP APIs share: app factory, problems, auth, health, telemetry, positions."""

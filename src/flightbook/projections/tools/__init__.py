@@ -1,0 +1,1 @@
+"""Operator tools of the projections: status, rebuild, verify, dead letters."""

@@ -1,0 +1,227 @@
+"""The read models in dictionaries, shaped and queried as in MongoDB and Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import TYPE_CHECKING, Any
+
+from flightbook.contracts.readmodels import (
+    CHECKPOINTS,
+    DEFAULT_VERSION,
+    MARKERS,
+    VERSIONS,
+    checkpoint_id,
+    collection,
+    marker_id,
+    redis_version_prefix,
+    search_key,
+    seats_key,
+)
+from flightbook.queries.models import (
+    booking_from_document,
+    flight_from_document,
+    funnel_from_document,
+    load_factor_from_documents,
+    sales_from_document,
+)
+from flightbook.queries.ports import ReadModels, seats_from_hash
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from flightbook.queries.cursors import TimeKey
+    from flightbook.queries.models import (
+        BookingView,
+        FlightView,
+        FunnelDay,
+        LoadFactorReport,
+        SalesDay,
+    )
+    from flightbook.queries.ports import Document, SalesKey
+
+__all__ = ("MemoryReadModels",)
+
+
+def _sales_key(doc: Mapping[str, Any]) -> SalesKey:
+    return str(doc["date"]), str(doc["origin"]), str(doc["destination"])
+
+
+def _newest_first(doc: Mapping[str, Any]) -> tuple[dt.datetime, str]:
+    return _as_utc(doc["created_at"]), str(doc["_id"])
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class MemoryReadModels:
+    """The read models in dictionaries, shaped and queried as in MongoDB and Redis.
+
+    Seed it as the workers would write: :meth:`put_document` into a collection by its full
+    name (``bookings_v1``, ``read_model_versions``...), :meth:`put_hash` a Redis hash by
+    its key without the prefix (``v1:seats:<id>``). It implements every port.
+
+    Args:
+        clock: monotonic seconds, for the search cache's expiry.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.collections: dict[str, dict[str, Document]] = {}
+        self.hashes: dict[str, dict[str, str]] = {}
+        self.strings: dict[str, tuple[bytes, float]] = {}
+        self.reads: dict[str, int] = {}
+        """How many times each collection was queried (tests assert cache hits with it)."""
+        self._clock = clock
+
+    # seeding, as the projection workers would
+
+    def put_document(self, collection: str, document: Mapping[str, Any]) -> None:
+        self.collections.setdefault(collection, {})[str(document["_id"])] = dict(document)
+
+    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
+        self.hashes.setdefault(key, {}).update({k: str(v) for k, v in mapping.items()})
+
+    def delete_key(self, key: str) -> None:
+        self.hashes.pop(key, None)
+        self.strings.pop(key, None)
+
+    def read_models(self) -> ReadModels:
+        return ReadModels(
+            flights=self,
+            bookings=self,
+            analytics=self,
+            progress=self,
+            seats=self,
+            search_cache=self,
+        )
+
+    # helpers
+
+    def _docs(self, read_model: str, name: str) -> list[Document]:
+        name = collection(name, self._version(read_model))
+        self.reads[name] = self.reads.get(name, 0) + 1
+        return list(self.collections.get(name, {}).values())
+
+    def _version(self, read_model: str) -> int:
+        doc = self.collections.get(VERSIONS, {}).get(read_model)
+        value = doc.get("active") if doc else None
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return DEFAULT_VERSION
+
+    def _key(self, key: str) -> str:
+        return redis_version_prefix("", self._version("redis")) + key
+
+    # ports
+
+    async def active_version(self, read_model: str) -> int:
+        return self._version(read_model)
+
+    async def find_flight(self, flight_id: str) -> FlightView | None:
+        found = [d for d in self._docs("flights", "flights") if d["_id"] == flight_id]
+        return flight_from_document(found[0]) if found else None
+
+    async def search_flights(
+        self, origin: str, destination: str, day: str, *, after: TimeKey | None, limit: int
+    ) -> list[FlightView]:
+        docs = sorted(
+            (
+                d
+                for d in self._docs("flights", "flights")
+                if (d["origin"], d["destination"], d["date"]) == (origin, destination, day)
+            ),
+            key=lambda d: (_as_utc(d["departure"]), str(d["_id"])),
+        )
+        if after is not None:
+            docs = [d for d in docs if (_as_utc(d["departure"]), str(d["_id"])) > after]
+        return [flight_from_document(d) for d in docs[:limit]]
+
+    async def find_booking(self, booking_id: str) -> BookingView | None:
+        found = [d for d in self._docs("bookings", "bookings") if d["_id"] == booking_id]
+        return booking_from_document(found[0]) if found else None
+
+    async def customer_bookings(
+        self, customer_id: str, *, after: TimeKey | None, limit: int
+    ) -> list[BookingView]:
+        docs = sorted(
+            (d for d in self._docs("bookings", "bookings") if d["customer_id"] == customer_id),
+            key=_newest_first,
+            reverse=True,
+        )
+        if after is not None:
+            docs = [d for d in docs if _newest_first(d) < after]
+        return [booking_from_document(d) for d in docs[:limit]]
+
+    async def sales_days(
+        self,
+        start: dt.date,
+        end: dt.date,
+        *,
+        origin: str | None,
+        destination: str | None,
+        after: SalesKey | None,
+        limit: int,
+    ) -> list[SalesDay]:
+        docs = sorted(
+            (
+                d
+                for d in self._docs("analytics", "sales_daily")
+                if start.isoformat() <= d["date"] <= end.isoformat()
+                and origin in (None, d["origin"])
+                and destination in (None, d["destination"])
+                and (after is None or _sales_key(d) > after)
+            ),
+            key=_sales_key,
+        )
+        return [sales_from_document(d) for d in docs[:limit]]
+
+    async def load_factor(self, flight_id: str) -> LoadFactorReport | None:
+        docs = sorted(
+            (d for d in self._docs("analytics", "load_factor") if d["flight_id"] == flight_id),
+            key=lambda d: str(d["_id"]),
+        )
+        return load_factor_from_documents(docs)
+
+    async def funnel_days(self, start: dt.date, end: dt.date) -> list[FunnelDay]:
+        docs = sorted(
+            (
+                d
+                for d in self._docs("analytics", "funnel_daily")
+                if start.isoformat() <= d["date"] <= end.isoformat()
+            ),
+            key=lambda d: str(d["date"]),
+        )
+        return [funnel_from_document(d) for d in docs]
+
+    async def has_applied(self, read_model: str, context: str, position: int) -> bool:
+        checkpoint = self.collections.get(CHECKPOINTS, {}).get(checkpoint_id(read_model, context))
+        watermark = checkpoint.get("low_watermark") if checkpoint else None
+        if isinstance(watermark, int) and watermark >= position:
+            return True
+        return marker_id(read_model, context, position) in self.collections.get(MARKERS, {})
+
+    async def seats_left(self, flight_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+        for flight_id in flight_ids:
+            raw = self.hashes.get(self._key(seats_key(flight_id)))
+            if raw:
+                found[flight_id] = seats_from_hash(raw)
+        return found
+
+    async def cached_search(self, origin: str, destination: str, day: str) -> bytes | None:
+        key = self._key(search_key(origin, destination, day))
+        entry = self.strings.get(key)
+        if entry is None:
+            return None
+        value, expires_at = entry
+        if self._clock() >= expires_at:
+            del self.strings[key]
+            return None
+        return value
+
+    async def cache_search(
+        self, origin: str, destination: str, day: str, answer: bytes, ttl_seconds: int
+    ) -> None:
+        key = self._key(search_key(origin, destination, day))
+        self.strings[key] = (answer, self._clock() + ttl_seconds)

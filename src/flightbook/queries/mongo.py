@@ -1,0 +1,258 @@
+"""MongoDB readers of the read models (the query API only reads; the workers write).
+
+Every reader resolves the active version of its read model per request (cached at most
+``ttl`` seconds, :class:`MongoVersions`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from flightbook.contracts.readmodels import (
+    CHECKPOINTS,
+    DEFAULT_VERSION,
+    MARKERS,
+    VERSIONS,
+    checkpoint_id,
+    collection,
+    marker_id,
+)
+from flightbook.queries.models import (
+    booking_from_document,
+    flight_from_document,
+    funnel_from_document,
+    load_factor_from_documents,
+    sales_from_document,
+)
+from flightbook.queries.ports import ReadModels
+from flightbook.queries.redis import RedisSearchCache, RedisSeats
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Callable
+
+    import redis.asyncio
+    from pymongo.asynchronous.collection import AsyncCollection
+    from pymongo.asynchronous.database import AsyncDatabase
+
+    from flightbook.queries.cursors import TimeKey
+    from flightbook.queries.models import (
+        BookingView,
+        FlightView,
+        FunnelDay,
+        LoadFactorReport,
+        SalesDay,
+    )
+    from flightbook.queries.ports import Document, SalesKey, Versions
+
+__all__ = (
+    "MongoAnalytics",
+    "MongoBookings",
+    "MongoFlights",
+    "MongoProgress",
+    "MongoVersions",
+    "mongo_redis_read_models",
+)
+
+_SALES_ORDER = [("date", 1), ("origin", 1), ("destination", 1)]
+
+
+def _after(query: Document, alternatives: list[Document]) -> Document:
+    # An explicit $and: the local stack's MongoDB-compatible server drops the other
+    # conditions of a query for an $or branch that has several fields.
+    return {"$and": [query, {"$or": alternatives}]}
+
+
+def _time_key_filter(query: Document, field: str, after: TimeKey, *, descending: bool) -> Document:
+    at, identifier = after
+    op = "$lt" if descending else "$gt"
+    return _after(query, [{field: {op: at}}, {field: at, "_id": {op: identifier}}])
+
+
+class MongoVersions:
+    """The active versions in ``read_model_versions``, re-read at most every ``ttl`` seconds.
+
+    Args:
+        database: the read models' database. Owned by the caller.
+        ttl: how long a read is trusted.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        *,
+        ttl: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._collection = database[VERSIONS]
+        self._ttl = ttl
+        self._clock = clock
+        self._active: dict[str, int] = {}
+        self._read_at: float | None = None
+
+    async def active_version(self, read_model: str) -> int:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._ttl:
+            active: dict[str, int] = {}
+            async for doc in self._collection.find({}, {"active": 1}):
+                value = doc.get("active")
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    active[str(doc["_id"])] = value
+            self._active, self._read_at = active, now
+        return self._active.get(read_model, DEFAULT_VERSION)
+
+
+class _MongoReader:
+    def __init__(self, database: AsyncDatabase[Document], versions: Versions) -> None:
+        self._database = database
+        self._versions = versions
+
+    async def _collection(self, read_model: str, name: str) -> AsyncCollection[Document]:
+        version = await self._versions.active_version(read_model)
+        return self._database[collection(name, version)]
+
+
+class MongoFlights(_MongoReader):
+    """The ``flights_v<N>`` collection.
+
+    Args:
+        database: the read models' database. Owned by the caller.
+        versions: the active versions.
+    """
+
+    async def find_flight(self, flight_id: str) -> FlightView | None:
+        collection = await self._collection("flights", "flights")
+        doc = await collection.find_one({"_id": flight_id})
+        return flight_from_document(doc) if doc is not None else None
+
+    async def search_flights(
+        self, origin: str, destination: str, day: str, *, after: TimeKey | None, limit: int
+    ) -> list[FlightView]:
+        collection = await self._collection("flights", "flights")
+        query: Document = {"origin": origin, "destination": destination, "date": day}
+        if after is not None:
+            query = _time_key_filter(query, "departure", after, descending=False)
+        found = collection.find(query).sort([("departure", 1), ("_id", 1)]).limit(limit)
+        return [flight_from_document(doc) async for doc in found]
+
+
+class MongoBookings(_MongoReader):
+    """The ``bookings_v<N>`` collection.
+
+    Args:
+        database: the read models' database. Owned by the caller.
+        versions: the active versions.
+    """
+
+    async def find_booking(self, booking_id: str) -> BookingView | None:
+        collection = await self._collection("bookings", "bookings")
+        doc = await collection.find_one({"_id": booking_id})
+        return booking_from_document(doc) if doc is not None else None
+
+    async def customer_bookings(
+        self, customer_id: str, *, after: TimeKey | None, limit: int
+    ) -> list[BookingView]:
+        collection = await self._collection("bookings", "bookings")
+        query: Document = {"customer_id": customer_id}
+        if after is not None:
+            query = _time_key_filter(query, "created_at", after, descending=True)
+        found = collection.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
+        return [booking_from_document(doc) async for doc in found]
+
+
+class MongoAnalytics(_MongoReader):
+    """The ``sales_daily_v<N>``, ``load_factor_v<N>`` and ``funnel_daily_v<N>`` collections.
+
+    Args:
+        database: the read models' database. Owned by the caller.
+        versions: the active versions.
+    """
+
+    async def sales_days(
+        self,
+        start: dt.date,
+        end: dt.date,
+        *,
+        origin: str | None,
+        destination: str | None,
+        after: SalesKey | None,
+        limit: int,
+    ) -> list[SalesDay]:
+        collection = await self._collection("analytics", "sales_daily")
+        query: Document = {"date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
+        if origin is not None:
+            query["origin"] = origin
+        if destination is not None:
+            query["destination"] = destination
+        if after is not None:
+            # Field by field rather than on the "<date>:<route>" _id: the local stack's
+            # MongoDB-compatible server mis-compares date-like strings that are not dates.
+            day, first, last = after
+            query = _after(
+                query,
+                [
+                    {"date": {"$gt": day}},
+                    {"date": day, "origin": {"$gt": first}},
+                    {"date": day, "origin": first, "destination": {"$gt": last}},
+                ],
+            )
+        found = collection.find(query).sort(_SALES_ORDER).limit(limit)
+        return [sales_from_document(doc) async for doc in found]
+
+    async def load_factor(self, flight_id: str) -> LoadFactorReport | None:
+        collection = await self._collection("analytics", "load_factor")
+        docs = await collection.find({"flight_id": flight_id}).sort("_id", 1).to_list(None)
+        return load_factor_from_documents(docs)
+
+    async def funnel_days(self, start: dt.date, end: dt.date) -> list[FunnelDay]:
+        collection = await self._collection("analytics", "funnel_daily")
+        query = {"date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
+        return [funnel_from_document(doc) async for doc in collection.find(query).sort("date", 1)]
+
+
+class MongoProgress:
+    """``projection_checkpoints`` and ``applied_events`` (not versioned).
+
+    Args:
+        database: the read models' database. Owned by the caller.
+    """
+
+    def __init__(self, database: AsyncDatabase[Document]) -> None:
+        self._checkpoints = database[CHECKPOINTS]
+        self._markers = database[MARKERS]
+
+    async def has_applied(self, read_model: str, context: str, position: int) -> bool:
+        # The watermark answers for old positions (markers are purged after an hour),
+        # the marker for a position applied ahead of a gap below it.
+        checkpoint = await self._checkpoints.find_one(
+            {"_id": checkpoint_id(read_model, context)}, {"low_watermark": 1}
+        )
+        if checkpoint is not None:
+            watermark = checkpoint.get("low_watermark")
+            if isinstance(watermark, int) and watermark >= position:
+                return True
+        marker = await self._markers.find_one(
+            {"_id": marker_id(read_model, context, position)}, {"_id": 1}
+        )
+        return marker is not None
+
+
+def mongo_redis_read_models(
+    database: AsyncDatabase[Document],
+    client: redis.asyncio.Redis,
+    *,
+    redis_prefix: str,
+    version_ttl: float = 1.0,
+) -> ReadModels:
+    """The real readers over one MongoDB database and one Redis (both owned by the caller)."""
+    versions = MongoVersions(database, ttl=version_ttl)
+    return ReadModels(
+        flights=MongoFlights(database, versions),
+        bookings=MongoBookings(database, versions),
+        analytics=MongoAnalytics(database, versions),
+        progress=MongoProgress(database),
+        seats=RedisSeats(client, prefix=redis_prefix, versions=versions),
+        search_cache=RedisSearchCache(client, prefix=redis_prefix, versions=versions),
+    )

@@ -1,0 +1,160 @@
+"""The query side's ports: what the query API reads, whatever holds it.
+
+Shapes, names and versions are those of :mod:`flightbook.contracts.readmodels` and
+``docs/read-model-shapes.md``. Adapters: :mod:`.mongo` and :mod:`.redis`; the in-memory
+fake: :mod:`.memory`. One contract suite runs on both (STYLE G12).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Mapping, Sequence
+
+    from flightbook.queries.cursors import TimeKey
+    from flightbook.queries.models import (
+        BookingView,
+        FlightView,
+        FunnelDay,
+        LoadFactorReport,
+        SalesDay,
+    )
+
+__all__ = (
+    "AnalyticsReadModel",
+    "BookingReadModel",
+    "Document",
+    "FlightReadModel",
+    "ProgressReadModel",
+    "ReadModels",
+    "SalesKey",
+    "SearchCache",
+    "SeatCounts",
+    "Versions",
+    "seats_from_hash",
+)
+
+Document = dict[str, Any]
+SalesKey = tuple[str, str, str]
+"""A sales row's sort key: ``(date, origin, destination)``."""
+
+
+@runtime_checkable
+class Versions(Protocol):
+    """The active version of each read model."""
+
+    async def active_version(self, read_model: str) -> int: ...
+
+
+@runtime_checkable
+class FlightReadModel(Protocol):
+    """The ``flights`` read model: one document per flight."""
+
+    async def find_flight(self, flight_id: str) -> FlightView | None: ...
+
+    async def search_flights(
+        self, origin: str, destination: str, day: str, *, after: TimeKey | None, limit: int
+    ) -> list[FlightView]:
+        """Flights of the route departing on ``day`` (UTC), by departure then id.
+
+        Only those after ``after`` (a ``(departure, flight_id)``), at most ``limit``.
+        """
+        ...
+
+
+@runtime_checkable
+class BookingReadModel(Protocol):
+    """The ``bookings`` read model: one document per booking."""
+
+    async def find_booking(self, booking_id: str) -> BookingView | None: ...
+
+    async def customer_bookings(
+        self, customer_id: str, *, after: TimeKey | None, limit: int
+    ) -> list[BookingView]:
+        """The customer's bookings, newest first (``created_at`` then id, descending).
+
+        Only those strictly older than ``after``, at most ``limit``.
+        """
+        ...
+
+
+@runtime_checkable
+class AnalyticsReadModel(Protocol):
+    """The ``analytics`` read model: sales, load factor and funnel collections."""
+
+    async def sales_days(
+        self,
+        start: dt.date,
+        end: dt.date,
+        *,
+        origin: str | None,
+        destination: str | None,
+        after: SalesKey | None,
+        limit: int,
+    ) -> list[SalesDay]:
+        """Sales rows of days ``start``..``end`` (inclusive) by day, origin, destination.
+
+        Only those after ``after`` (a ``(date, origin, destination)``), at most ``limit``.
+        """
+        ...
+
+    async def load_factor(self, flight_id: str) -> LoadFactorReport | None: ...
+
+    async def funnel_days(self, start: dt.date, end: dt.date) -> list[FunnelDay]: ...
+
+
+@runtime_checkable
+class ProgressReadModel(Protocol):
+    """How far the projection workers got (for ``X-Flightbook-After``)."""
+
+    async def has_applied(self, read_model: str, context: str, position: int) -> bool:
+        """True once ``read_model`` applied the event at ``position`` of ``context``'s log."""
+        ...
+
+
+@runtime_checkable
+class SeatCounts(Protocol):
+    """Seats left per flight and fare, as fresh as the Redis worker keeps them."""
+
+    async def seats_left(self, flight_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """``{flight id: {fare code: seats left}}`` for the flights Redis knows."""
+        ...
+
+
+@runtime_checkable
+class SearchCache(Protocol):
+    """Hot search answers, keyed by route and day, invalidated by the flights worker."""
+
+    async def cached_search(self, origin: str, destination: str, day: str) -> bytes | None: ...
+
+    async def cache_search(
+        self, origin: str, destination: str, day: str, answer: bytes, ttl_seconds: int
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class ReadModels:
+    """Everything the query API reads."""
+
+    flights: FlightReadModel
+    bookings: BookingReadModel
+    analytics: AnalyticsReadModel
+    progress: ProgressReadModel
+    seats: SeatCounts
+    search_cache: SearchCache
+
+
+def seats_from_hash(raw: Mapping[Any, Any]) -> dict[str, int]:
+    seats: dict[str, int] = {}
+    for field, value in raw.items():
+        name = field.decode() if isinstance(field, bytes) else str(field)
+        if name.startswith("_"):  # "_v": the version guard, not a fare
+            continue
+        try:
+            seats[name] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return seats

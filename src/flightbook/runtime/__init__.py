@@ -1,0 +1,1 @@
+"""How every long-running process runs: its loop, its ops HTTP server, its logs."""
