@@ -23,7 +23,6 @@ these are installed on the command routes' router, where Litestar prefers them.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from litestar.exceptions import ClientException, HTTPException, ValidationException
@@ -40,12 +39,21 @@ from flightbook.domain.errors import (
     SeatsUnavailableError,
 )
 from flightbook.http.problems import problem_handlers, problem_response
+from flightbook.http.validation import validation_handler
 
 if TYPE_CHECKING:
     from litestar import Request, Response
     from litestar.types import ExceptionHandlersMap
 
-__all__ = ("HEADER_FIELDS", "command_exception_handlers", "status_for")
+__all__ = ("WIRE_NAMES", "command_exception_handlers", "status_for")
+
+WIRE_NAMES = {
+    "idempotency_key": "Idempotency-Key",
+    "idempotency-key": "Idempotency-Key",
+    "request_id": "X-Request-ID",
+    "x-request-id": "X-Request-ID",
+}
+"""Handler parameter (or lower-cased header) names -> the header a client knows."""
 
 _CONFLICTS: tuple[type[DomainError], ...] = (
     IllegalTransitionError,
@@ -56,20 +64,6 @@ _CONFLICTS: tuple[type[DomainError], ...] = (
     CapacityBelowCommitmentsError,
     ConcurrentChangeError,
 )
-
-HEADER_FIELDS = {
-    "idempotency_key": "Idempotency-Key",
-    "idempotency-key": "Idempotency-Key",
-    "request_id": "X-Request-ID",
-    "x-request-id": "X-Request-ID",
-}
-"""Handler parameter (or lower-cased header) names -> the header a client knows."""
-
-_MSGSPEC_FIELD = re.compile(
-    r"^Object (?:missing required|contains unknown) field `(?P<name>[^`]+)`"
-)
-_MISSING_PARAMETER = re.compile(r"Missing required (?P<kind>\w+) parameter '(?P<name>[^']+)'")
-_AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
 
 
 def status_for(exc: DomainError) -> int:
@@ -83,58 +77,6 @@ def _on_domain_error(_request: Request[Any, Any, Any], exc: DomainError) -> Resp
 
 def _on_not_found(_request: Request[Any, Any, Any], exc: NotFoundError) -> Response[Any]:
     return problem_response(404, "not_found", str(exc))
-
-
-def _join(prefix: str, name: str) -> str:
-    if not prefix:
-        return name
-    return f"{prefix}{name}" if name.startswith("[") else f"{prefix}.{name}"
-
-
-def _explain(item: dict[str, Any]) -> dict[str, str]:
-    """One validation failure as ``{field, message, source}`` with the field a client knows."""
-    message = str(item.get("message", ""))
-    key = str(item.get("key") or "")
-    source = str(getattr(item.get("source"), "value", item.get("source")) or "")  # a ParamType
-    if source == "header":
-        return {"field": HEADER_FIELDS.get(key, key), "message": message, "source": source}
-    # Litestar names the body "data" and a nested value by its path ("passengers[0]");
-    # msgspec names a missing or unknown field only in the message.
-    base = "" if key == "data" else key
-    at = _AT_PATH.search(message)
-    if at is not None:
-        base = _join(base, at.group("path"))
-        message = _AT_PATH.sub("", message)
-    named = _MSGSPEC_FIELD.match(message)
-    if named is not None:
-        field = _join(base, named.group("name"))
-    elif key == "data" and message == "'data'":
-        field, message = "body", "a JSON body is required"
-    else:
-        field = base or "body"
-    return {"field": field, "message": message, **({"source": source} if source else {})}
-
-
-def _on_validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    raw = exc.extra if isinstance(exc.extra, list) else []
-    errors = [_explain(item) for item in raw if isinstance(item, dict)]
-    if not errors:
-        detail = str(exc.detail)
-        missing = _MISSING_PARAMETER.search(detail)
-        if missing is not None:
-            name = missing.group("name")
-            field = HEADER_FIELDS.get(name.lower(), name)
-            errors.append({"field": field, "message": f"the {missing.group('kind')} is required"})
-        else:
-            errors.append(_explain({"message": detail, "key": "data"}))
-    first = errors[0]
-    return problem_response(
-        400,
-        "invalid_request",
-        f"{first['field']}: {first['message']}",
-        field=first["field"],
-        extra={"errors": errors},
-    )
 
 
 def _on_client_error(request: Request[Any, Any, Any], exc: ClientException) -> Response[Any]:
@@ -155,6 +97,6 @@ def command_exception_handlers() -> ExceptionHandlersMap:
     return {
         DomainError: _on_domain_error,
         NotFoundError: _on_not_found,
-        ValidationException: _on_validation,
+        ValidationException: validation_handler(wire_names=WIRE_NAMES, fallback="body"),
         ClientException: _on_client_error,
     }

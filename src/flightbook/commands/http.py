@@ -21,20 +21,13 @@ Each request is counted (``flightbook_commands_total{endpoint, outcome}``), time
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
-import structlog
 from litestar import Controller, Request, Response, Router, post
-from litestar.datastructures import MutableScopeHeaders, ResponseHeader
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, RawBody
-from prometheus_client import Counter, Histogram
 
 from flightbook.commands.errors import command_exception_handlers
 from flightbook.commands.requests import (
@@ -43,14 +36,9 @@ from flightbook.commands.requests import (
     FlightCancellationRequest,
     FlightRequest,
 )
-from flightbook.commands.responses import (
-    BookingAccepted,
-    FlightCancellation,
-    FlightScheduled,
-    ProblemDocument,
-)
+from flightbook.commands.responses import BookingAccepted, FlightCancellation, FlightScheduled
 from flightbook.commands.service import CommandService
-from flightbook.http.app import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
+from flightbook.http.app import REQUEST_ID_HEADER, create_app
 from flightbook.http.auth import (
     BEARER_SECURITY,
     BearerSecurityPlugin,
@@ -58,15 +46,21 @@ from flightbook.http.auth import (
     provide_principal,
     requires,
 )
+from flightbook.http.openapi import (
+    REQUEST_ID_RESPONSE_HEADER,
+    problem_responses,
+    request_id_parameter,
+)
 from flightbook.http.positions import encode_positions
-from flightbook.http.problems import PROBLEM_JSON, Problem
+from flightbook.http.problems import Problem
+from flightbook.http.telemetry import RequestTrace, Telemetry, TelemetrySpec, trace_of
 from flightbook.http.tokens import Principal
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from litestar import Litestar
-    from litestar.types import ASGIApp, LifespanHook, Message, Receive, Scope, Send
+    from litestar.types import LifespanHook
     from prometheus_client import CollectorRegistry
 
     from flightbook.config.settings import Settings
@@ -74,8 +68,8 @@ if TYPE_CHECKING:
 __all__ = (
     "POSITION_HEADER",
     "REQUEST_ID_HEADER",
+    "TELEMETRY",
     "BookingController",
-    "CommandMetrics",
     "FlightController",
     "create_command_app",
 )
@@ -83,8 +77,6 @@ __all__ = (
 POSITION_HEADER = "X-Flightbook-Position"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 T = TypeVar("T")
-_TRACE_KEY = "flightbook_command_trace"
-_log = structlog.get_logger("flightbook.commands")
 
 _PROBLEM_DESCRIPTIONS = {
     400: "Malformed request: bad JSON, wrong type, missing or unknown field, bad header",
@@ -97,59 +89,10 @@ _PROBLEM_DESCRIPTIONS = {
 }
 
 
-def _problems(*statuses: int) -> dict[int, ResponseSpec]:
-    return {
-        status: ResponseSpec(
-            data_container=ProblemDocument,
-            description=_PROBLEM_DESCRIPTIONS[status],
-            media_type=PROBLEM_JSON,
-            generate_examples=False,
-        )
-        for status in statuses
-    }
+_problems = problem_responses(_PROBLEM_DESCRIPTIONS)
 
 
 # -- per-request telemetry ------------------------------------------------------------------
-
-
-@dataclass
-class CommandTrace:
-    """What one request's handler tells the telemetry middleware."""
-
-    correlation_id: str
-    ids: dict[str, str] = field(default_factory=dict)
-    """Ids to log (``booking_id``, ``flight_id``)."""
-    repeated: bool = False
-    """Nothing was stored: an idempotent repeat."""
-
-
-class CommandMetrics:
-    """The command API's Prometheus metrics, in the process's registry.
-
-    Args:
-        registry: where to register them (never the global registry).
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.commands = Counter(
-            "flightbook_commands",
-            "Commands handled, by endpoint and outcome",
-            ["endpoint", "outcome"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "flightbook_command_duration_seconds",
-            "Time to handle a command, by endpoint",
-            ["endpoint"],
-            registry=registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-        )
-
-    def __deepcopy__(self, _memo: dict[int, object]) -> CommandMetrics:
-        # Litestar deep-copies a router (and its middleware) when it registers it;
-        # the metrics must stay the ones in the registry.
-        return self
-
 
 _OUTCOMES = {
     201: "created",
@@ -164,7 +107,7 @@ _OUTCOMES = {
 }
 
 
-def _outcome(status: int, trace: CommandTrace) -> str:
+def _outcome(status: int, trace: RequestTrace) -> str:
     if status < 400 and trace.repeated:
         return "repeated"
     if status >= 500:
@@ -172,65 +115,19 @@ def _outcome(status: int, trace: CommandTrace) -> str:
     return _OUTCOMES.get(status, "rejected" if status >= 400 else "ok")
 
 
-class CommandTelemetry(ASGIMiddleware):
-    """Correlation id, one ``command.handled`` log line, count and latency per request."""
-
-    scopes = (ScopeType.HTTP,)
-
-    def __init__(self, metrics: CommandMetrics) -> None:
-        self.metrics = metrics
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        started = time.perf_counter()
-        correlation_id, acceptable = correlation_of(scope)
-        trace = CommandTrace(correlation_id=correlation_id)
-        scope["state"][_TRACE_KEY] = trace
-        handler = scope["route_handler"]
-        endpoint = handler.name or handler.handler_name
-        status = 500
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = trace.correlation_id
-            await send(message)
-
-        with structlog.contextvars.bound_contextvars(correlation_id=trace.correlation_id):
-            try:
-                if not acceptable:
-                    # It would be stored with the events: refuse it rather than keep it.
-                    # (Answered by the app's problem handler, outside this middleware.)
-                    status = 400
-                    raise Problem(
-                        400,
-                        "invalid_request",
-                        f"{REQUEST_ID_HEADER} must be 1 to 64 letters, digits, '.', '_' or '-'",
-                        field=REQUEST_ID_HEADER,
-                        headers={REQUEST_ID_HEADER: trace.correlation_id},
-                    )
-                await next_app(scope, receive, send_with_request_id)
-            finally:
-                elapsed = time.perf_counter() - started
-                outcome = _outcome(status, trace)
-                self.metrics.commands.labels(endpoint=endpoint, outcome=outcome).inc()
-                self.metrics.duration.labels(endpoint=endpoint).observe(elapsed)
-                _log.info(
-                    "command.handled",
-                    correlation_id=trace.correlation_id,
-                    endpoint=endpoint,
-                    status=status,
-                    outcome=outcome,
-                    duration_ms=round(elapsed * 1000, 2),
-                    **trace.ids,
-                )
-
-
-def _trace(request: Request[Any, Any, Any]) -> CommandTrace:
-    trace = request.scope["state"].get(_TRACE_KEY)
-    if not isinstance(trace, CommandTrace):  # pragma: no cover - a wiring mistake
-        raise RuntimeError("the command routes need the CommandTelemetry middleware")
-    return trace
+TELEMETRY = TelemetrySpec(
+    log_event="command.handled",
+    logger="flightbook.commands",
+    counter="flightbook_commands",
+    counter_help="Commands handled, by endpoint and outcome",
+    histogram="flightbook_command_duration_seconds",
+    histogram_help="Time to handle a command, by endpoint",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    label="outcome",
+    label_of=_outcome,
+    log_label=True,
+)
+"""The command API's metrics and log line."""
 
 
 def _answer(body: T, status_code: int, positions: Mapping[str, int]) -> Response[T]:
@@ -277,7 +174,7 @@ class FlightController(Controller):
         service: NamedDependency[CommandService],
         principal: NamedDependency[Principal],
     ) -> Response[FlightScheduled]:
-        trace = _trace(request)
+        trace = trace_of(request)
         result = service.schedule_flight(
             data, principal.subject, correlation_id=trace.correlation_id
         )
@@ -301,7 +198,7 @@ class FlightController(Controller):
         principal: NamedDependency[Principal],
         data: JSONBody[FlightCancellationRequest | None] = None,
     ) -> Response[FlightCancellation]:
-        trace = _trace(request)
+        trace = trace_of(request)
         trace.ids["flight_id"] = str(flight_id)
         result = service.cancel_flight(
             flight_id,
@@ -335,7 +232,7 @@ class BookingController(Controller):
         service: NamedDependency[CommandService],
         principal: NamedDependency[Principal],
     ) -> Response[BookingAccepted]:
-        trace = _trace(request)
+        trace = trace_of(request)
         result = service.request_booking(
             data,
             principal.subject,
@@ -365,7 +262,7 @@ class BookingController(Controller):
         service: NamedDependency[CommandService],
         principal: NamedDependency[Principal],
     ) -> Response[BookingAccepted]:
-        trace = _trace(request)
+        trace = trace_of(request)
         trace.ids["booking_id"] = str(booking_id)
         if body.strip() not in _NO_BODY:
             # Refused rather than ignored, as unknown fields are everywhere else.
@@ -377,7 +274,7 @@ class BookingController(Controller):
 
 
 def command_router(
-    settings: Settings, *, service: CommandService, metrics: CommandMetrics
+    settings: Settings, *, service: CommandService, registry: CollectorRegistry
 ) -> Router:
     """The command routes with their guard, dependencies, error handlers and telemetry."""
     return Router(
@@ -388,33 +285,20 @@ def command_router(
             "service": Provide(lambda: service, sync_to_thread=False),
             "principal": provide_principal(),
         },
-        parameters={
-            "request_id": HeaderParameter(
-                name=REQUEST_ID_HEADER,
-                annotation=str,
-                required=False,
-                pattern=REQUEST_ID.pattern,
-                max_length=64,
-                description=(
-                    "Correlation id stored with the events (else a new one); echoed back. "
-                    "An invalid one is a 400."
-                ),
-            )
-        },
+        parameters=request_id_parameter(
+            "Correlation id stored with the events (else a new one); echoed back. "
+            "An invalid one is a 400."
+        ),
         response_headers=[
             ResponseHeader(
                 name=POSITION_HEADER,
                 description="Positions of the events stored: pass as X-Flightbook-After",
                 documentation_only=True,
             ),
-            ResponseHeader(
-                name=REQUEST_ID_HEADER,
-                description="The request's correlation id",
-                documentation_only=True,
-            ),
+            REQUEST_ID_RESPONSE_HEADER,
         ],
         exception_handlers=command_exception_handlers(),
-        middleware=[CommandTelemetry(metrics)],
+        middleware=[Telemetry(TELEMETRY, registry)],
         security=BEARER_SECURITY,
     )
 
@@ -438,11 +322,10 @@ def create_command_app(
         on_startup: hooks run on startup (open pools...).
         on_shutdown: hooks run on shutdown (close what was opened).
     """
-    metrics = CommandMetrics(registry)
     return create_app(
         "flightbook command API",
         settings,
-        route_handlers=[command_router(settings, service=service, metrics=metrics)],
+        route_handlers=[command_router(settings, service=service, registry=registry)],
         checks=checks,
         registry=registry,
         on_startup=list(on_startup),

@@ -9,13 +9,7 @@ import msgspec
 from flightbook.domain.booking import BookingStatus
 from flightbook.domain.inventory import FlightStatus
 
-__all__ = (
-    "BookingAccepted",
-    "FieldProblem",
-    "FlightCancellation",
-    "FlightScheduled",
-    "ProblemDocument",
-)
+__all__ = ("BookingAccepted", "FlightCancellation", "FlightScheduled")
 
 
 class FlightScheduled(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,25 +33,3 @@ class FlightCancellation(msgspec.Struct, frozen=True, kw_only=True):
 
     flight_id: UUID
     status: FlightStatus
-
-
-class FieldProblem(msgspec.Struct, frozen=True, kw_only=True):
-    field: str
-    message: str
-    source: str | None = None
-
-
-class ProblemDocument(msgspec.Struct, frozen=True, kw_only=True):
-    """An RFC 9457 problem (``application/problem+json``), as every error is answered.
-
-    Documents :mod:`flightbook.http.problems` in the OpenAPI schema; it is not used to encode.
-    """
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    field: str | None = None
-    """The request field to blame: ``passengers[0].email``, ``Idempotency-Key``..."""
-    errors: list[FieldProblem] | None = None
-    """Every field that failed validation (400 only)."""

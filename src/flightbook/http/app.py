@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
 from litestar.datastructures import Headers
+from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from flightbook.http.health import health_handlers
 from flightbook.http.problems import problem_handlers
+from flightbook.http.validation import validation_handler
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -50,7 +52,7 @@ def create_app(
     """A Litestar app with flightbook's common behaviour around ``route_handlers``."""
     return Litestar(
         route_handlers=[*route_handlers, *health_handlers(checks, registry)],
-        exception_handlers=problem_handlers(),
+        exception_handlers={**problem_handlers(), ValidationException: validation_handler()},
         openapi_config=OpenAPIConfig(title=title, version="1", path="/schema"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,

@@ -6,12 +6,11 @@ exception becomes a 500 without internals, and is logged with the correlation id
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from litestar import Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 if TYPE_CHECKING:
@@ -22,7 +21,6 @@ __all__ = ("PROBLEM_JSON", "Problem", "problem_handlers", "problem_response")
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://flightbook.example/problems/"
-_AT_PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`")
 _log = structlog.get_logger()
 
 
@@ -72,49 +70,9 @@ def problem_response(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _field_from_message(message: str) -> str | None:
-    match = _AT_PATH.search(message)
-    if match is None:
-        return None
-    return match.group("path") or None
-
-
 def _on_problem(_request: Request[Any, Any, Any], exc: Problem) -> Response[dict[str, Any]]:
     return problem_response(
         exc.status_code, exc.code, exc.detail, field=exc.field, headers=exc.headers
-    )
-
-
-def _on_validation(
-    _request: Request[Any, Any, Any], exc: ValidationException
-) -> Response[dict[str, Any]]:
-    errors: list[dict[str, str]] = []
-    raw = exc.extra if isinstance(exc.extra, list) else []
-    for item in raw:
-        if not isinstance(item, dict):
-            continue
-        message = str(item.get("message", ""))
-        key = item.get("key")
-        field = _field_from_message(message) or (str(key) if key else None)
-        source = item.get("source")
-        errors.append(
-            {
-                "field": field or "body",
-                "message": _AT_PATH.sub("", message),
-                **({"source": str(source)} if source else {}),
-            }
-        )
-    detail = str(exc.detail)
-    if not errors:
-        field = _field_from_message(detail)
-        errors.append({"field": field or "body", "message": _AT_PATH.sub("", detail)})
-    first = errors[0]
-    return problem_response(
-        400,
-        "invalid_request",
-        f"{first['field']}: {first['message']}",
-        field=first["field"],
-        extra={"errors": errors},
     )
 
 
@@ -141,10 +99,12 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 
 def problem_handlers() -> ExceptionHandlersMap:
-    """Exception handlers that answer every error as ``application/problem+json``."""
+    """Exception handlers that answer every error as ``application/problem+json``.
+
+    Validation failures are :mod:`flightbook.http.validation`'s (added by the app factory).
+    """
     return {
         Problem: _on_problem,
-        ValidationException: _on_validation,
         HTTPException: _on_http,
         Exception: _on_unexpected,
     }

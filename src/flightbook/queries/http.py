@@ -31,25 +31,18 @@ route                                    who                           answer
 from __future__ import annotations
 
 import datetime as dt
-import re
-import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import structlog
-from litestar import Controller, Request, Router, get
-from litestar.datastructures import MutableScopeHeaders, ResponseHeader, State
+from litestar import Controller, Router, get
+from litestar.datastructures import State  # noqa: TC002 - litestar reads the dependency signature
 from litestar.di import NamedDependency, Provide
-from litestar.enums import ScopeType
 from litestar.exceptions import ValidationException
-from litestar.middleware import ASGIMiddleware
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
-from prometheus_client import Counter, Histogram
 
-from flightbook.commands.responses import ProblemDocument
-from flightbook.http.app import REQUEST_ID, REQUEST_ID_HEADER, correlation_of, create_app
+from flightbook.http.app import REQUEST_ID_HEADER, create_app
 from flightbook.http.auth import (
     BEARER_SECURITY,
     BearerSecurityPlugin,
@@ -57,9 +50,16 @@ from flightbook.http.auth import (
     provide_principal,
     requires,
 )
+from flightbook.http.openapi import (
+    REQUEST_ID_RESPONSE_HEADER,
+    problem_responses,
+    request_id_parameter,
+)
 from flightbook.http.positions import PositionTokenError, decode_positions
-from flightbook.http.problems import PROBLEM_JSON, Problem, problem_response
+from flightbook.http.problems import Problem
+from flightbook.http.telemetry import Telemetry, TelemetrySpec
 from flightbook.http.tokens import Principal
+from flightbook.http.validation import validation_handler
 from flightbook.queries.cursors import CursorError
 from flightbook.queries.freshness import NotCaughtUpError
 from flightbook.queries.models import (
@@ -77,8 +77,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
-    from litestar import Litestar, Response
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from litestar import Litestar
     from prometheus_client import CollectorRegistry
 
     from flightbook.config.settings import Settings
@@ -87,10 +86,11 @@ if TYPE_CHECKING:
 __all__ = (
     "AFTER_HEADER",
     "MAX_PERIOD_DAYS",
+    "TELEMETRY",
+    "WIRE_NAMES",
     "AnalyticsController",
     "BookingController",
     "FlightController",
-    "QueryMetrics",
     "create_query_app",
 )
 
@@ -99,7 +99,7 @@ MAX_PERIOD_DAYS = 366
 _SERVICE_STATE_KEY = "flightbook_query_service"
 _log = structlog.get_logger("flightbook.queries")
 
-_WIRE_NAMES = {
+WIRE_NAMES = {
     "start": "from",
     "end": "to",
     "after": AFTER_HEADER,
@@ -108,7 +108,6 @@ _WIRE_NAMES = {
     "x-request-id": REQUEST_ID_HEADER,
 }
 """Handler parameter (or lower-cased header) names -> the name a client sent."""
-_MISSING_PARAMETER = re.compile(r"Missing required (?P<kind>\w+) parameter '(?P<name>[^']+)'")
 
 _PROBLEM_DESCRIPTIONS = {
     400: "A bad query parameter, cursor or header (the problem's field names it)",
@@ -122,16 +121,7 @@ _PROBLEM_DESCRIPTIONS = {
 }
 
 
-def _problems(*statuses: int) -> dict[int, ResponseSpec]:
-    return {
-        status: ResponseSpec(
-            data_container=ProblemDocument,
-            description=_PROBLEM_DESCRIPTIONS[status],
-            media_type=PROBLEM_JSON,
-            generate_examples=False,
-        )
-        for status in statuses
-    }
+_problems = problem_responses(_PROBLEM_DESCRIPTIONS)
 
 
 # -- parameters -----------------------------------------------------------------------------
@@ -169,122 +159,19 @@ After = Annotated[
 
 # -- per-request telemetry ------------------------------------------------------------------
 
-
-class QueryMetrics:
-    """The query API's Prometheus metrics, in the process's registry.
-
-    Args:
-        registry: where to register them (never the global registry).
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.queries = Counter(
-            "flightbook_queries",
-            "Queries handled, by endpoint and HTTP status",
-            ["endpoint", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "flightbook_query_duration_seconds",
-            "Time to answer a query, by endpoint and HTTP status",
-            ["endpoint", "status"],
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-        )
-
-    def __deepcopy__(self, _memo: dict[int, object]) -> QueryMetrics:
-        # Litestar deep-copies a router (and its middleware) when it registers it;
-        # the metrics must stay the ones in the registry.
-        return self
-
-
-class QueryTelemetry(ASGIMiddleware):
-    """Correlation id, one ``query.handled`` log line, count and latency per request."""
-
-    scopes = (ScopeType.HTTP,)
-
-    def __init__(self, metrics: QueryMetrics) -> None:
-        self.metrics = metrics
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        started = time.perf_counter()
-        correlation_id, acceptable = correlation_of(scope)
-        handler = scope["route_handler"]
-        endpoint = handler.name or handler.handler_name
-        status = 500
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                MutableScopeHeaders.from_message(message)[REQUEST_ID_HEADER] = correlation_id
-            await send(message)
-
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
-            try:
-                if not acceptable:
-                    # As on the command API (where it is stored with the events): refused.
-                    status = 400
-                    raise Problem(
-                        400,
-                        "invalid_request",
-                        f"{REQUEST_ID_HEADER} must be 1 to 64 letters, digits, '.', '_' or '-'",
-                        field=REQUEST_ID_HEADER,
-                        headers={REQUEST_ID_HEADER: correlation_id},
-                    )
-                await next_app(scope, receive, send_with_request_id)
-            finally:
-                elapsed = time.perf_counter() - started
-                labels = {"endpoint": endpoint, "status": str(status)}
-                self.metrics.queries.labels(**labels).inc()
-                self.metrics.duration.labels(**labels).observe(elapsed)
-                _log.info(
-                    "query.handled",
-                    correlation_id=correlation_id,
-                    endpoint=endpoint,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
-
-
-def _on_validation(_request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    """A bad parameter as a problem naming it as the client sent it (``from``, not ``start``)."""
-    errors: list[dict[str, str]] = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        if not isinstance(item, dict):
-            continue
-        key = str(item.get("key") or "")
-        source = str(getattr(item.get("source"), "value", item.get("source")) or "")
-        errors.append(
-            {
-                "field": _WIRE_NAMES.get(key, key) or "query",
-                "message": str(item.get("message", "")),
-                **({"source": source} if source else {}),
-            }
-        )
-    if not errors:
-        detail = str(exc.detail)
-        missing = _MISSING_PARAMETER.search(detail)
-        if missing is not None:
-            name = missing.group("name")
-            kind = missing.group("kind")
-            errors.append(
-                {
-                    "field": _WIRE_NAMES.get(name.lower(), name),
-                    "message": f"the {kind} parameter is required",
-                    "source": kind,
-                }
-            )
-        else:
-            errors.append({"field": "query", "message": detail})
-    first = errors[0]
-    return problem_response(
-        400,
-        "invalid_request",
-        f"{first['field']}: {first['message']}",
-        field=first["field"],
-        extra={"errors": errors},
-    )
+TELEMETRY = TelemetrySpec(
+    log_event="query.handled",
+    logger="flightbook.queries",
+    counter="flightbook_queries",
+    counter_help="Queries handled, by endpoint and HTTP status",
+    histogram="flightbook_query_duration_seconds",
+    histogram_help="Time to answer a query, by endpoint and HTTP status",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    label="status",
+    label_of=lambda status, _trace: str(status),
+    histogram_by_label=True,
+)
+"""The query API's metrics and log line."""
 
 
 # -- helpers of the routes ------------------------------------------------------------------
@@ -507,7 +394,7 @@ def _provide_service(state: State) -> QueryService:
     return service
 
 
-def query_router(settings: Settings, *, metrics: QueryMetrics) -> Router:
+def query_router(settings: Settings, *, registry: CollectorRegistry) -> Router:
     """The query routes with their guard, dependencies, error handler and telemetry."""
     return Router(
         path="/",
@@ -517,25 +404,14 @@ def query_router(settings: Settings, *, metrics: QueryMetrics) -> Router:
             "service": Provide(_provide_service, sync_to_thread=False),
             "principal": provide_principal(),
         },
-        parameters={
-            "request_id": HeaderParameter(
-                name=REQUEST_ID_HEADER,
-                annotation=str,
-                required=False,
-                pattern=REQUEST_ID.pattern,
-                max_length=64,
-                description="Correlation id for the logs (else a new one); echoed back.",
-            )
+        parameters=request_id_parameter(
+            "Correlation id for the logs (else a new one); echoed back."
+        ),
+        response_headers=[REQUEST_ID_RESPONSE_HEADER],
+        exception_handlers={
+            ValidationException: validation_handler(wire_names=WIRE_NAMES, fallback="query")
         },
-        response_headers=[
-            ResponseHeader(
-                name=REQUEST_ID_HEADER,
-                description="The request's correlation id",
-                documentation_only=True,
-            ),
-        ],
-        exception_handlers={ValidationException: _on_validation},
-        middleware=[QueryTelemetry(metrics)],
+        middleware=[Telemetry(TELEMETRY, registry)],
         security=BEARER_SECURITY,
     )
 
@@ -556,7 +432,6 @@ def create_query_app(
         read_models: opens the readers when the app starts and closes them when it stops
             (long-lived async clients belong to the app's event loop, STYLE G9).
     """
-    metrics = QueryMetrics(registry)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -572,7 +447,7 @@ def create_query_app(
     return create_app(
         "flightbook query API",
         settings,
-        route_handlers=[query_router(settings, metrics=metrics)],
+        route_handlers=[query_router(settings, registry=registry)],
         checks=checks,
         registry=registry,
         lifespan=[lifespan],

@@ -229,7 +229,7 @@ class SagaSteps:
                 continue
             booking.cancel(CancellationReason.FLIGHT_CANCELLED, by="system")
             cancelled.append(booking)
-        return Step(self.bookings, cancelled, note=f"{len(cancelled)} bookings cancelled")
+        return Step(self.bookings, cancelled, note="bookings cancelled")
 
     # -- Payment log ------------------------------------------------------------------------
 

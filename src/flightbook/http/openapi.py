@@ -1,0 +1,84 @@
+"""What both APIs say about themselves in their OpenAPI documents: problems and common headers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+from litestar.datastructures import ResponseHeader
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import HeaderParameter
+
+from flightbook.http.app import REQUEST_ID, REQUEST_ID_HEADER
+from flightbook.http.problems import PROBLEM_JSON
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = (
+    "REQUEST_ID_RESPONSE_HEADER",
+    "FieldProblem",
+    "ProblemDocument",
+    "problem_responses",
+    "request_id_parameter",
+)
+
+
+class FieldProblem(msgspec.Struct, frozen=True, kw_only=True):
+    field: str
+    message: str
+    source: str | None = None
+
+
+class ProblemDocument(msgspec.Struct, frozen=True, kw_only=True):
+    """An RFC 9457 problem (``application/problem+json``), as every error is answered.
+
+    Documents :func:`problem_response` in the OpenAPI schema; it is not used to encode.
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    """The request field to blame: ``passengers[0].email``, ``Idempotency-Key``..."""
+    errors: list[FieldProblem] | None = None
+    """Every field that failed validation (400 only)."""
+
+
+def problem_responses(
+    descriptions: Mapping[int, str],
+) -> Callable[..., dict[int, ResponseSpec]]:
+    """``responses=`` for routes: one problem document per status, described by the API."""
+
+    def responses(*statuses: int) -> dict[int, ResponseSpec]:
+        return {
+            status: ResponseSpec(
+                data_container=ProblemDocument,
+                description=descriptions[status],
+                media_type=PROBLEM_JSON,
+                generate_examples=False,
+            )
+            for status in statuses
+        }
+
+    return responses
+
+
+def request_id_parameter(description: str) -> dict[str, HeaderParameter]:
+    """The optional ``X-Request-ID`` header every route takes (a router's ``parameters=``)."""
+    return {
+        "request_id": HeaderParameter(
+            name=REQUEST_ID_HEADER,
+            annotation=str,
+            required=False,
+            pattern=REQUEST_ID.pattern,
+            max_length=64,
+            description=description,
+        )
+    }
+
+
+REQUEST_ID_RESPONSE_HEADER = ResponseHeader(
+    name=REQUEST_ID_HEADER, description="The request's correlation id", documentation_only=True
+)
