@@ -10,28 +10,27 @@ other's data.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import psutil
 import psycopg
+import pymongo
 import pytest
+import redis
 
 from flightbook.config.settings import Settings
-from flightbook.domain.booking import Booking
-from flightbook.domain.inventory import FlightInventory
-from flightbook.domain.values import Cabin, Fare, Money
-from flightbook.eventstore.applications import Bookings, EventStore, Inventory, Payments
-from flightbook.eventstore.metadata import recording
+from flightbook.eventstore.applications import EventStore
+from flightbook.http.tokens import mint_token
 from flightbook.stack.launcher import LocalStack
 from flightbook.stack.migrate import migrate_all, migrate_postgres
 from flightbook.stack.servers import KIND_BY_NAME
+from tests.support.api import Headers
+from tests.support.writeside import WriteSide
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_STACKS = ROOT / ".flightbook" / "test-stack"
@@ -157,84 +156,6 @@ def _create_database(url: str, name: str, *, template: str | None = None) -> Non
         conn.execute(f'CREATE DATABASE "{name}"{suffix}')
 
 
-@dataclass
-class WriteSide:
-    """The three applications, with shortcuts to put flights and bookings in the log."""
-
-    store: EventStore
-
-    @property
-    def bookings(self) -> Bookings:
-        return self.store.bookings
-
-    @property
-    def inventory(self) -> Inventory:
-        return self.store.inventory
-
-    @property
-    def payments(self) -> Payments:
-        return self.store.payments
-
-    def schedule_flight(
-        self, *, seats: int = 10, refundable: bool = False, price: int = 45000
-    ) -> uuid.UUID:
-        departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
-        flight = FlightInventory.schedule(
-            flight_number="FB101",
-            origin="LHR",
-            destination="JFK",
-            departure=departure,
-            arrival=departure + dt.timedelta(hours=8),
-            fares=[
-                Fare(
-                    code="Y",
-                    cabin=Cabin.ECONOMY,
-                    price=Money(price, "EUR"),
-                    seats=seats,
-                    refundable=refundable,
-                )
-            ],
-        )
-        with recording(actor="ops"):
-            self.inventory.record(flight)
-        return flight.id
-
-    def request_booking(
-        self,
-        flight_id: uuid.UUID,
-        *,
-        token: str = "tok_ok",  # noqa: S107
-        passengers: int = 1,
-        refundable: bool = False,
-        price: int = 45000,
-        customer: str = "alice",
-        correlation_id: str | None = None,
-    ) -> uuid.UUID:
-        booking = Booking.request(
-            booking_id=uuid.uuid4(),
-            customer_id=customer,
-            flight_id=flight_id,
-            fare="Y",
-            passengers="sealed",
-            passenger_count=passengers,
-            price_amount=price * passengers,
-            currency="EUR",
-            refundable=refundable,
-            payment_token=token,
-        )
-        with recording(actor=customer, correlation_id=correlation_id):
-            self.bookings.record(booking)
-        return booking.id
-
-    def booking(self, booking_id: uuid.UUID) -> Booking:
-        found: Booking = self.bookings.repository.get(booking_id)
-        return found
-
-    def flight(self, flight_id: uuid.UUID) -> FlightInventory:
-        found: FlightInventory = self.inventory.repository.get(flight_id)
-        return found
-
-
 @pytest.fixture
 def write_side(settings: Settings) -> Iterator[WriteSide]:
     """The applications on the test's own database."""
@@ -242,3 +163,36 @@ def write_side(settings: Settings) -> Iterator[WriteSide]:
     apps = WriteSide(EventStore(settings))
     yield apps
     apps.store.close()
+
+
+@pytest.fixture
+def mongo(settings: Settings) -> Iterator[pymongo.database.Database[dict[str, object]]]:
+    """The test's own MongoDB database, dropped afterwards."""
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        settings.mongo_url, tz_aware=True
+    )
+    with client:
+        yield client[settings.mongo_database]
+        client.drop_database(settings.mongo_database)
+
+
+@pytest.fixture
+def cache(settings: Settings) -> Iterator[redis.Redis]:
+    """A Redis client; the test's own keys are deleted afterwards."""
+    assert settings.redis_url is not None
+    client = redis.Redis.from_url(settings.redis_url)
+    with client:
+        yield client
+        for key in client.scan_iter(match=settings.redis_prefix + "*"):
+            client.delete(key)
+
+
+@pytest.fixture
+def auth(settings: Settings) -> Headers:
+    """``auth("alice", "customer")`` -> headers with a bearer token for alice as a customer."""
+
+    def headers(subject: str, *roles: str, **extra: str) -> dict[str, str]:
+        token = mint_token(settings, subject=subject, roles=roles)
+        return {"Authorization": f"Bearer {token}", **extra}
+
+    return headers

@@ -17,9 +17,8 @@ from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus
 from flightbook.http.tokens import mint_token
 from flightbook.payments.simulated import SimulatedGateway
-
-from ..conftest import WriteSide
-from .conftest import SystemProcess, free_port
+from tests.support.processes import SystemProcess, free_port
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 

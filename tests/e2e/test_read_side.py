@@ -18,8 +18,7 @@ import pytest
 
 from flightbook.config.settings import Settings
 from flightbook.http.tokens import mint_token
-
-from .conftest import SystemProcess, free_port
+from tests.support.processes import SystemProcess, free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -17,9 +17,8 @@ from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.eventstore.metadata import recording
 from flightbook.payments.simulated import SimulatedGateway
-
-from ..conftest import WriteSide
-from .conftest import SystemProcess
+from tests.support.processes import SystemProcess
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 

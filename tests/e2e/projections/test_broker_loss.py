@@ -12,10 +12,7 @@ import redis
 
 from flightbook.config.settings import Settings
 from flightbook.eventstore.pii import PersonalDataVault
-
-from ...conftest import WriteSide
-from ..conftest import PrivateBroker
-from .conftest import (
+from tests.support.pipeline import (
     Process,
     book_many,
     fast,
@@ -26,6 +23,8 @@ from .conftest import (
     wait_for_read_models,
     wait_until,
 )
+from tests.support.processes import PrivateBroker
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 

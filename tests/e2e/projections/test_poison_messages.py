@@ -20,10 +20,16 @@ from flightbook.domain.booking import Booking
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
-
-from ...conftest import WriteSide
-from ..conftest import ROOT
-from .conftest import Process, book_many, fast, schedule, wait_for_read_models, wait_until
+from tests.support.pipeline import (
+    Process,
+    book_many,
+    fast,
+    schedule,
+    wait_for_read_models,
+    wait_until,
+)
+from tests.support.processes import ROOT
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,7 @@ from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
-
-from ...conftest import WriteSide
-from .conftest import (
+from tests.support.pipeline import (
     Duplicator,
     Process,
     book_many,
@@ -30,6 +28,7 @@ from .conftest import (
     wait_for_read_models,
     wait_until,
 )
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 

@@ -17,10 +17,7 @@ import redis
 from flightbook.config.settings import Settings
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.http.tokens import mint_token
-
-from ...conftest import WriteSide
-from ..conftest import ROOT
-from .conftest import (
+from tests.support.pipeline import (
     Process,
     book_many,
     fast,
@@ -29,6 +26,8 @@ from .conftest import (
     wait_for_read_models,
     wait_until,
 )
+from tests.support.processes import ROOT
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 

@@ -16,26 +16,28 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from psycopg import sql
 
 from flightbook.config.settings import Settings
-from flightbook.contracts.envelope import Envelope, decoder
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.contexts import CONTEXT_NAMES as CONTEXTS
-from flightbook.eventstore.contexts import CONTEXTS as SPECS
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
-
-from ...conftest import WriteSide
-from ..conftest import PrivateBroker, free_port
+from tests.support.processes import PrivateBroker, free_port
+from tests.support.relay import (
+    Record,
+    checkpoints_of,
+    partition_count,
+    read_topics,
+    stored_positions,
+    wait_until_relayed,
+)
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 
@@ -130,95 +132,6 @@ def relays() -> Iterator[list[RelayRunner]]:
             relay.process.wait()
 
 
-# -- reading back (the integration module has its own copy: test modules do not import each other)
-
-
-@dataclass(frozen=True)
-class Published:
-    partition: int
-    offset: int
-    key: bytes
-    envelope: Envelope
-
-
-def read_topic(
-    settings: Settings, topic: str, *, at_least: int, idle: float = 1.5
-) -> list[Published]:
-    """Everything on ``topic`` from the start: ``at_least`` records, then until ``idle`` seconds
-    pass without one (the local broker's high watermarks stop short: Tansu 0.6 reports the
-    last batch's base offset + 1)."""
-    assert settings.kafka_bootstrap is not None
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "session.timeout.ms": settings.kafka_session_timeout_ms,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        partitions = consumer.list_topics(timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        found: list[Published] = []
-        deadline, last_seen = time.monotonic() + 60, time.monotonic()
-        while len(found) < at_least or time.monotonic() - last_seen < idle:
-            assert time.monotonic() < deadline, f"read {len(found)} of {at_least} records"
-            for message in consumer.consume(num_messages=5000, timeout=0.2):
-                assert message.error() is None, message.error()
-                partition, offset = message.partition(), message.offset()
-                key, value = message.key(), message.value()
-                assert partition is not None
-                assert offset is not None
-                assert isinstance(key, bytes)
-                assert isinstance(value, bytes)
-                found.append(Published(partition, offset, key, decoder.decode(value)))
-                last_seen = time.monotonic()
-        return found
-    finally:
-        consumer.close()
-
-
-def partition_count(settings: Settings, topic: str) -> int:
-    assert settings.kafka_bootstrap is not None
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "meta"})
-    try:
-        return len(consumer.list_topics(timeout=10).topics[topic].partitions)
-    finally:
-        consumer.close()
-
-
-def stored_positions(settings: Settings) -> dict[str, list[int]]:
-    assert settings.postgres_url is not None
-    with psycopg.connect(settings.postgres_url) as conn:
-        return {
-            context: [
-                row[0]
-                for row in conn.execute(
-                    sql.SQL("SELECT notification_id FROM {} ORDER BY 1").format(spec.events)
-                )
-            ]
-            for context, spec in ((spec.name, spec) for spec in SPECS)
-        }
-
-
-def checkpoints_of(settings: Settings) -> dict[str, int]:
-    assert settings.postgres_url is not None
-    with psycopg.connect(settings.postgres_url) as conn:
-        rows = conn.execute("SELECT context, position FROM relay.checkpoints").fetchall()
-    return {str(context): int(position) for context, position in rows}
-
-
-def wait_until_relayed(settings: Settings, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        heads = {c: (p[-1] if p else 0) for c, p in stored_positions(settings).items()}
-        done = checkpoints_of(settings)
-        if all(done.get(c, 0) >= head for c, head in heads.items()):
-            return
-        assert time.monotonic() < deadline, f"relay behind: heads {heads}, checkpoints {done}"
-        time.sleep(0.1)
-
-
 def _flight(number: int) -> FlightInventory:
     departure = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=number)
     return FlightInventory.schedule(
@@ -254,7 +167,7 @@ def _wait_for_progress(settings: Settings, timeout: float) -> None:
             time.sleep(0.001)
 
 
-def in_order_per_aggregate(published: list[Published]) -> dict[uuid.UUID, int]:
+def in_order_per_aggregate(published: list[Record]) -> dict[uuid.UUID, int]:
     """What a consumer that skips versions it already applied ends with, per aggregate.
 
     Fails if an aggregate shows up in two partitions, or if a version arrives before the
@@ -333,7 +246,7 @@ def test_killing_the_relay_at_random_moments_publishes_every_event_at_least_once
 
     stored = stored_positions(settings)["inventory"]
     topic = topic_for(settings.topic_prefix, "inventory")
-    published = read_topic(settings, topic, at_least=len(stored))
+    published = read_topics(settings, [topic], at_least=len(stored), idle=1.5)
     positions = collections.Counter(p.envelope.position for p in published)
     duplicates = len(published) - len(positions)
     report = {
@@ -377,7 +290,7 @@ def test_sigterm_stops_after_the_batch_in_hand_and_a_restart_publishes_no_duplic
     assert relay.stop() == 0
 
     topic = topic_for(settings.topic_prefix, "inventory")
-    published = read_topic(settings, topic, at_least=3000)
+    published = read_topics(settings, [topic], at_least=3000, idle=1.5)
     assert sorted(p.envelope.position for p in published) == list(range(1, 3001))
 
 
@@ -423,7 +336,7 @@ def test_a_broker_that_comes_back_empty_gets_its_topics_and_every_unpublished_ev
     assert [len(expected[c]) for c in CONTEXTS] == [30, 5, 0]
     for context in ("booking", "inventory"):
         topic = topic_for(on_private.topic_prefix, context)
-        published = read_topic(on_private, topic, at_least=len(expected[context]), idle=1.0)
+        published = read_topics(on_private, [topic], at_least=len(expected[context]), idle=1.0)
         assert sorted({p.envelope.position for p in published}) == expected[context]
     assert relay.metric("flightbook_relay_errors_total") > 0
     assert relay.stop() == 0

@@ -17,9 +17,8 @@ from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.http.tokens import mint_token
-
-from ...conftest import WriteSide
-from ..saga.conftest import SagaHarness, make_harness
+from tests.support.saga import SagaHarness, make_harness
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +190,7 @@ def test_export_streams_every_event_as_json_lines_with_position_filters(
     )
 
     heads = {
-        c: history.h.__dict__[a].recorder.max_notification_id()
+        c: getattr(history.h, a).recorder.max_notification_id()
         for c, a in (("booking", "bookings"), ("inventory", "inventory"), ("payment", "payments"))
     }
     assert code == 0

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import psycopg
 import pytest
-from litestar import Litestar
 from litestar.testing import TestClient
 
 from flightbook.bootstrap import build_command_api
 from flightbook.config.settings import Settings
-from flightbook.http.tokens import mint_token
-
-Api = TestClient[Litestar]
-Headers = Callable[..., dict[str, str]]
+from tests.support.api import Api, Headers, flight_body
 
 
 @pytest.fixture
@@ -24,50 +18,6 @@ def api(settings: Settings) -> Iterator[Api]:
     """A client of the real command API (lifespan run: pools opened, then closed)."""
     with TestClient(build_command_api(settings)) as client:
         yield client
-
-
-@pytest.fixture
-def auth(settings: Settings) -> Headers:
-    """``auth("alice", "customer")`` -> headers with a bearer token for alice as a customer."""
-
-    def headers(subject: str, *roles: str, **extra: str) -> dict[str, str]:
-        token = mint_token(settings, subject=subject, roles=roles)
-        return {"Authorization": f"Bearer {token}", **extra}
-
-    return headers
-
-
-def flight_body(**changes: Any) -> dict[str, Any]:
-    departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
-    body: dict[str, Any] = {
-        "flight_number": "FB101",
-        "origin": "LHR",
-        "destination": "JFK",
-        "departure": departure.isoformat().replace("+00:00", "Z"),
-        "arrival": (departure + dt.timedelta(hours=8)).isoformat().replace("+00:00", "Z"),
-        "fares": [
-            {
-                "code": "Y",
-                "cabin": "economy",
-                "price": {"amount": 45000, "currency": "EUR"},
-                "seats": 150,
-                "refundable": False,
-            }
-        ],
-    }
-    body.update(changes)
-    return body
-
-
-def booking_body(flight_id: str, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "flight_id": flight_id,
-        "fare": "Y",
-        "passengers": [{"name": "Ada Lovelace", "email": "ada@example.com"}],
-        "payment_token": "tok_ok",
-    }
-    body.update(changes)
-    return body
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.applications import Inventory
 from flightbook.http.tokens import mint_token
-
-from .conftest import Api, Headers, booking_body, flight_body
+from tests.support.api import Api, Headers, booking_body, flight_body
 
 pytestmark = pytest.mark.integration
 

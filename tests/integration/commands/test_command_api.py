@@ -18,8 +18,7 @@ from flightbook.domain.inventory import FlightInventory
 from flightbook.eventstore.applications import Bookings, ContextApplication, Inventory
 from flightbook.eventstore.metadata import EventMetadata, recording
 from flightbook.http.positions import decode_positions
-
-from .conftest import Api, Headers, booking_body, flight_body
+from tests.support.api import Api, Headers, booking_body, flight_body
 
 pytestmark = pytest.mark.integration
 

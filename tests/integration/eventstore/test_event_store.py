@@ -12,8 +12,7 @@ from psycopg_pool import ConnectionPool
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking
 from flightbook.eventstore.pii import ERASED, PersonalDataVault
-
-from ...conftest import WriteSide
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.integration
 

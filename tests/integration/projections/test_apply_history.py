@@ -17,8 +17,7 @@ from flightbook.projections.tools.status import read_model_status
 from flightbook.projections.tools.verify import compare_read_models, replay_read_models
 from flightbook.projections.watermarks import advance_low_watermark
 from flightbook.projections.worker import ProjectionWorker
-
-from .conftest import History
+from tests.support.history import History
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,7 @@ from flightbook.projections.engine import Targets
 from flightbook.projections.services import ProjectionServices
 from flightbook.projections.tools.rebuild import RebuildError, rebuild
 from flightbook.projections.tools.verify import compare_read_models, replay_read_models
-
-from .conftest import History
+from tests.support.history import History
 
 pytestmark = pytest.mark.integration
 

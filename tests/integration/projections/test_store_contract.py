@@ -7,11 +7,8 @@ them honest (STYLE G12).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
-import pymongo
 import pytest
-import redis
 
 from flightbook.config.settings import Settings
 from flightbook.contracts.readmodels import Index
@@ -30,26 +27,6 @@ from flightbook.projections.redis import RedisHashes
 AT = dt.datetime(2031, 1, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def mongo_database(settings: Settings) -> Iterator[pymongo.database.Database[dict[str, object]]]:
-    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
-        settings.mongo_url, tz_aware=True
-    )
-    with client:
-        yield client[settings.mongo_database]
-        client.drop_database(settings.mongo_database)
-
-
-@pytest.fixture
-def redis_client(settings: Settings) -> Iterator[redis.Redis]:
-    assert settings.redis_url is not None
-    client = redis.Redis.from_url(settings.redis_url)
-    with client:
-        yield client
-        for key in client.scan_iter(match=settings.redis_prefix + "*"):
-            client.delete(key)
-
-
 @pytest.fixture(
     params=[
         pytest.param("memory", marks=pytest.mark.unit),
@@ -59,7 +36,7 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
 def documents(request: pytest.FixtureRequest) -> DocumentStore:
     if request.param == "memory":
         return MemoryDocuments()
-    return MongoDocuments(request.getfixturevalue("mongo_database"))
+    return MongoDocuments(request.getfixturevalue("mongo"))
 
 
 @pytest.fixture(
@@ -72,7 +49,7 @@ def hashes(request: pytest.FixtureRequest) -> tuple[HashStore, str]:
     if request.param == "memory":
         return MemoryHashes(), "fb:"
     settings: Settings = request.getfixturevalue("settings")
-    return RedisHashes(request.getfixturevalue("redis_client")), settings.redis_prefix
+    return RedisHashes(request.getfixturevalue("cache")), settings.redis_prefix
 
 
 @pytest.fixture(
@@ -84,7 +61,7 @@ def hashes(request: pytest.FixtureRequest) -> tuple[HashStore, str]:
 def progress(request: pytest.FixtureRequest) -> ProgressStore:
     if request.param == "memory":
         return MemoryProgress()
-    store = MongoProgress(request.getfixturevalue("mongo_database"))
+    store = MongoProgress(request.getfixturevalue("mongo"))
     store.ensure_indexes()
     return store
 

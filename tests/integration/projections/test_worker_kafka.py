@@ -17,8 +17,7 @@ from flightbook.eventstore.contexts import topic_for
 from flightbook.projections.engine import Targets
 from flightbook.projections.services import ProjectionServices
 from flightbook.projections.tools.verify import compare_read_models, replay_read_models
-
-from .conftest import History
+from tests.support.history import History
 
 pytestmark = pytest.mark.integration
 

@@ -2,122 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from collections.abc import Iterator
 
-import pymongo
 import pytest
-import redis
-import redis.asyncio
-from litestar import Litestar
 from litestar.testing import TestClient
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
-from flightbook.http.tokens import mint_token
-from flightbook.queries.memory import MemoryReadModels
-from flightbook.queries.mongo import mongo_redis_read_models
-from flightbook.queries.ports import ReadModels
-
-T = TypeVar("T")
-Api = TestClient[Litestar]
-Headers = Callable[..., dict[str, str]]
-Document = dict[str, Any]
-
-
-class ReadSide(Protocol):
-    """Where a test puts read-model data and reads it back through the ports."""
-
-    def put_document(self, collection: str, document: Mapping[str, Any]) -> None: ...
-
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
-        """A Redis hash, ``key`` without the deployment's prefix (``v1:seats:<id>``)."""
-        ...
-
-    def open(self) -> AbstractAsyncContextManager[ReadModels]: ...
-
-    def run(self, check: Callable[[ReadModels], Awaitable[T]]) -> T:
-        """Open the read models in a fresh event loop, run ``check`` on them, close them."""
-        ...
-
-
-class MemoryReadSide:
-    def __init__(self) -> None:
-        self.store = MemoryReadModels()
-
-    def put_document(self, collection: str, document: Mapping[str, Any]) -> None:
-        self.store.put_document(collection, document)
-
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
-        self.store.put_hash(key, mapping)
-
-    @asynccontextmanager
-    async def open(self) -> AsyncIterator[ReadModels]:
-        yield self.store.read_models()
-
-    def run(self, check: Callable[[ReadModels], Awaitable[T]]) -> T:
-        return _run(self, check)
-
-
-class ServerReadSide:
-    """The test's own MongoDB database and Redis prefix (``settings``)."""
-
-    def __init__(self, settings: Settings) -> None:
-        assert settings.mongo_url is not None
-        assert settings.redis_url is not None
-        self.settings = settings
-        self.mongo: pymongo.MongoClient[Document] = pymongo.MongoClient(
-            settings.mongo_url, tz_aware=True
-        )
-        self.db = self.mongo[settings.mongo_database]
-        self.redis: redis.Redis = redis.Redis.from_url(settings.redis_url)
-
-    def put_document(self, collection: str, document: Mapping[str, Any]) -> None:
-        self.db[collection].replace_one({"_id": document["_id"]}, dict(document), upsert=True)
-
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
-        for field, value in mapping.items():
-            self.redis.hset(self.settings.redis_prefix + key, field, value)
-
-    @asynccontextmanager
-    async def open(self) -> AsyncIterator[ReadModels]:
-        assert self.settings.redis_url is not None
-        mongo: pymongo.AsyncMongoClient[Document] = pymongo.AsyncMongoClient(
-            self.settings.mongo_url, tz_aware=True
-        )
-        cache = redis.asyncio.Redis.from_url(self.settings.redis_url)
-        try:
-            # version_ttl=0: a test that switches versions sees the switch at once
-            yield mongo_redis_read_models(
-                mongo[self.settings.mongo_database],
-                cache,
-                redis_prefix=self.settings.redis_prefix,
-                version_ttl=0.0,
-            )
-        finally:
-            await cache.aclose()
-            await mongo.close()
-
-    def run(self, check: Callable[[ReadModels], Awaitable[T]]) -> T:
-        return _run(self, check)
-
-    def close(self) -> None:
-        self.mongo.drop_database(self.settings.mongo_database)
-        self.mongo.close()
-        keys = list(self.redis.scan_iter(match=f"{self.settings.redis_prefix}*"))
-        if keys:
-            self.redis.delete(*keys)
-        self.redis.close()
-
-
-def _run(side: ReadSide, check: Callable[[ReadModels], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with side.open() as models:
-            return await check(models)
-
-    return asyncio.run(main())
+from tests.support.api import Api
+from tests.support.readside import ServerReadSide
 
 
 @pytest.fixture
@@ -126,17 +19,6 @@ def servers(settings: Settings) -> Iterator[ServerReadSide]:
     side = ServerReadSide(settings)
     yield side
     side.close()
-
-
-@pytest.fixture
-def auth(settings: Settings) -> Headers:
-    """``auth("alice", "customer")`` -> headers with a bearer token for alice as a customer."""
-
-    def headers(subject: str, *roles: str, **extra: str) -> dict[str, str]:
-        token = mint_token(settings, subject=subject, roles=roles)
-        return {"Authorization": f"Bearer {token}", **extra}
-
-    return headers
 
 
 @pytest.fixture

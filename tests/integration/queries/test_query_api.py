@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
-
-from ...unit.queries.documents import (
+from tests.support.api import Api, Headers
+from tests.support.documents import (
     CREATED,
     booking_doc,
     fare_doc,
@@ -26,7 +26,7 @@ from ...unit.queries.documents import (
     load_factor_doc,
     sales_doc,
 )
-from .conftest import Api, Headers, ServerReadSide
+from tests.support.readside import ServerReadSide
 
 pytestmark = pytest.mark.integration
 

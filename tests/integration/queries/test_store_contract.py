@@ -12,8 +12,7 @@ import uuid
 import pytest
 
 from flightbook.queries.ports import ReadModels
-
-from ...unit.queries.documents import (
+from tests.support.documents import (
     CREATED,
     DEPARTURE,
     booking_doc,
@@ -23,7 +22,7 @@ from ...unit.queries.documents import (
     load_factor_doc,
     sales_doc,
 )
-from .conftest import MemoryReadSide, ReadSide
+from tests.support.readside import MemoryReadSide, ReadSide
 
 DAY = DEPARTURE.date().isoformat()
 

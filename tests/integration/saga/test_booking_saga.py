@@ -10,9 +10,8 @@ from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
 from flightbook.eventstore.metadata import recording
-
-from ...conftest import WriteSide
-from .conftest import SagaHarness, make_harness
+from tests.support.saga import SagaHarness, make_harness
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.integration
 

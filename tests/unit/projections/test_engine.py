@@ -24,8 +24,7 @@ from flightbook.projections.history import StoredItem
 from flightbook.projections.kinds import BookingsKind, FlightsKind
 from flightbook.projections.memory import MemoryDocuments, MemoryHashes, MemoryProgress
 from flightbook.projections.ports import GuardedWrite
-
-from .conftest import DEPARTURE, FakeHistory, FakeLookups, Log, scheduled
+from tests.support.projections import DEPARTURE, FakeHistory, FakeLookups, Log, scheduled
 
 pytestmark = pytest.mark.unit
 

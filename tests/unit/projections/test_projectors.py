@@ -37,8 +37,7 @@ from flightbook.projections.projectors import (
     search_keys,
     seats_hash,
 )
-
-from .conftest import DEPARTURE, FakeLookups, Log, scheduled
+from tests.support.projections import DEPARTURE, FakeLookups, Log, scheduled
 
 pytestmark = pytest.mark.unit
 

@@ -18,8 +18,7 @@ from flightbook.projections.kafka import consumer_config
 from flightbook.projections.kinds import BookingsKind, FlightsKind
 from flightbook.projections.memory import MemoryProgress
 from flightbook.projections.versions import VersionCache
-
-from .conftest import FakeLookups, Log
+from tests.support.projections import FakeLookups, Log
 
 pytestmark = pytest.mark.unit
 

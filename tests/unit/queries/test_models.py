@@ -17,8 +17,7 @@ from flightbook.queries.models import (
     load_factor_from_documents,
     with_seats_left,
 )
-
-from .documents import (
+from tests.support.documents import (
     CREATED,
     booking_doc,
     fare_doc,

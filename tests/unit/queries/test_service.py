@@ -16,8 +16,7 @@ from flightbook.queries.cursors import CursorError
 from flightbook.queries.memory import MemoryReadModels
 from flightbook.queries.models import FlightPage
 from flightbook.queries.service import MAX_PAGE, SEARCH_CACHE_SECONDS, QueryService
-
-from .documents import CREATED, DEPARTURE, booking_doc, fare_doc, flight_doc, sales_doc
+from tests.support.documents import CREATED, DEPARTURE, booking_doc, fare_doc, flight_doc, sales_doc
 
 pytestmark = pytest.mark.unit
 

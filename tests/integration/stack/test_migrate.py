@@ -15,7 +15,7 @@ from flightbook.stack.migrate import MigrationError, migrate_mongo, migrate_post
 
 pytestmark = pytest.mark.integration
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 
 
 def _schema_snapshot(url: str) -> list[tuple[str, ...]]:

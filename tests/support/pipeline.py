@@ -1,0 +1,335 @@
+"""The whole pipeline as processes, with the helpers its fault tests share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+import psycopg
+import pymongo
+import redis
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+from flightbook.config.settings import Settings
+from flightbook.domain.booking import Booking
+from flightbook.domain.inventory import FlightInventory
+from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.contexts import topic_for
+from flightbook.eventstore.metadata import recording
+from flightbook.eventstore.pii import PersonalDataVault
+from flightbook.projections.tools.verify import Difference, compare_read_models, replay_read_models
+from tests.support.processes import ROOT, free_port
+from tests.support.writeside import WriteSide
+
+PROCESSES = {
+    "relay": ("commands/relay.py", "FLIGHTBOOK_RELAY_HTTP_PORT"),
+    "saga": ("commands/saga.py", "FLIGHTBOOK_SAGA_HTTP_PORT"),
+    "bookings": ("projections/bookings.py", "FLIGHTBOOK_PROJECTION_BOOKINGS_HTTP_PORT"),
+    "flights": ("projections/flights.py", "FLIGHTBOOK_PROJECTION_FLIGHTS_HTTP_PORT"),
+    "query-api": ("queries/api.py", "FLIGHTBOOK_QUERY_PORT"),
+}
+
+
+def fast(settings: Settings, **changes: object) -> Settings:
+    """Settings for processes under test: short polls, quick broker checks."""
+    return msgspec.structs.replace(
+        settings,
+        **{
+            "relay_poll_seconds": 0.2,
+            "saga_poll_seconds": 0.1,
+            "projection_poll_seconds": 0.2,
+            "projection_broker_check_seconds": 2.0,
+            "projection_stall_seconds": 15.0,
+            "hold_seconds": 3600.0,
+            **changes,
+        },
+    )
+
+
+class Process:
+    """A composition root run as a child process, its output in a log file; stopped by pid."""
+
+    def __init__(self, name: str, settings: Settings, logs: Path) -> None:
+        script, port_variable = PROCESSES[name]
+        self.name = name
+        self.script = script
+        self.port = free_port()
+        self.env = {**os.environ, **settings.to_env(), port_variable: str(self.port)}
+        self.log = logs / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.kills = 0
+
+    def start(self) -> Process:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / self.script)],
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+        self.kills += 1
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.running(), f"{self.script} exited: {self.log.read_text()[-2000:]}"
+            try:
+                url = f"http://127.0.0.1:{self.port}/health/ready"
+                with urllib.request.urlopen(url, timeout=1):
+                    return
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.1)
+        raise AssertionError(f"{self.script} not ready: {self.log.read_text()[-2000:]}")
+
+
+def schedule(
+    write_side: WriteSide, *, seats: int, number: str = "FB101", days: int = 40
+) -> uuid.UUID:
+    departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=days)
+    flight = FlightInventory.schedule(
+        flight_number=number,
+        origin="LHR",
+        destination=["JFK", "CDG", "AMS", "FCO"][days % 4],
+        departure=departure,
+        arrival=departure + dt.timedelta(hours=8),
+        fares=[
+            Fare(
+                code="Y",
+                cabin=Cabin.ECONOMY,
+                price=Money(45000, "EUR"),
+                seats=seats,
+                refundable=days % 2 == 0,
+            )
+        ],
+    )
+    with recording(actor="ops"):
+        write_side.inventory.record(flight)
+    return flight.id
+
+
+def book_many(
+    write_side: WriteSide,
+    vault: PersonalDataVault,
+    flights: list[uuid.UUID],
+    count: int,
+    *,
+    tokens: Callable[[int], str] = lambda n: "tok_declined" if n % 6 == 5 else "tok_ok",
+    batch: int = 50,
+    start: int = 0,
+) -> list[uuid.UUID]:
+    """``count`` bookings, ``batch`` per transaction, passengers sealed as the command API does."""
+    made: list[uuid.UUID] = []
+    pending: list[Booking] = []
+    for n in range(start, start + count):
+        customer = f"c{n % 11}"
+        passengers = [{"name": f"Passenger {n}", "email": f"p{n}@example.com"}]
+        pending.append(
+            Booking.request(
+                booking_id=uuid.uuid4(),
+                customer_id=customer,
+                flight_id=flights[n % len(flights)],
+                fare="Y",
+                passengers=vault.seal(customer, json.dumps(passengers)),
+                passenger_count=1,
+                price_amount=45000,
+                currency="EUR",
+                refundable=n % 2 == 0,
+                payment_token=tokens(n),
+            )
+        )
+        if len(pending) == batch or n == start + count - 1:
+            with recording(actor="customer", correlation_id=f"batch-{n}"):
+                write_side.bookings.record(*pending)
+            made += [b.id for b in pending]
+            pending = []
+    return made
+
+
+def saga_done(settings: Settings, count: int) -> bool:
+    """Every booking final and no saga job waiting."""
+    assert settings.postgres_url is not None
+    with psycopg.connect(settings.postgres_url) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT originator_id) FROM booking.bookings_events "
+            "WHERE topic LIKE %s OR topic LIKE %s OR topic LIKE %s",
+            ("%Booking.Confirmed", "%Booking.Rejected", "%Booking.Cancelled"),
+        ).fetchone()
+        jobs = conn.execute("SELECT count(*) FROM saga.jobs").fetchone()
+    return row is not None and jobs is not None and row[0] >= count and jobs[0] == 0
+
+
+def heads(settings: Settings) -> dict[str, int]:
+    assert settings.postgres_url is not None
+    with psycopg.connect(settings.postgres_url) as conn:
+        found = {}
+        for context, table in (("booking", "bookings_events"), ("inventory", "inventory_events")):
+            row = conn.execute(
+                f"SELECT coalesce(max(notification_id), 0) FROM {context}.{table}"  # noqa: S608
+            ).fetchone()
+            found[context] = int(row[0]) if row else 0
+    return found
+
+
+def low_watermarks(mongo: pymongo.database.Database[dict[str, object]]) -> dict[str, int]:
+    found = {}
+    for key, context in (("bookings:booking", "booking"), ("flights:inventory", "inventory")):
+        doc = mongo["projection_checkpoints"].find_one({"_id": key}) or {}
+        found[context] = int(doc.get("low_watermark") or 0)  # type: ignore[call-overload]
+    return found
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, pause: float = 0.5
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not reached within {timeout:.0f}s: {what}"
+        time.sleep(pause)
+
+
+def wait_for_read_models(
+    settings: Settings,
+    mongo: pymongo.database.Database[dict[str, object]],
+    cache: redis.Redis,
+    timeout: float,
+) -> list[Difference]:
+    """Until every low watermark is at the head, then the differences from a fresh replay
+    (polled until there are none, or the time is up)."""
+    deadline = time.monotonic() + timeout
+    wait_until(
+        lambda: all(low_watermarks(mongo)[c] >= h for c, h in heads(settings).items()),
+        timeout,
+        "the low watermarks at the event-store head",
+    )
+    while True:
+        differences = compare_read_models(replay_read_models(settings), mongo, cache)
+        if not differences or time.monotonic() > deadline:
+            return differences
+        time.sleep(1.0)
+
+
+class Duplicator:
+    """Publishes every message of the topics a second time (same key, same partition).
+
+    Copies carry the header ``dup: 1`` and are not copied again. Started before the relay
+    publishes anything; :meth:`stop` returns how many messages it copied.
+    """
+
+    def __init__(
+        self, settings: Settings, contexts: tuple[str, ...] = ("booking", "inventory")
+    ) -> None:
+        assert settings.kafka_bootstrap is not None
+        self.bootstrap = settings.kafka_bootstrap
+        self.topics = [topic_for(settings.topic_prefix, c) for c in contexts]
+        self.partitions = settings.kafka_partitions
+        self.copied = 0
+        self.seen_at = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="duplicator", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> Duplicator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(30)
+        if self.error is not None:
+            raise self.error
+        return self.copied
+
+    def idle_for(self, seconds: float) -> bool:
+        return time.monotonic() - self.seen_at >= seconds
+
+    def _run(self) -> None:
+        try:
+            self._copy()
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+
+    def _copy(self) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"duplicator-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "topic.metadata.refresh.interval.ms": 1000,
+            }
+        )
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
+        try:
+            while not self._stop.is_set():
+                try:
+                    consumer.assign(
+                        [
+                            TopicPartition(topic, p, OFFSET_BEGINNING)
+                            for topic in self.topics
+                            for p in range(self.partitions)
+                        ]
+                    )
+                    break
+                except KafkaException:
+                    time.sleep(0.2)
+            while not self._stop.is_set():
+                for message in consumer.consume(num_messages=1000, timeout=0.2):
+                    if message.error() is not None:
+                        continue
+                    raw = message.headers() or []
+                    headers: list[tuple[str, str | bytes | None]] = [
+                        (str(key), value)
+                        for key, value in (raw.items() if isinstance(raw, dict) else raw)
+                    ]
+                    if any(key == "dup" for key, _ in headers):
+                        continue
+                    topic, partition = message.topic(), message.partition()
+                    assert topic is not None
+                    assert partition is not None
+                    producer.produce(
+                        topic,
+                        value=message.value(),
+                        key=message.key(),
+                        partition=partition,
+                        headers=[*headers, ("dup", b"1")],
+                    )
+                    self.copied += 1
+                    self.seen_at = time.monotonic()
+                producer.poll(0)
+            producer.flush(10)
+        finally:
+            consumer.close()

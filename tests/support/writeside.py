@@ -1,0 +1,91 @@
+"""The write side of a test: the three applications, and shortcuts to fill their logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from flightbook.domain.booking import Booking
+from flightbook.domain.inventory import FlightInventory
+from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.eventstore.applications import Bookings, EventStore, Inventory, Payments
+from flightbook.eventstore.metadata import recording
+
+
+@dataclass
+class WriteSide:
+    """The three applications, with shortcuts to put flights and bookings in the log."""
+
+    store: EventStore
+
+    @property
+    def bookings(self) -> Bookings:
+        return self.store.bookings
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.store.inventory
+
+    @property
+    def payments(self) -> Payments:
+        return self.store.payments
+
+    def schedule_flight(
+        self, *, seats: int = 10, refundable: bool = False, price: int = 45000
+    ) -> uuid.UUID:
+        departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
+        flight = FlightInventory.schedule(
+            flight_number="FB101",
+            origin="LHR",
+            destination="JFK",
+            departure=departure,
+            arrival=departure + dt.timedelta(hours=8),
+            fares=[
+                Fare(
+                    code="Y",
+                    cabin=Cabin.ECONOMY,
+                    price=Money(price, "EUR"),
+                    seats=seats,
+                    refundable=refundable,
+                )
+            ],
+        )
+        with recording(actor="ops"):
+            self.inventory.record(flight)
+        return flight.id
+
+    def request_booking(
+        self,
+        flight_id: uuid.UUID,
+        *,
+        token: str = "tok_ok",  # noqa: S107
+        passengers: int = 1,
+        refundable: bool = False,
+        price: int = 45000,
+        customer: str = "alice",
+        correlation_id: str | None = None,
+    ) -> uuid.UUID:
+        booking = Booking.request(
+            booking_id=uuid.uuid4(),
+            customer_id=customer,
+            flight_id=flight_id,
+            fare="Y",
+            passengers="sealed",
+            passenger_count=passengers,
+            price_amount=price * passengers,
+            currency="EUR",
+            refundable=refundable,
+            payment_token=token,
+        )
+        with recording(actor=customer, correlation_id=correlation_id):
+            self.bookings.record(booking)
+        return booking.id
+
+    def booking(self, booking_id: uuid.UUID) -> Booking:
+        found: Booking = self.bookings.repository.get(booking_id)
+        return found
+
+    def flight(self, flight_id: uuid.UUID) -> FlightInventory:
+        found: FlightInventory = self.inventory.repository.get(flight_id)
+        return found
