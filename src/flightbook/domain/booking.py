@@ -160,6 +160,8 @@ class Booking(Aggregate):
         self.hold_expires_at: datetime | None = None
         self.refund_amount = 0
         self.cancelled_by: str | None = None
+        self.was_confirmed = False
+        """Cancelled after it was confirmed (the fare's refund rule applies to the payment)."""
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -311,3 +313,4 @@ class Booking(Aggregate):
         self.reason = reason
         self.cancelled_by = by
         self.refund_amount = refund_amount
+        self.was_confirmed = was_confirmed

@@ -30,6 +30,7 @@ from flightbook.saga.jobs import Job, JobKind, JobQueue, complete_job
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from flightbook.domain.booking import Booking
     from flightbook.eventstore.applications import EventStore
     from flightbook.payments.gateway import PaymentGateway
 
@@ -176,7 +177,8 @@ class JobRunner:
             return "nothing to settle"
         try:
             if payment.status is PaymentStatus.AUTHORIZED:
-                if booking.status is BookingStatus.CONFIRMED:
+                kept = _charge_kept(booking, payment.amount)
+                if kept > 0:  # confirmed, or cancelled after it on a fare that keeps money
                     capture = self.gateway.capture(
                         idempotency_key=f"{key}:capture",
                         authorization_id=payment.gateway_ref,
@@ -184,6 +186,14 @@ class JobRunner:
                     )
                     payment.capture(capture.capture_id)
                     outcome = "captured"
+                    if booking.status is BookingStatus.CANCELLED and booking.refund_amount > 0:
+                        refund = self.gateway.refund(
+                            idempotency_key=f"{key}:refund",
+                            authorization_id=payment.gateway_ref,
+                            amount=booking.refund_amount,
+                        )
+                        payment.refund(refund.amount, refund.refund_id)
+                        outcome = "captured and refunded"
                 elif booking.is_final:
                     self.gateway.void(
                         idempotency_key=f"{key}:void", authorization_id=payment.gateway_ref
@@ -210,3 +220,17 @@ class JobRunner:
             outcome = f"rejected by the gateway: {exc.reason}"
         self.payments.record(payment, rows=[complete_job(job)])
         return outcome
+
+
+def _charge_kept(booking: Booking, amount: int) -> int:
+    """What the customer pays in the end, per the booking's state and its fare's rules.
+
+    A confirmed booking pays the whole amount; one cancelled after its confirmation pays
+    what the refund rule leaves (a non-refundable fare keeps everything), whether or not
+    the capture had run when it was cancelled; any other final booking pays nothing.
+    """
+    if booking.status is BookingStatus.CONFIRMED:
+        return amount
+    if booking.status is BookingStatus.CANCELLED and booking.was_confirmed:
+        return max(0, amount - booking.refund_amount)
+    return 0

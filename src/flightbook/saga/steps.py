@@ -23,7 +23,7 @@ from flightbook.domain.errors import (
     SeatsUnavailableError,
     UnknownFareError,
 )
-from flightbook.domain.inventory import FlightInventory
+from flightbook.domain.inventory import FlightInventory, FlightStatus
 from flightbook.domain.payment import Payment
 from flightbook.saga.jobs import JobKind, drop_job, schedule_job
 
@@ -80,6 +80,10 @@ class SagaSteps:
             Payment.Authorized: self._payment_authorized,
             Payment.Declined: self._payment_declined,
         }
+
+    def answers(self) -> frozenset[type]:
+        """The event types the saga answers."""
+        return frozenset(self._handlers)
 
     def decide(self, event: object, correlation_id: str) -> Step | None:
         """The step for ``event``, or None when the saga does not answer it."""
@@ -142,6 +146,10 @@ class SagaSteps:
             return Step(self.inventory, note="booking moved on")
         if flight.hold_of(booking.id) is None:
             return Step(self.inventory, note="hold already gone")  # expiry rejects the booking
+        if flight.status is FlightStatus.CANCELLED:
+            # The flight's cancellation cancels the booking, which releases the hold and
+            # voids the payment; confirming would be refused (and block the log for ever).
+            return Step(self.inventory, note="flight cancelled")
         flight.confirm_hold(booking.id)
         return Step(
             self.inventory,
