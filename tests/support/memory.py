@@ -31,6 +31,7 @@ from flightbook.saga.follower import LogFollower
 from flightbook.saga.jobs import JobKind, MemoryJobQueue
 from flightbook.saga.runner import JobRunner
 from flightbook.saga.steps import SagaSteps
+from tests.support.builders import a_booking, a_flight
 
 __all__ = (
     "HOLD_SECONDS",
@@ -140,14 +141,7 @@ def schedule_flight(
     departs = departure if departure is not None else START + dt.timedelta(days=30)
     if fares is None:
         fares = [fare(seats=seats, refundable=refundable, price=price)]
-    flight = FlightInventory.schedule(
-        flight_number="FB101",
-        origin="LHR",
-        destination="JFK",
-        departure=departs,
-        arrival=departs + dt.timedelta(hours=8),
-        fares=list(fares),
-    )
+    flight = a_flight(departure=departs, fares=list(fares))
     save(store.inventory, flight, actor="ops")
     return flight.id
 
@@ -171,17 +165,15 @@ def request_booking(
     if flight is not None and fare_code in flight.fares:
         booked = flight.fare(fare_code)
         unit, refundable = booked.price.amount, booked.refundable
-    booking = Booking.request(
-        booking_id=uuid.uuid4(),
-        customer_id=customer,
-        flight_id=flight_id,
-        fare=fare_code,
-        passengers="pii1:sealed",
-        passenger_count=passengers,
-        price_amount=unit * passengers,
-        currency="EUR",
+    booking = a_booking(
+        flight_id,
+        customer=customer,
+        token=token,
+        passengers=passengers,
+        price=unit,
         refundable=refundable,
-        payment_token=token,
+        fare=fare_code,
+        sealed="pii1:sealed",
     )
     with recording(actor=customer, correlation_id=correlation_id):
         store.bookings.record(booking)

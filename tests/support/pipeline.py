@@ -21,12 +21,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking
-from flightbook.domain.inventory import FlightInventory
-from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.projections.tools.verify import Difference, compare_read_models, replay_read_models
+from tests.support.builders import a_flight
 from tests.support.processes import ROOT, free_port
 from tests.support.writeside import WriteSide
 
@@ -120,22 +119,12 @@ class Process:
 def schedule(
     write_side: WriteSide, *, seats: int, number: str = "FB101", days: int = 40
 ) -> uuid.UUID:
-    departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=days)
-    flight = FlightInventory.schedule(
+    flight = a_flight(
+        seats=seats,
+        refundable=days % 2 == 0,
+        departure=dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=days),
         flight_number=number,
-        origin="LHR",
         destination=["JFK", "CDG", "AMS", "FCO"][days % 4],
-        departure=departure,
-        arrival=departure + dt.timedelta(hours=8),
-        fares=[
-            Fare(
-                code="Y",
-                cabin=Cabin.ECONOMY,
-                price=Money(45000, "EUR"),
-                seats=seats,
-                refundable=days % 2 == 0,
-            )
-        ],
     )
     with recording(actor="ops"):
         write_side.inventory.record(flight)

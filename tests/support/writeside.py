@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from dataclasses import dataclass
 
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
-from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.applications import Bookings, EventStore, Inventory, Payments
 from flightbook.eventstore.metadata import recording
+from tests.support.builders import a_booking, a_flight
 
 
 @dataclass
@@ -34,23 +33,7 @@ class WriteSide:
     def schedule_flight(
         self, *, seats: int = 10, refundable: bool = False, price: int = 45000
     ) -> uuid.UUID:
-        departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
-        flight = FlightInventory.schedule(
-            flight_number="FB101",
-            origin="LHR",
-            destination="JFK",
-            departure=departure,
-            arrival=departure + dt.timedelta(hours=8),
-            fares=[
-                Fare(
-                    code="Y",
-                    cabin=Cabin.ECONOMY,
-                    price=Money(price, "EUR"),
-                    seats=seats,
-                    refundable=refundable,
-                )
-            ],
-        )
+        flight = a_flight(seats=seats, refundable=refundable, price=price)
         with recording(actor="ops"):
             self.inventory.record(flight)
         return flight.id
@@ -66,17 +49,13 @@ class WriteSide:
         customer: str = "alice",
         correlation_id: str | None = None,
     ) -> uuid.UUID:
-        booking = Booking.request(
-            booking_id=uuid.uuid4(),
-            customer_id=customer,
-            flight_id=flight_id,
-            fare="Y",
-            passengers="sealed",
-            passenger_count=passengers,
-            price_amount=price * passengers,
-            currency="EUR",
+        booking = a_booking(
+            flight_id,
+            customer=customer,
+            token=token,
+            passengers=passengers,
+            price=price,
             refundable=refundable,
-            payment_token=token,
         )
         with recording(actor=customer, correlation_id=correlation_id):
             self.bookings.record(booking)

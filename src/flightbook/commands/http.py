@@ -40,20 +40,15 @@ from flightbook.commands.responses import BookingAccepted, FlightCancellation, F
 from flightbook.commands.service import CommandService
 from flightbook.http.app import REQUEST_ID_HEADER, create_app
 from flightbook.http.auth import (
-    BEARER_SECURITY,
-    BearerSecurityPlugin,
-    bearer_guard,
-    provide_principal,
     requires,
 )
 from flightbook.http.openapi import (
-    REQUEST_ID_RESPONSE_HEADER,
     problem_responses,
-    request_id_parameter,
 )
 from flightbook.http.positions import encode_positions
 from flightbook.http.problems import Problem
-from flightbook.http.telemetry import RequestTrace, Telemetry, TelemetrySpec, trace_of
+from flightbook.http.routes import api_router
+from flightbook.http.telemetry import RequestTrace, TelemetrySpec, trace_of
 from flightbook.http.tokens import Principal
 
 if TYPE_CHECKING:
@@ -277,29 +272,24 @@ def command_router(
     settings: Settings, *, service: CommandService, registry: CollectorRegistry
 ) -> Router:
     """The command routes with their guard, dependencies, error handlers and telemetry."""
-    return Router(
-        path="/",
+    return api_router(
+        settings,
         route_handlers=[FlightController, BookingController],
-        guards=[bearer_guard(settings)],
-        dependencies={
-            "service": Provide(lambda: service, sync_to_thread=False),
-            "principal": provide_principal(),
-        },
-        parameters=request_id_parameter(
+        service=Provide(lambda: service, sync_to_thread=False),
+        telemetry=TELEMETRY,
+        registry=registry,
+        request_id=(
             "Correlation id stored with the events (else a new one); echoed back. "
             "An invalid one is a 400."
         ),
+        exception_handlers=command_exception_handlers(),
         response_headers=[
             ResponseHeader(
                 name=POSITION_HEADER,
                 description="Positions of the events stored: pass as X-Flightbook-After",
                 documentation_only=True,
-            ),
-            REQUEST_ID_RESPONSE_HEADER,
+            )
         ],
-        exception_handlers=command_exception_handlers(),
-        middleware=[Telemetry(TELEMETRY, registry)],
-        security=BEARER_SECURITY,
     )
 
 
@@ -330,5 +320,4 @@ def create_command_app(
         registry=registry,
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
-        plugins=[BearerSecurityPlugin()],
     )

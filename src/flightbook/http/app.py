@@ -11,6 +11,7 @@ from litestar.datastructures import Headers
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
+from flightbook.http.auth import BearerSecurityPlugin
 from flightbook.http.health import health_handlers
 from flightbook.http.problems import problem_handlers
 from flightbook.http.validation import validation_handler
@@ -50,11 +51,13 @@ def create_app(
     **litestar_options: Any,
 ) -> Litestar:
     """A Litestar app with flightbook's common behaviour around ``route_handlers``."""
+    plugins = [BearerSecurityPlugin(), *litestar_options.pop("plugins", [])]
     return Litestar(
         route_handlers=[*route_handlers, *health_handlers(checks, registry)],
         exception_handlers={**problem_handlers(), ValidationException: validation_handler()},
         openapi_config=OpenAPIConfig(title=title, version="1", path="/schema"),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+        plugins=plugins,
         **litestar_options,
     )

@@ -8,6 +8,7 @@ may retry freely. A :class:`Declined` authorization is a normal answer, not an e
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
@@ -15,6 +16,7 @@ from typing import Literal, Protocol, runtime_checkable
 import msgspec
 
 __all__ = (
+    "DECLINE_REASONS",
     "Authorization",
     "Capture",
     "CardToken",
@@ -49,6 +51,13 @@ class CardToken(StrEnum):
     INSUFFICIENT_FUNDS = "tok_insufficient_funds"
     TIMEOUT = "tok_timeout"
     FLAKY = "tok_flaky"
+
+
+DECLINE_REASONS: dict[str, str] = {
+    CardToken.DECLINED: "card_declined",
+    CardToken.INSUFFICIENT_FUNDS: "insufficient_funds",
+}
+"""The tokens the simulated provider declines, and the reason it gives."""
 
 
 class Authorization(msgspec.Struct, frozen=True, kw_only=True):
@@ -176,8 +185,7 @@ class PaymentGateway(Protocol):
         ...
 
 
-@runtime_checkable
-class PaymentLedger(Protocol):
+class PaymentLedger(ABC):
     """Read access to what a gateway adapter accepted, so tests can prove "charged once"."""
 
     def ledger(
@@ -188,16 +196,24 @@ class PaymentLedger(Protocol):
         key_prefix: str | None = None,
     ) -> list[LedgerEntry]:
         """Accepted operations, oldest first, optionally filtered."""
-        ...
+        return self._entries(operation, authorization_id, key_prefix)
+
+    @abstractmethod
+    def _entries(
+        self, operation: Operation | None, authorization_id: str | None, key_prefix: str | None
+    ) -> list[LedgerEntry]:
+        """The adapter's accepted operations matching every filter that is not None."""
 
     def captured_total(self, authorization_id: str) -> int:
         """Sum of the captures of one authorization, in minor units."""
-        ...
+        entries = self.ledger(operation="capture", authorization_id=authorization_id)
+        return sum(entry.amount for entry in entries)
 
     def refunded_total(self, authorization_id: str) -> int:
         """Sum of the refunds of one authorization, in minor units."""
-        ...
+        entries = self.ledger(operation="refund", authorization_id=authorization_id)
+        return sum(entry.amount for entry in entries)
 
     def entries_for_booking(self, booking_id: str) -> list[LedgerEntry]:
         """Entries whose idempotency key is ``f"{booking_id}:<operation>"``."""
-        ...
+        return self.ledger(key_prefix=f"{booking_id}:")

@@ -15,30 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from flightbook.payments.gateway import (
-    Authorization,
-    Capture,
-    CardToken,
-    Declined,
-    GatewayRejectedError,
-    GatewayUnavailableError,
-    LedgerEntry,
-    Refund,
-)
+from flightbook.payments import gateway
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from flightbook.payments.gateway import Operation
 
 __all__ = ("InMemoryGateway",)
 
 _T = TypeVar("_T")
-
-_DECLINES = {
-    CardToken.DECLINED: "card_declined",
-    CardToken.INSUFFICIENT_FUNDS: "insufficient_funds",
-}
 
 
 @dataclass(frozen=True)
@@ -51,7 +36,14 @@ class _Voided:
     pass
 
 
-_Outcome = Authorization | Declined | Capture | Refund | _Voided | _Rejected
+_Outcome = (
+    gateway.Authorization
+    | gateway.Declined
+    | gateway.Capture
+    | gateway.Refund
+    | _Voided
+    | _Rejected
+)
 
 
 @dataclass
@@ -65,12 +57,12 @@ class _Auth:
     refunded: int = 0
 
 
-class InMemoryGateway:
+class InMemoryGateway(gateway.PaymentLedger):
     """A payment provider held in process memory, with the test tokens of the simulator.
 
     Tokens: ``tok_ok`` authorizes; ``tok_declined`` and ``tok_insufficient_funds``
     decline; ``tok_timeout`` sleeps ``timeout`` then raises
-    :class:`GatewayUnavailableError` and records nothing; ``tok_flaky`` fails the first
+    :class:`gateway.GatewayUnavailableError` and records nothing; ``tok_flaky`` fails the first
     ``flaky_failures`` attempts of each idempotency key (also for the capture, void
     and refund of an authorization made with it); any other token declines with
     ``"invalid_token"``. Idempotency keys behave as in :class:`SimulatedGateway`.
@@ -98,55 +90,56 @@ class InMemoryGateway:
         self._auths: dict[str, _Auth] = {}
         self._keys: dict[str, tuple[tuple[object, ...], _Outcome]] = {}
         self._attempts: dict[str, int] = {}
-        self._ledger: list[LedgerEntry] = []
+        self._ledger: list[gateway.LedgerEntry] = []
 
     # -- the port ---------------------------------------------------------------------------
 
     def authorize(
         self, *, idempotency_key: str, token: str, amount: int, currency: str
-    ) -> Authorization | Declined:
+    ) -> gateway.Authorization | gateway.Declined:
         self._before_call(amount=amount, currency=currency)
-        if token == CardToken.TIMEOUT:
+        if token == gateway.CardToken.TIMEOUT:
             self._sleep(self._timeout)
-            raise GatewayUnavailableError("timeout")
+            raise gateway.GatewayUnavailableError("timeout")
         request = ("authorize", token, amount, currency)
         with self._lock:
-            if token == CardToken.FLAKY:
+            if token == gateway.CardToken.FLAKY:
                 self._maybe_flake(idempotency_key)
             outcome = self._replay(idempotency_key, request)
             if outcome is None:
                 outcome = self._authorize(idempotency_key, token, amount, currency)
                 self._keys[idempotency_key] = (request, outcome)
         if isinstance(outcome, _Rejected):
-            raise GatewayRejectedError(outcome.reason)
-        if not isinstance(outcome, Authorization | Declined):
+            raise gateway.GatewayRejectedError(outcome.reason)
+        if not isinstance(outcome, gateway.Authorization | gateway.Declined):
             raise TypeError(f"key {idempotency_key!r} holds a {type(outcome).__name__}")
         return outcome
 
-    def capture(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Capture:
+    def capture(
+        self, *, idempotency_key: str, authorization_id: str, amount: int
+    ) -> gateway.Capture:
         self._before_call(amount=amount)
         outcome = self._execute("capture", idempotency_key, authorization_id, amount, self._capture)
-        return _unwrap(outcome, Capture)
+        return _unwrap(outcome, gateway.Capture)
 
     def void(self, *, idempotency_key: str, authorization_id: str) -> None:
         self._before_call()
         outcome = self._execute("void", idempotency_key, authorization_id, None, self._void)
         _unwrap(outcome, _Voided)
 
-    def refund(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Refund:
+    def refund(self, *, idempotency_key: str, authorization_id: str, amount: int) -> gateway.Refund:
         self._before_call(amount=amount)
         outcome = self._execute("refund", idempotency_key, authorization_id, amount, self._refund)
-        return _unwrap(outcome, Refund)
+        return _unwrap(outcome, gateway.Refund)
 
     # -- ledger inspection (PaymentLedger) ---------------------------------------------------
 
-    def ledger(
+    def _entries(
         self,
-        *,
-        operation: Operation | None = None,
-        authorization_id: str | None = None,
-        key_prefix: str | None = None,
-    ) -> list[LedgerEntry]:
+        operation: gateway.Operation | None,
+        authorization_id: str | None,
+        key_prefix: str | None,
+    ) -> list[gateway.LedgerEntry]:
         with self._lock:
             return [
                 entry
@@ -156,17 +149,6 @@ class InMemoryGateway:
                 and (key_prefix is None or entry.idempotency_key.startswith(key_prefix))
             ]
 
-    def captured_total(self, authorization_id: str) -> int:
-        entries = self.ledger(operation="capture", authorization_id=authorization_id)
-        return sum(entry.amount for entry in entries)
-
-    def refunded_total(self, authorization_id: str) -> int:
-        entries = self.ledger(operation="refund", authorization_id=authorization_id)
-        return sum(entry.amount for entry in entries)
-
-    def entries_for_booking(self, booking_id: str) -> list[LedgerEntry]:
-        return self.ledger(key_prefix=f"{booking_id}:")
-
     # -- internals --------------------------------------------------------------------------
 
     def _before_call(self, *, amount: int | None = None, currency: str | None = None) -> None:
@@ -174,27 +156,29 @@ class InMemoryGateway:
             self._sleep(self._latency)
         # Malformed requests are refused up front, like a provider's 400: nothing is stored.
         if amount is not None and amount <= 0:
-            raise GatewayRejectedError("invalid_amount")
+            raise gateway.GatewayRejectedError("invalid_amount")
         if currency is not None and not _is_currency_code(currency):
-            raise GatewayRejectedError("invalid_currency")
+            raise gateway.GatewayRejectedError("invalid_currency")
 
     def _maybe_flake(self, idempotency_key: str) -> None:
         attempts = self._attempts.get(idempotency_key, 0) + 1
         self._attempts[idempotency_key] = attempts
         if attempts <= self._flaky_failures:
-            raise GatewayUnavailableError(f"flaky failure {attempts}/{self._flaky_failures}")
+            raise gateway.GatewayUnavailableError(
+                f"flaky failure {attempts}/{self._flaky_failures}"
+            )
 
     def _replay(self, idempotency_key: str, request: tuple[object, ...]) -> _Outcome | None:
         stored = self._keys.get(idempotency_key)
         if stored is None:
             return None
         if stored[0] != request:
-            raise GatewayRejectedError("idempotency_key_reused")
+            raise gateway.GatewayRejectedError("idempotency_key_reused")
         return stored[1]
 
     def _execute(
         self,
-        operation: Operation,
+        operation: gateway.Operation,
         idempotency_key: str,
         authorization_id: str,
         amount: int | None,
@@ -217,18 +201,18 @@ class InMemoryGateway:
             return outcome
 
     def _authorize(self, idempotency_key: str, token: str, amount: int, currency: str) -> _Outcome:
-        if token in _DECLINES:
-            return Declined(reason=_DECLINES[CardToken(token)])
-        if token not in {CardToken.OK, CardToken.FLAKY}:
-            return Declined(reason="invalid_token")
+        if token in gateway.DECLINE_REASONS:
+            return gateway.Declined(reason=gateway.DECLINE_REASONS[gateway.CardToken(token)])
+        if token not in {gateway.CardToken.OK, gateway.CardToken.FLAKY}:
+            return gateway.Declined(reason="invalid_token")
         auth = _Auth(
             authorization_id=f"auth_{uuid.uuid4().hex}",
             amount=amount,
             currency=currency,
-            flaky=token == CardToken.FLAKY,
+            flaky=token == gateway.CardToken.FLAKY,
         )
         self._auths[auth.authorization_id] = auth
-        authorization = Authorization(
+        authorization = gateway.Authorization(
             authorization_id=auth.authorization_id, amount=amount, currency=currency
         )
         self._record("authorize", auth, authorization, idempotency_key)
@@ -243,7 +227,7 @@ class InMemoryGateway:
         if amount > auth.amount:
             return _Rejected("amount_exceeds_authorization")
         auth.status, auth.captured = "captured", amount
-        return Capture(capture_id=f"cap_{uuid.uuid4().hex}", amount=amount)
+        return gateway.Capture(capture_id=f"cap_{uuid.uuid4().hex}", amount=amount)
 
     @staticmethod
     def _void(auth: _Auth, _amount: int) -> _Outcome:
@@ -261,16 +245,20 @@ class InMemoryGateway:
         if auth.refunded + amount > auth.captured:
             return _Rejected("refund_exceeds_captured")
         auth.refunded += amount
-        return Refund(refund_id=f"re_{uuid.uuid4().hex}", amount=amount)
+        return gateway.Refund(refund_id=f"re_{uuid.uuid4().hex}", amount=amount)
 
     def _record(
-        self, operation: Operation, auth: _Auth, outcome: _Outcome, idempotency_key: str
+        self, operation: gateway.Operation, auth: _Auth, outcome: _Outcome, idempotency_key: str
     ) -> None:
-        amount = outcome.amount if isinstance(outcome, Authorization | Capture | Refund) else 0
+        amount = (
+            outcome.amount
+            if isinstance(outcome, gateway.Authorization | gateway.Capture | gateway.Refund)
+            else 0
+        )
         if isinstance(outcome, _Voided):
             amount = auth.amount  # a void releases the whole reservation
         self._ledger.append(
-            LedgerEntry(
+            gateway.LedgerEntry(
                 operation=operation,
                 authorization_id=auth.authorization_id,
                 amount=amount,
@@ -287,7 +275,7 @@ def _is_currency_code(currency: str) -> bool:
 
 def _unwrap(outcome: _Outcome, expected: type[_T]) -> _T:
     if isinstance(outcome, _Rejected):
-        raise GatewayRejectedError(outcome.reason)
+        raise gateway.GatewayRejectedError(outcome.reason)
     if not isinstance(outcome, expected):  # the key's request pins the operation, so never
         raise TypeError(f"expected a {expected.__name__}, found a {type(outcome).__name__}")
     return outcome

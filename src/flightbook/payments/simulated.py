@@ -31,16 +31,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from flightbook.payments.gateway import (
-    Authorization,
-    Capture,
-    CardToken,
-    Declined,
-    GatewayRejectedError,
-    GatewayUnavailableError,
-    LedgerEntry,
-    Refund,
-)
+from flightbook.payments import gateway
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,16 +40,11 @@ if TYPE_CHECKING:
 
     from psycopg.rows import TupleRow
 
-    from flightbook.payments.gateway import Operation
 
 __all__ = ("SimulatedGateway",)
 
 _T = TypeVar("_T")
 
-_DECLINES = {
-    CardToken.DECLINED: "card_declined",
-    CardToken.INSUFFICIENT_FUNDS: "insufficient_funds",
-}
 
 _OutcomeKind = Literal["authorization", "declined", "capture", "void", "refund", "rejected"]
 
@@ -129,22 +115,22 @@ _DDL: tuple[sql.SQL, ...] = (
 )
 
 
-class SimulatedGateway:
+class SimulatedGateway(gateway.PaymentLedger):
     """A payment provider simulated on PostgreSQL, with test tokens and a durable ledger.
 
     Tokens (see :class:`~flightbook.payments.gateway.CardToken`): ``tok_ok`` authorizes;
     ``tok_declined`` and ``tok_insufficient_funds`` decline; ``tok_timeout`` hangs for
-    ``timeout`` seconds, then raises :class:`GatewayUnavailableError` ("timeout") and
+    ``timeout`` seconds, then raises :class:`gateway.GatewayUnavailableError` ("timeout") and
     records nothing; ``tok_flaky`` fails the first ``flaky_failures`` attempts of each
-    idempotency key with :class:`GatewayUnavailableError` (attempts are counted in the
+    idempotency key with :class:`gateway.GatewayUnavailableError` (attempts are counted in the
     database; the capture, void and refund of a flaky authorization flake the same
     way); any other token declines with ``"invalid_token"``.
 
-    Rejections (:class:`GatewayRejectedError`): ``invalid_amount``, ``invalid_currency``
+    Rejections (:class:`gateway.GatewayRejectedError`): ``invalid_amount``, ``invalid_currency``
     (not stored), ``idempotency_key_reused``, ``unknown_authorization``,
     ``authorization_voided``, ``already_captured``, ``amount_exceeds_authorization``,
     ``not_captured``, ``refund_exceeds_captured`` (stored against the key and replayed).
-    A lost database connection surfaces as :class:`GatewayUnavailableError`.
+    A lost database connection surfaces as :class:`gateway.GatewayUnavailableError`.
 
     Args:
         pool_or_conninfo: A psycopg ``ConnectionPool`` (owned by the caller) or a
@@ -214,14 +200,14 @@ class SimulatedGateway:
 
     def authorize(
         self, *, idempotency_key: str, token: str, amount: int, currency: str
-    ) -> Authorization | Declined:
+    ) -> gateway.Authorization | gateway.Declined:
         self._before_call(amount=amount, currency=currency)
-        if token == CardToken.TIMEOUT:
+        if token == gateway.CardToken.TIMEOUT:
             time.sleep(self._timeout)
-            raise GatewayUnavailableError("timeout")
+            raise gateway.GatewayUnavailableError("timeout")
         self.ensure_schema()
         request = {"operation": "authorize", "token": token, "amount": amount, "currency": currency}
-        if token == CardToken.FLAKY:
+        if token == gateway.CardToken.FLAKY:
             self._maybe_flake(idempotency_key)
         with _unavailable_on_db_errors(), self._pool.connection() as conn:
             kind, body = self._claim_key(conn, idempotency_key, request)
@@ -229,33 +215,34 @@ class SimulatedGateway:
                 kind, body = self._authorize(conn, idempotency_key, token, amount, currency)
                 self._store_outcome(conn, idempotency_key, kind, body)
         if kind == "declined":
-            return msgspec.convert(body, Declined)
-        return _decode(kind, body, "authorization", Authorization)
+            return msgspec.convert(body, gateway.Declined)
+        return _decode(kind, body, "authorization", gateway.Authorization)
 
-    def capture(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Capture:
+    def capture(
+        self, *, idempotency_key: str, authorization_id: str, amount: int
+    ) -> gateway.Capture:
         self._before_call(amount=amount)
         kind, body = self._execute("capture", idempotency_key, authorization_id, amount)
-        return _decode(kind, body, "capture", Capture)
+        return _decode(kind, body, "capture", gateway.Capture)
 
     def void(self, *, idempotency_key: str, authorization_id: str) -> None:
         self._before_call()
         kind, body = self._execute("void", idempotency_key, authorization_id, None)
         _decode(kind, body, "void", dict)
 
-    def refund(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Refund:
+    def refund(self, *, idempotency_key: str, authorization_id: str, amount: int) -> gateway.Refund:
         self._before_call(amount=amount)
         kind, body = self._execute("refund", idempotency_key, authorization_id, amount)
-        return _decode(kind, body, "refund", Refund)
+        return _decode(kind, body, "refund", gateway.Refund)
 
     # -- ledger inspection (PaymentLedger) ---------------------------------------------------
 
-    def ledger(
+    def _entries(
         self,
-        *,
-        operation: Operation | None = None,
-        authorization_id: str | None = None,
-        key_prefix: str | None = None,
-    ) -> list[LedgerEntry]:
+        operation: gateway.Operation | None,
+        authorization_id: str | None,
+        key_prefix: str | None,
+    ) -> list[gateway.LedgerEntry]:
         self.ensure_schema()
         query = sql.SQL(
             """SELECT operation, authorization_id, amount, currency, idempotency_key, created_at
@@ -274,20 +261,11 @@ class SimulatedGateway:
             rows = conn.execute(query, params).fetchall()
         fields = ("operation", "authorization_id", "amount", "currency", "idempotency_key")
         return [
-            LedgerEntry(
+            gateway.LedgerEntry(
                 **dict(zip(fields, row[:5], strict=True)), created_at=row[5].astimezone(UTC)
             )
             for row in rows
         ]
-
-    def captured_total(self, authorization_id: str) -> int:
-        return self._total("capture", authorization_id)
-
-    def refunded_total(self, authorization_id: str) -> int:
-        return self._total("refund", authorization_id)
-
-    def entries_for_booking(self, booking_id: str) -> list[LedgerEntry]:
-        return self.ledger(key_prefix=f"{booking_id}:")
 
     # -- internals --------------------------------------------------------------------------
 
@@ -299,9 +277,9 @@ class SimulatedGateway:
             time.sleep(self._latency)
         # Malformed requests are refused up front, like a provider's 400: nothing is stored.
         if amount is not None and amount <= 0:
-            raise GatewayRejectedError("invalid_amount")
+            raise gateway.GatewayRejectedError("invalid_amount")
         if currency is not None and not _is_currency_code(currency):
-            raise GatewayRejectedError("invalid_currency")
+            raise gateway.GatewayRejectedError("invalid_currency")
 
     def _maybe_flake(self, idempotency_key: str) -> None:
         """Count this attempt durably (own transaction); fail it if it is one of the first."""
@@ -319,7 +297,9 @@ class SimulatedGateway:
             ).fetchone()
         attempts = int(row[0]) if row else 0
         if attempts <= self._flaky_failures:
-            raise GatewayUnavailableError(f"flaky failure {attempts}/{self._flaky_failures}")
+            raise gateway.GatewayUnavailableError(
+                f"flaky failure {attempts}/{self._flaky_failures}"
+            )
 
     def _claim_key(
         self, conn: psycopg.Connection[TupleRow], idempotency_key: str, request: dict[str, Any]
@@ -348,10 +328,10 @@ class SimulatedGateway:
             (idempotency_key,),
         ).fetchone()
         if row is None:  # pragma: no cover - the row was inserted or committed just above
-            raise GatewayUnavailableError("idempotency key vanished")
+            raise gateway.GatewayUnavailableError("idempotency key vanished")
         stored_request, kind, body = row
         if stored_request != request:
-            raise GatewayRejectedError("idempotency_key_reused")
+            raise gateway.GatewayRejectedError("idempotency_key_reused")
         return kind, body
 
     def _store_outcome(
@@ -370,7 +350,7 @@ class SimulatedGateway:
     def _record(
         self,
         conn: psycopg.Connection[TupleRow],
-        operation: Operation,
+        operation: gateway.Operation,
         authorization_id: str,
         amount: int,
         currency: str,
@@ -395,9 +375,9 @@ class SimulatedGateway:
         amount: int,
         currency: str,
     ) -> tuple[_OutcomeKind, Any]:
-        if token in _DECLINES:
-            return "declined", {"reason": _DECLINES[CardToken(token)]}
-        if token not in {CardToken.OK, CardToken.FLAKY}:
+        if token in gateway.DECLINE_REASONS:
+            return "declined", {"reason": gateway.DECLINE_REASONS[gateway.CardToken(token)]}
+        if token not in {gateway.CardToken.OK, gateway.CardToken.FLAKY}:
             return "declined", {"reason": "invalid_token"}
         authorization_id = f"auth_{uuid.uuid4().hex}"
         conn.execute(
@@ -408,7 +388,7 @@ class SimulatedGateway:
                     VALUES (%s, %s, %s, %s, 'authorized')"""
                 )
             ),
-            (authorization_id, amount, currency, token == CardToken.FLAKY),
+            (authorization_id, amount, currency, token == gateway.CardToken.FLAKY),
         )
         self._record(conn, "authorize", authorization_id, amount, currency, idempotency_key)
         body = {"authorization_id": authorization_id, "amount": amount, "currency": currency}
@@ -488,18 +468,6 @@ class SimulatedGateway:
         self._record(conn, operation, authorization_id, requested, currency, idempotency_key)
         return operation, body
 
-    def _total(self, operation: Operation, authorization_id: str) -> int:
-        self.ensure_schema()
-        query = self._q(
-            sql.SQL(
-                """SELECT coalesce(sum(amount), 0)::bigint FROM {schema}.ledger
-                WHERE operation = %s AND authorization_id = %s"""
-            )
-        )
-        with _unavailable_on_db_errors(), self._pool.connection() as conn:
-            row = conn.execute(query, (operation, authorization_id)).fetchone()
-        return int(row[0]) if row else 0
-
 
 @contextlib.contextmanager
 def _unavailable_on_db_errors() -> Iterator[None]:
@@ -507,7 +475,7 @@ def _unavailable_on_db_errors() -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as exc:  # includes pool timeouts, deadlocks, lost connections
-        raise GatewayUnavailableError(f"gateway_unreachable: {exc}") from exc
+        raise gateway.GatewayUnavailableError(f"gateway_unreachable: {exc}") from exc
 
 
 def _is_currency_code(currency: str) -> bool:
@@ -516,7 +484,7 @@ def _is_currency_code(currency: str) -> bool:
 
 def _decode(kind: _OutcomeKind | None, body: Any, expected: _OutcomeKind, as_type: type[_T]) -> _T:
     if kind == "rejected":
-        raise GatewayRejectedError(str(body["reason"]))
+        raise gateway.GatewayRejectedError(str(body["reason"]))
     if kind != expected:  # the key's stored request pins the operation, so never
-        raise GatewayRejectedError("idempotency_key_reused")
+        raise gateway.GatewayRejectedError("idempotency_key_reused")
     return msgspec.convert(body, as_type)

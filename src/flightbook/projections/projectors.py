@@ -19,22 +19,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flightbook.contracts.payloads import (
-    BookingCancelled,
-    BookingConfirmed,
-    BookingPaymentAuthorized,
-    BookingRejected,
-    BookingRequested,
-    BookingSeatsHeld,
-    FareChanged,
-    FlightCancelled,
-    FlightScheduled,
-    HoldConfirmed,
-    HoldExpired,
-    HoldReleased,
-    SeatsHeld,
-    SoldSeatsReturned,
-)
+from flightbook.contracts import payloads
 from flightbook.contracts.readmodels import search_key
 
 if TYPE_CHECKING:
@@ -115,7 +100,7 @@ def evolve_booking(doc: Document | None, envelope: Envelope, lookups: BookingLoo
     """
     payload = envelope.payload
     at = ms(envelope.occurred_at)
-    if isinstance(payload, BookingRequested):
+    if isinstance(payload, payloads.BookingRequested):
         if doc is not None:
             raise ProjectionError(f"booking {envelope.aggregate_id} is already requested")
         booking_id = str(envelope.aggregate_id)
@@ -152,15 +137,15 @@ def evolve_booking(doc: Document | None, envelope: Envelope, lookups: BookingLoo
         raise ProjectionError(f"{envelope.type} for booking {envelope.aggregate_id}, not requested")
     new = dict(doc)
     new["reached"] = dict(doc.get("reached") or dict.fromkeys(STATUSES))
-    if isinstance(payload, BookingSeatsHeld):
+    if isinstance(payload, payloads.BookingSeatsHeld):
         new["hold_expires_at"] = ms(payload.hold_expires_at)
-    elif isinstance(payload, BookingPaymentAuthorized):
+    elif isinstance(payload, payloads.BookingPaymentAuthorized):
         new["payment_id"] = str(payload.payment_id)
-    elif isinstance(payload, BookingConfirmed):
+    elif isinstance(payload, payloads.BookingConfirmed):
         pass
-    elif isinstance(payload, BookingRejected):
+    elif isinstance(payload, payloads.BookingRejected):
         new["reason"] = payload.reason
-    elif isinstance(payload, BookingCancelled):
+    elif isinstance(payload, payloads.BookingCancelled):
         new["reason"] = payload.reason
         new["cancelled_by"] = payload.cancelled_by
         new["refund"] = _money(payload.refund_amount, str(doc["price"]["currency"]))
@@ -204,7 +189,7 @@ def evolve_flight(doc: Document | None, envelope: Envelope) -> Document:
     """
     payload = envelope.payload
     at = ms(envelope.occurred_at)
-    if isinstance(payload, FlightScheduled):
+    if isinstance(payload, payloads.FlightScheduled):
         if doc is not None:
             raise ProjectionError(f"flight {envelope.aggregate_id} is already scheduled")
         flight_id = str(envelope.aggregate_id)
@@ -244,23 +229,30 @@ def evolve_flight(doc: Document | None, envelope: Envelope) -> Document:
         raise ProjectionError(f"{envelope.type} for flight {envelope.aggregate_id}, not scheduled")
     new = dict(doc)
     new["fares"] = [dict(fare) for fare in doc["fares"]]
-    if isinstance(payload, FlightCancelled):
+    if isinstance(payload, payloads.FlightCancelled):
         new["status"] = payload.status
         new["cancellation_reason"] = payload.reason
     elif isinstance(
-        payload, (SeatsHeld, HoldConfirmed, HoldReleased, HoldExpired, SoldSeatsReturned)
+        payload,
+        (
+            payloads.SeatsHeld,
+            payloads.HoldConfirmed,
+            payloads.HoldReleased,
+            payloads.HoldExpired,
+            payloads.SoldSeatsReturned,
+        ),
     ):
         fare = _fare(new, payload.fare_code, envelope)
-        if isinstance(payload, SeatsHeld):
+        if isinstance(payload, payloads.SeatsHeld):
             fare["held"] += payload.seats
-        elif isinstance(payload, HoldConfirmed):
+        elif isinstance(payload, payloads.HoldConfirmed):
             fare["held"] -= payload.seats
             fare["sold"] += payload.seats
-        elif isinstance(payload, SoldSeatsReturned):
+        elif isinstance(payload, payloads.SoldSeatsReturned):
             fare["sold"] -= payload.seats
         else:  # released or expired
             fare["held"] -= payload.seats
-    elif isinstance(payload, FareChanged):
+    elif isinstance(payload, payloads.FareChanged):
         fare = _fare(new, payload.fare_code, envelope)
         fare["price"] = _money(payload.price.amount, payload.price.currency)
         fare["seats"] = payload.seats

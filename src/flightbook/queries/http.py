@@ -44,20 +44,15 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 
 from flightbook.http.app import REQUEST_ID_HEADER, create_app
 from flightbook.http.auth import (
-    BEARER_SECURITY,
-    BearerSecurityPlugin,
-    bearer_guard,
-    provide_principal,
     requires,
 )
 from flightbook.http.openapi import (
-    REQUEST_ID_RESPONSE_HEADER,
     problem_responses,
-    request_id_parameter,
 )
 from flightbook.http.positions import PositionTokenError, decode_positions
 from flightbook.http.problems import Problem
-from flightbook.http.telemetry import Telemetry, TelemetrySpec
+from flightbook.http.routes import api_router
+from flightbook.http.telemetry import TelemetrySpec
 from flightbook.http.tokens import Principal
 from flightbook.http.validation import validation_handler
 from flightbook.queries.cursors import CursorError
@@ -396,23 +391,16 @@ def _provide_service(state: State) -> QueryService:
 
 def query_router(settings: Settings, *, registry: CollectorRegistry) -> Router:
     """The query routes with their guard, dependencies, error handler and telemetry."""
-    return Router(
-        path="/",
+    return api_router(
+        settings,
         route_handlers=[FlightController, BookingController, AnalyticsController],
-        guards=[bearer_guard(settings)],
-        dependencies={
-            "service": Provide(_provide_service, sync_to_thread=False),
-            "principal": provide_principal(),
-        },
-        parameters=request_id_parameter(
-            "Correlation id for the logs (else a new one); echoed back."
-        ),
-        response_headers=[REQUEST_ID_RESPONSE_HEADER],
+        service=Provide(_provide_service, sync_to_thread=False),
+        telemetry=TELEMETRY,
+        registry=registry,
+        request_id="Correlation id for the logs (else a new one); echoed back.",
         exception_handlers={
             ValidationException: validation_handler(wire_names=WIRE_NAMES, fallback="query")
         },
-        middleware=[Telemetry(TELEMETRY, registry)],
-        security=BEARER_SECURITY,
     )
 
 
@@ -451,5 +439,4 @@ def create_query_app(
         checks=checks,
         registry=registry,
         lifespan=[lifespan],
-        plugins=[BearerSecurityPlugin()],
     )

@@ -18,26 +18,13 @@ from flightbook.contracts.readmodels import (
     search_key,
     seats_key,
 )
-from flightbook.queries.models import (
-    booking_from_document,
-    flight_from_document,
-    funnel_from_document,
-    load_factor_from_documents,
-    sales_from_document,
-)
+from flightbook.queries import models
 from flightbook.queries.ports import ReadModels, seats_from_hash
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from flightbook.queries.cursors import TimeKey
-    from flightbook.queries.models import (
-        BookingView,
-        FlightView,
-        FunnelDay,
-        LoadFactorReport,
-        SalesDay,
-    )
     from flightbook.queries.ports import Document, SalesKey
 
 __all__ = ("MemoryReadModels",)
@@ -118,13 +105,13 @@ class MemoryReadModels:
     async def active_version(self, read_model: str) -> int:
         return self._version(read_model)
 
-    async def find_flight(self, flight_id: str) -> FlightView | None:
+    async def find_flight(self, flight_id: str) -> models.FlightView | None:
         found = [d for d in self._docs("flights", "flights") if d["_id"] == flight_id]
-        return flight_from_document(found[0]) if found else None
+        return models.flight_from_document(found[0]) if found else None
 
     async def search_flights(
         self, origin: str, destination: str, day: str, *, after: TimeKey | None, limit: int
-    ) -> list[FlightView]:
+    ) -> list[models.FlightView]:
         docs = sorted(
             (
                 d
@@ -135,15 +122,15 @@ class MemoryReadModels:
         )
         if after is not None:
             docs = [d for d in docs if (_as_utc(d["departure"]), str(d["_id"])) > after]
-        return [flight_from_document(d) for d in docs[:limit]]
+        return [models.flight_from_document(d) for d in docs[:limit]]
 
-    async def find_booking(self, booking_id: str) -> BookingView | None:
+    async def find_booking(self, booking_id: str) -> models.BookingView | None:
         found = [d for d in self._docs("bookings", "bookings") if d["_id"] == booking_id]
-        return booking_from_document(found[0]) if found else None
+        return models.booking_from_document(found[0]) if found else None
 
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
-    ) -> list[BookingView]:
+    ) -> list[models.BookingView]:
         docs = sorted(
             (d for d in self._docs("bookings", "bookings") if d["customer_id"] == customer_id),
             key=_newest_first,
@@ -151,7 +138,7 @@ class MemoryReadModels:
         )
         if after is not None:
             docs = [d for d in docs if _newest_first(d) < after]
-        return [booking_from_document(d) for d in docs[:limit]]
+        return [models.booking_from_document(d) for d in docs[:limit]]
 
     async def sales_days(
         self,
@@ -162,7 +149,7 @@ class MemoryReadModels:
         destination: str | None,
         after: SalesKey | None,
         limit: int,
-    ) -> list[SalesDay]:
+    ) -> list[models.SalesDay]:
         docs = sorted(
             (
                 d
@@ -174,16 +161,16 @@ class MemoryReadModels:
             ),
             key=_sales_key,
         )
-        return [sales_from_document(d) for d in docs[:limit]]
+        return [models.sales_from_document(d) for d in docs[:limit]]
 
-    async def load_factor(self, flight_id: str) -> LoadFactorReport | None:
+    async def load_factor(self, flight_id: str) -> models.LoadFactorReport | None:
         docs = sorted(
             (d for d in self._docs("analytics", "load_factor") if d["flight_id"] == flight_id),
             key=lambda d: str(d["_id"]),
         )
-        return load_factor_from_documents(docs)
+        return models.load_factor_from_documents(docs)
 
-    async def funnel_days(self, start: dt.date, end: dt.date) -> list[FunnelDay]:
+    async def funnel_days(self, start: dt.date, end: dt.date) -> list[models.FunnelDay]:
         docs = sorted(
             (
                 d
@@ -192,7 +179,7 @@ class MemoryReadModels:
             ),
             key=lambda d: str(d["date"]),
         )
-        return [funnel_from_document(d) for d in docs]
+        return [models.funnel_from_document(d) for d in docs]
 
     async def has_applied(self, read_model: str, context: str, position: int) -> bool:
         checkpoint = self.collections.get(CHECKPOINTS, {}).get(checkpoint_id(read_model, context))

@@ -18,13 +18,7 @@ from flightbook.contracts.readmodels import (
     collection,
     marker_id,
 )
-from flightbook.queries.models import (
-    booking_from_document,
-    flight_from_document,
-    funnel_from_document,
-    load_factor_from_documents,
-    sales_from_document,
-)
+from flightbook.queries import models
 from flightbook.queries.ports import ReadModels
 from flightbook.queries.redis import RedisSearchCache, RedisSeats
 
@@ -37,13 +31,6 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
     from flightbook.queries.cursors import TimeKey
-    from flightbook.queries.models import (
-        BookingView,
-        FlightView,
-        FunnelDay,
-        LoadFactorReport,
-        SalesDay,
-    )
     from flightbook.queries.ports import Document, SalesKey, Versions
 
 __all__ = (
@@ -122,20 +109,20 @@ class MongoFlights(_MongoReader):
         versions: the active versions.
     """
 
-    async def find_flight(self, flight_id: str) -> FlightView | None:
+    async def find_flight(self, flight_id: str) -> models.FlightView | None:
         collection = await self._collection("flights", "flights")
         doc = await collection.find_one({"_id": flight_id})
-        return flight_from_document(doc) if doc is not None else None
+        return models.flight_from_document(doc) if doc is not None else None
 
     async def search_flights(
         self, origin: str, destination: str, day: str, *, after: TimeKey | None, limit: int
-    ) -> list[FlightView]:
+    ) -> list[models.FlightView]:
         collection = await self._collection("flights", "flights")
         query: Document = {"origin": origin, "destination": destination, "date": day}
         if after is not None:
             query = _time_key_filter(query, "departure", after, descending=False)
         found = collection.find(query).sort([("departure", 1), ("_id", 1)]).limit(limit)
-        return [flight_from_document(doc) async for doc in found]
+        return [models.flight_from_document(doc) async for doc in found]
 
 
 class MongoBookings(_MongoReader):
@@ -146,20 +133,20 @@ class MongoBookings(_MongoReader):
         versions: the active versions.
     """
 
-    async def find_booking(self, booking_id: str) -> BookingView | None:
+    async def find_booking(self, booking_id: str) -> models.BookingView | None:
         collection = await self._collection("bookings", "bookings")
         doc = await collection.find_one({"_id": booking_id})
-        return booking_from_document(doc) if doc is not None else None
+        return models.booking_from_document(doc) if doc is not None else None
 
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
-    ) -> list[BookingView]:
+    ) -> list[models.BookingView]:
         collection = await self._collection("bookings", "bookings")
         query: Document = {"customer_id": customer_id}
         if after is not None:
             query = _time_key_filter(query, "created_at", after, descending=True)
         found = collection.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
-        return [booking_from_document(doc) async for doc in found]
+        return [models.booking_from_document(doc) async for doc in found]
 
 
 class MongoAnalytics(_MongoReader):
@@ -179,7 +166,7 @@ class MongoAnalytics(_MongoReader):
         destination: str | None,
         after: SalesKey | None,
         limit: int,
-    ) -> list[SalesDay]:
+    ) -> list[models.SalesDay]:
         collection = await self._collection("analytics", "sales_daily")
         query: Document = {"date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
         if origin is not None:
@@ -199,17 +186,19 @@ class MongoAnalytics(_MongoReader):
                 ],
             )
         found = collection.find(query).sort(_SALES_ORDER).limit(limit)
-        return [sales_from_document(doc) async for doc in found]
+        return [models.sales_from_document(doc) async for doc in found]
 
-    async def load_factor(self, flight_id: str) -> LoadFactorReport | None:
+    async def load_factor(self, flight_id: str) -> models.LoadFactorReport | None:
         collection = await self._collection("analytics", "load_factor")
         docs = await collection.find({"flight_id": flight_id}).sort("_id", 1).to_list(None)
-        return load_factor_from_documents(docs)
+        return models.load_factor_from_documents(docs)
 
-    async def funnel_days(self, start: dt.date, end: dt.date) -> list[FunnelDay]:
+    async def funnel_days(self, start: dt.date, end: dt.date) -> list[models.FunnelDay]:
         collection = await self._collection("analytics", "funnel_daily")
         query = {"date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
-        return [funnel_from_document(doc) async for doc in collection.find(query).sort("date", 1)]
+        return [
+            models.funnel_from_document(doc) async for doc in collection.find(query).sort("date", 1)
+        ]
 
 
 class MongoProgress:

@@ -14,14 +14,8 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping, Sequence
 
+    from flightbook.queries import models
     from flightbook.queries.cursors import TimeKey
-    from flightbook.queries.models import (
-        BookingView,
-        FlightView,
-        FunnelDay,
-        LoadFactorReport,
-        SalesDay,
-    )
 
 __all__ = (
     "AnalyticsReadModel",
@@ -53,11 +47,11 @@ class Versions(Protocol):
 class FlightReadModel(Protocol):
     """The ``flights`` read model: one document per flight."""
 
-    async def find_flight(self, flight_id: str) -> FlightView | None: ...
+    async def find_flight(self, flight_id: str) -> models.FlightView | None: ...
 
     async def search_flights(
         self, origin: str, destination: str, day: str, *, after: TimeKey | None, limit: int
-    ) -> list[FlightView]:
+    ) -> list[models.FlightView]:
         """Flights of the route departing on ``day`` (UTC), by departure then id.
 
         Only those after ``after`` (a ``(departure, flight_id)``), at most ``limit``.
@@ -69,11 +63,11 @@ class FlightReadModel(Protocol):
 class BookingReadModel(Protocol):
     """The ``bookings`` read model: one document per booking."""
 
-    async def find_booking(self, booking_id: str) -> BookingView | None: ...
+    async def find_booking(self, booking_id: str) -> models.BookingView | None: ...
 
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
-    ) -> list[BookingView]:
+    ) -> list[models.BookingView]:
         """The customer's bookings, newest first (``created_at`` then id, descending).
 
         Only those strictly older than ``after``, at most ``limit``.
@@ -94,16 +88,16 @@ class AnalyticsReadModel(Protocol):
         destination: str | None,
         after: SalesKey | None,
         limit: int,
-    ) -> list[SalesDay]:
+    ) -> list[models.SalesDay]:
         """Sales rows of days ``start``..``end`` (inclusive) by day, origin, destination.
 
         Only those after ``after`` (a ``(date, origin, destination)``), at most ``limit``.
         """
         ...
 
-    async def load_factor(self, flight_id: str) -> LoadFactorReport | None: ...
+    async def load_factor(self, flight_id: str) -> models.LoadFactorReport | None: ...
 
-    async def funnel_days(self, start: dt.date, end: dt.date) -> list[FunnelDay]: ...
+    async def funnel_days(self, start: dt.date, end: dt.date) -> list[models.FunnelDay]: ...
 
 
 @runtime_checkable

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from flightbook.queries import models
 from flightbook.queries.cursors import (
     decode_cursor,
     decode_time_key,
@@ -17,17 +18,6 @@ from flightbook.queries.cursors import (
     encode_time_key,
 )
 from flightbook.queries.freshness import wait_until_applied
-from flightbook.queries.models import (
-    BookingPage,
-    BookingView,
-    FlightPage,
-    FlightView,
-    FunnelReport,
-    LoadFactorReport,
-    SalesPage,
-    funnel_totals,
-    with_seats_left,
-)
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -52,19 +42,19 @@ SEE_ANY_BOOKING = ("agent", "auditor")
 """Roles that may read any booking; everyone else only their own."""
 
 _page_encoder = msgspec.json.Encoder()
-_page_decoder = msgspec.json.Decoder(FlightPage)
+_page_decoder = msgspec.json.Decoder(models.FlightPage)
 
 
-def may_see(principal: Principal, booking: BookingView) -> bool:
+def may_see(principal: Principal, booking: models.BookingView) -> bool:
     """The booking's customer, an agent or an auditor."""
     return booking.customer_id == principal.subject or principal.has(*SEE_ANY_BOOKING)
 
 
-def _flight_cursor(flight: FlightView) -> str:
+def _flight_cursor(flight: models.FlightView) -> str:
     return encode_time_key("flights", (flight.departure, str(flight.flight_id)))
 
 
-def _booking_cursor(booking: BookingView) -> str:
+def _booking_cursor(booking: models.BookingView) -> str:
     return encode_time_key("bookings", (booking.created_at, str(booking.booking_id)))
 
 
@@ -101,7 +91,7 @@ class QueryService:
         cursor: str | None = None,
         limit: int = 20,
         use_cache: bool = True,
-    ) -> FlightPage:
+    ) -> models.FlightPage:
         """Flights of a route on a day (UTC), by departure.
 
         The first page comes from the search cache when it has it (else MongoDB, and the
@@ -126,11 +116,11 @@ class QueryService:
             next_cursor = (
                 _flight_cursor(items[-1]) if len(first.items) > limit else first.next_cursor
             )
-        return FlightPage(items=await self._fresh_seats(items), next_cursor=next_cursor)
+        return models.FlightPage(items=await self._fresh_seats(items), next_cursor=next_cursor)
 
     async def _first_search_page(
         self, origin: str, destination: str, date: str, *, use_cache: bool
-    ) -> FlightPage:
+    ) -> models.FlightPage:
         cache = self.read_models.search_cache
         if use_cache:
             cached = await cache.cached_search(origin, destination, date)
@@ -142,7 +132,7 @@ class QueryService:
         found = await self.read_models.flights.search_flights(
             origin, destination, date, after=None, limit=MAX_PAGE + 1
         )
-        page = FlightPage(
+        page = models.FlightPage(
             items=found[:MAX_PAGE],
             next_cursor=_flight_cursor(found[MAX_PAGE - 1]) if len(found) > MAX_PAGE else None,
         )
@@ -151,21 +141,21 @@ class QueryService:
         )
         return page
 
-    async def flight(self, flight_id: UUID) -> FlightView | None:
+    async def flight(self, flight_id: UUID) -> models.FlightView | None:
         found = await self.read_models.flights.find_flight(str(flight_id))
         if found is None:
             return None
         return (await self._fresh_seats([found]))[0]
 
-    async def _fresh_seats(self, flights: Sequence[FlightView]) -> list[FlightView]:
+    async def _fresh_seats(self, flights: Sequence[models.FlightView]) -> list[models.FlightView]:
         if not flights:
             return []
         seats = await self.read_models.seats.seats_left([str(f.flight_id) for f in flights])
-        return [with_seats_left(f, seats.get(str(f.flight_id), {})) for f in flights]
+        return [models.with_seats_left(f, seats.get(str(f.flight_id), {})) for f in flights]
 
     # bookings
 
-    async def booking(self, booking_id: UUID, principal: Principal) -> BookingView | None:
+    async def booking(self, booking_id: UUID, principal: Principal) -> models.BookingView | None:
         """The booking if ``principal`` may see it; else None, as if it did not exist."""
         found = await self.read_models.bookings.find_booking(str(booking_id))
         if found is None or not may_see(principal, found):
@@ -174,7 +164,7 @@ class QueryService:
 
     async def bookings_of(
         self, principal: Principal, *, cursor: str | None = None, limit: int = 20
-    ) -> BookingPage:
+    ) -> models.BookingPage:
         """The caller's own bookings, newest first.
 
         Raises:
@@ -186,7 +176,7 @@ class QueryService:
         )
         items = found[:limit]
         next_cursor = _booking_cursor(items[-1]) if len(found) > limit else None
-        return BookingPage(items=items, next_cursor=next_cursor)
+        return models.BookingPage(items=items, next_cursor=next_cursor)
 
     # analytics
 
@@ -199,7 +189,7 @@ class QueryService:
         destination: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
-    ) -> SalesPage:
+    ) -> models.SalesPage:
         """Sales per day and route, by day then route.
 
         Raises:
@@ -224,11 +214,11 @@ class QueryService:
             next_cursor = encode_cursor(
                 "sales", last.date.isoformat(), last.origin, last.destination
             )
-        return SalesPage(items=items, next_cursor=next_cursor)
+        return models.SalesPage(items=items, next_cursor=next_cursor)
 
-    async def load_factor(self, flight_id: UUID) -> LoadFactorReport | None:
+    async def load_factor(self, flight_id: UUID) -> models.LoadFactorReport | None:
         return await self.read_models.analytics.load_factor(str(flight_id))
 
-    async def funnel(self, start: dt.date, end: dt.date) -> FunnelReport:
+    async def funnel(self, start: dt.date, end: dt.date) -> models.FunnelReport:
         days = await self.read_models.analytics.funnel_days(start, end)
-        return FunnelReport(items=days, totals=funnel_totals(days, start))
+        return models.FunnelReport(items=days, totals=models.funnel_totals(days, start))

@@ -7,38 +7,17 @@ must see exactly what the relay publishes (the projections' catch-up) use it too
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from functools import cache, singledispatch
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
+import msgspec
 from eventsourcing.utils import resolve_topic
 
+from flightbook.contracts import payloads
 from flightbook.contracts.envelope import CONTRACT_VERSION, Envelope, payload_type_name
-from flightbook.contracts.payloads import (
-    AnyPayload,
-    BookingCancelled,
-    BookingConfirmed,
-    BookingPaymentAuthorized,
-    BookingRejected,
-    BookingRequested,
-    BookingSeatsHeld,
-    FareChanged,
-    FareTerms,
-    FlightCancelled,
-    FlightScheduled,
-    HoldConfirmed,
-    HoldExpired,
-    HoldReleased,
-    Money,
-    PaymentAuthorized,
-    PaymentCaptured,
-    PaymentDeclined,
-    PaymentRefunded,
-    PaymentVoided,
-    SeatsHeld,
-    SoldSeatsReturned,
-)
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment
@@ -68,48 +47,28 @@ def _occurred_at(domain_event: object) -> datetime:
 
 
 @singledispatch
-def to_payload(domain_event: object) -> AnyPayload | None:
+def to_payload(domain_event: object) -> payloads.AnyPayload | None:
     """The public payload of a domain event, or None when the event stays private."""
     return None
 
 
 @to_payload.register(Booking.Requested)
-def _booking_requested(e: Booking.Requested) -> BookingRequested:
-    return BookingRequested(
+def _booking_requested(e: Booking.Requested) -> payloads.BookingRequested:
+    return payloads.BookingRequested(
         customer_id=e.customer_id,
         flight_id=e.flight_id,
         fare=e.fare,
         passenger_count=e.passenger_count,
         passengers=e.passengers,  # sealed text, never plaintext; the payment token stays out
-        price=Money(amount=e.price_amount, currency=e.currency),
+        price=payloads.Money(amount=e.price_amount, currency=e.currency),
         refundable=e.refundable,
         channel=e.channel,
     )
 
 
-@to_payload.register(Booking.SeatsHeld)
-def _booking_seats_held(e: Booking.SeatsHeld) -> BookingSeatsHeld:
-    return BookingSeatsHeld(hold_expires_at=_utc(e.hold_expires_at))
-
-
-@to_payload.register(Booking.PaymentAuthorized)
-def _booking_payment_authorized(e: Booking.PaymentAuthorized) -> BookingPaymentAuthorized:
-    return BookingPaymentAuthorized(payment_id=e.payment_id)
-
-
-@to_payload.register(Booking.Confirmed)
-def _booking_confirmed(_e: Booking.Confirmed) -> BookingConfirmed:
-    return BookingConfirmed()
-
-
-@to_payload.register(Booking.Rejected)
-def _booking_rejected(e: Booking.Rejected) -> BookingRejected:
-    return BookingRejected(reason=e.reason)
-
-
 @to_payload.register(Booking.Cancelled)
-def _booking_cancelled(e: Booking.Cancelled) -> BookingCancelled:
-    return BookingCancelled(
+def _booking_cancelled(e: Booking.Cancelled) -> payloads.BookingCancelled:
+    return payloads.BookingCancelled(
         reason=e.reason,
         cancelled_by=e.by,
         refund_amount=e.refund_amount,
@@ -117,11 +76,11 @@ def _booking_cancelled(e: Booking.Cancelled) -> BookingCancelled:
     )
 
 
-def _fare_terms(data: dict[str, str | int | bool]) -> FareTerms:
-    return FareTerms(
+def _fare_terms(data: dict[str, str | int | bool]) -> payloads.FareTerms:
+    return payloads.FareTerms(
         code=str(data["code"]),
         cabin=str(data["cabin"]),
-        price=Money(amount=int(data["price_amount"]), currency=str(data["currency"])),
+        price=payloads.Money(amount=int(data["price_amount"]), currency=str(data["currency"])),
         seats=int(data["seats"]),
         refundable=bool(data["refundable"]),
         overbooking=int(data.get("overbooking", 0)),
@@ -129,8 +88,8 @@ def _fare_terms(data: dict[str, str | int | bool]) -> FareTerms:
 
 
 @to_payload.register(FlightInventory.Scheduled)
-def _flight_scheduled(e: FlightInventory.Scheduled) -> FlightScheduled:
-    return FlightScheduled(
+def _flight_scheduled(e: FlightInventory.Scheduled) -> payloads.FlightScheduled:
+    return payloads.FlightScheduled(
         flight_number=e.flight_number,
         origin=e.origin,
         destination=e.destination,
@@ -140,91 +99,72 @@ def _flight_scheduled(e: FlightInventory.Scheduled) -> FlightScheduled:
     )
 
 
-@to_payload.register(FlightInventory.SeatsHeld)
-def _seats_held(e: FlightInventory.SeatsHeld) -> SeatsHeld:
-    return SeatsHeld(
-        booking_id=e.booking_id,
-        fare_code=e.fare_code,
-        seats=e.seats,
-        expires_at=_utc(e.expires_at),
-    )
-
-
-@to_payload.register(FlightInventory.HoldConfirmed)
-def _hold_confirmed(e: FlightInventory.HoldConfirmed) -> HoldConfirmed:
-    return HoldConfirmed(booking_id=e.booking_id, fare_code=e.fare_code, seats=e.seats)
-
-
-@to_payload.register(FlightInventory.HoldReleased)
-def _hold_released(e: FlightInventory.HoldReleased) -> HoldReleased:
-    return HoldReleased(
-        booking_id=e.booking_id, fare_code=e.fare_code, seats=e.seats, reason=e.reason
-    )
-
-
-@to_payload.register(FlightInventory.HoldExpired)
-def _hold_expired(e: FlightInventory.HoldExpired) -> HoldExpired:
-    return HoldExpired(
-        booking_id=e.booking_id,
-        fare_code=e.fare_code,
-        seats=e.seats,
-        expired_at=_utc(e.expired_at),
-    )
-
-
-@to_payload.register(FlightInventory.SoldSeatsReturned)
-def _sold_seats_returned(e: FlightInventory.SoldSeatsReturned) -> SoldSeatsReturned:
-    return SoldSeatsReturned(
-        booking_id=e.booking_id, fare_code=e.fare_code, seats=e.seats, reason=e.reason
-    )
-
-
 @to_payload.register(FlightInventory.FareChanged)
-def _fare_changed(e: FlightInventory.FareChanged) -> FareChanged:
-    return FareChanged(
+def _fare_changed(e: FlightInventory.FareChanged) -> payloads.FareChanged:
+    return payloads.FareChanged(
         fare_code=e.fare_code,
-        price=Money(amount=e.price_amount, currency=e.currency),
+        price=payloads.Money(amount=e.price_amount, currency=e.currency),
         seats=e.seats,
         overbooking=e.overbooking,
     )
 
 
-@to_payload.register(FlightInventory.FlightCancelled)
-def _flight_cancelled(e: FlightInventory.FlightCancelled) -> FlightCancelled:
-    return FlightCancelled(reason=e.reason)
-
-
 @to_payload.register(Payment.Authorized)
-def _payment_authorized(e: Payment.Authorized) -> PaymentAuthorized:
-    return PaymentAuthorized(
+def _payment_authorized(e: Payment.Authorized) -> payloads.PaymentAuthorized:
+    return payloads.PaymentAuthorized(
         booking_id=e.booking_id,
-        amount=Money(amount=e.amount, currency=e.currency),
+        amount=payloads.Money(amount=e.amount, currency=e.currency),
         gateway_ref=e.gateway_ref,
     )
 
 
 @to_payload.register(Payment.Declined)
-def _payment_declined(e: Payment.Declined) -> PaymentDeclined:
-    return PaymentDeclined(
+def _payment_declined(e: Payment.Declined) -> payloads.PaymentDeclined:
+    return payloads.PaymentDeclined(
         booking_id=e.booking_id,
-        amount=Money(amount=e.amount, currency=e.currency),
+        amount=payloads.Money(amount=e.amount, currency=e.currency),
         reason=e.reason,
     )
 
 
-@to_payload.register(Payment.Captured)
-def _payment_captured(e: Payment.Captured) -> PaymentCaptured:
-    return PaymentCaptured(gateway_ref=e.gateway_ref)
-
-
-@to_payload.register(Payment.Voided)
-def _payment_voided(_e: Payment.Voided) -> PaymentVoided:
-    return PaymentVoided()
-
-
 @to_payload.register(Payment.Refunded)
-def _payment_refunded(e: Payment.Refunded) -> PaymentRefunded:
-    return PaymentRefunded(refunded_amount=e.amount, gateway_ref=e.gateway_ref)
+def _payment_refunded(e: Payment.Refunded) -> payloads.PaymentRefunded:
+    return payloads.PaymentRefunded(refunded_amount=e.amount, gateway_ref=e.gateway_ref)
+
+
+_SAME_FIELDS: dict[type, type[payloads.Payload]] = {
+    Booking.SeatsHeld: payloads.BookingSeatsHeld,
+    Booking.PaymentAuthorized: payloads.BookingPaymentAuthorized,
+    Booking.Confirmed: payloads.BookingConfirmed,
+    Booking.Rejected: payloads.BookingRejected,
+    FlightInventory.SeatsHeld: payloads.SeatsHeld,
+    FlightInventory.HoldConfirmed: payloads.HoldConfirmed,
+    FlightInventory.HoldReleased: payloads.HoldReleased,
+    FlightInventory.HoldExpired: payloads.HoldExpired,
+    FlightInventory.SoldSeatsReturned: payloads.SoldSeatsReturned,
+    FlightInventory.FlightCancelled: payloads.FlightCancelled,
+    Payment.Captured: payloads.PaymentCaptured,
+    Payment.Voided: payloads.PaymentVoided,
+}
+"""Domain events whose payload is the event's fields of the same names (times in UTC)."""
+
+
+def _same_fields(
+    domain_event: object, *, payload_type: type[payloads.Payload]
+) -> payloads.AnyPayload:
+    values: dict[str, Any] = {}
+    for field in msgspec.structs.fields(payload_type):
+        if not hasattr(domain_event, field.name):
+            if field.required:
+                raise TypeError(f"{type(domain_event).__qualname__} has no {field.name}")
+            continue  # a default of the contract (``status``)
+        value = getattr(domain_event, field.name)
+        values[field.name] = _utc(value) if isinstance(value, datetime) else value
+    return cast("payloads.AnyPayload", payload_type(**values))
+
+
+for _event_type, _payload_type in _SAME_FIELDS.items():
+    to_payload.register(_event_type, functools.partial(_same_fields, payload_type=_payload_type))
 
 
 def to_envelope(

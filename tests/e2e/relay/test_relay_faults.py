@@ -24,10 +24,11 @@ import pytest
 
 from flightbook.config.settings import Settings
 from flightbook.domain.inventory import FlightInventory
-from flightbook.domain.values import Cabin, Fare, Money
+from flightbook.domain.values import Money
 from flightbook.eventstore.contexts import CONTEXT_NAMES as CONTEXTS
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
+from tests.support.builders import a_flight
 from tests.support.processes import PrivateBroker, free_port
 from tests.support.relay import (
     Record,
@@ -133,22 +134,10 @@ def relays() -> Iterator[list[RelayRunner]]:
 
 
 def _flight(number: int) -> FlightInventory:
-    departure = dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=number)
-    return FlightInventory.schedule(
+    return a_flight(
+        seats=150,
+        departure=dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.UTC) + dt.timedelta(minutes=number),
         flight_number=f"FB{number % 9000 + 1}",
-        origin="LHR",
-        destination="JFK",
-        departure=departure,
-        arrival=departure + dt.timedelta(hours=8),
-        fares=[
-            Fare(
-                code="Y",
-                cabin=Cabin.ECONOMY,
-                price=Money(45000, "EUR"),
-                seats=150,
-                refundable=False,
-            )
-        ],
     )
 
 

@@ -13,11 +13,10 @@ import msgspec
 import pytest
 
 from flightbook.config.settings import Settings
-from flightbook.domain.inventory import FlightInventory
-from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.applications import Inventory
 from flightbook.http.tokens import mint_token
 from tests.support.api import Api, Headers, booking_body, flight_body
+from tests.support.builders import a_flight
 
 pytestmark = pytest.mark.integration
 
@@ -323,16 +322,14 @@ def test_a_departed_flight_cannot_be_booked(
 ) -> None:
     """Flights cannot be scheduled in the past through the API, so one departs by itself."""
     assert settings.postgres_url is not None
-    departure = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    flight = FlightInventory.schedule(
+    flight = a_flight(
+        seats=5,
+        refundable=True,
+        price=100,
+        departure=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1),
         flight_number="FB9",
-        origin="LHR",
         destination="CDG",
-        departure=departure,
-        arrival=departure + dt.timedelta(hours=2),
-        fares=[
-            Fare(code="Y", cabin=Cabin.ECONOMY, price=Money(100, "EUR"), seats=5, refundable=True)
-        ],
+        hours=2,
     )
     inventory = Inventory(settings)
     try:

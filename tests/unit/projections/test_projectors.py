@@ -7,24 +7,7 @@ import uuid
 
 import pytest
 
-from flightbook.contracts.payloads import (
-    AnyPayload,
-    BookingCancelled,
-    BookingConfirmed,
-    BookingPaymentAuthorized,
-    BookingRejected,
-    BookingRequested,
-    BookingSeatsHeld,
-    FareChanged,
-    FlightCancelled,
-    HoldConfirmed,
-    HoldExpired,
-    HoldReleased,
-    Money,
-    PaymentCaptured,
-    SeatsHeld,
-    SoldSeatsReturned,
-)
+from flightbook.contracts import payloads
 from flightbook.projections.projectors import (
     ProjectionError,
     booking_hash,
@@ -45,14 +28,14 @@ FLIGHT = uuid.UUID("11111111-2222-4333-8444-555555555555")
 LOOKUPS = FakeLookups({str(FLIGHT): ("LHR", "JFK")})
 
 
-def requested(passengers: int = 2, price: int = 90000) -> BookingRequested:
-    return BookingRequested(
+def requested(passengers: int = 2, price: int = 90000) -> payloads.BookingRequested:
+    return payloads.BookingRequested(
         customer_id="alice",
         flight_id=FLIGHT,
         fare="Y",
         passenger_count=passengers,
         passengers="sealed",
-        price=Money(amount=price, currency="EUR"),
+        price=payloads.Money(amount=price, currency="EUR"),
         refundable=True,
     )
 
@@ -113,18 +96,20 @@ def test_each_booking_event_moves_the_status_and_records_when_it_was_reached(
     deadline = dt.datetime(2031, 3, 1, 10, 0, 0, 999999, tzinfo=dt.UTC)
 
     doc = evolve_booking(
-        doc, booking_log.add(booking, BookingSeatsHeld(hold_expires_at=deadline)), LOOKUPS
+        doc, booking_log.add(booking, payloads.BookingSeatsHeld(hold_expires_at=deadline)), LOOKUPS
     )
     assert (doc["status"], doc["hold_expires_at"]) == ("SEATS_HELD", ms(deadline))
     doc = evolve_booking(
-        doc, booking_log.add(booking, BookingPaymentAuthorized(payment_id=payment)), LOOKUPS
+        doc,
+        booking_log.add(booking, payloads.BookingPaymentAuthorized(payment_id=payment)),
+        LOOKUPS,
     )
     assert (doc["status"], doc["payment_id"]) == ("PAYMENT_AUTHORIZED", str(payment))
-    confirmed = booking_log.add(booking, BookingConfirmed())
+    confirmed = booking_log.add(booking, payloads.BookingConfirmed())
     doc = evolve_booking(doc, confirmed, LOOKUPS)
     cancelled = booking_log.add(
         booking,
-        BookingCancelled(
+        payloads.BookingCancelled(
             reason="CUSTOMER", cancelled_by="alice", refund_amount=90000, was_confirmed=True
         ),
     )
@@ -144,7 +129,9 @@ def test_a_rejected_booking_keeps_its_reason(booking_log: Log) -> None:
     booking = uuid.uuid4()
     doc = evolve_booking(None, booking_log.add(booking, requested()), LOOKUPS)
 
-    doc = evolve_booking(doc, booking_log.add(booking, BookingRejected(reason="NO_SEATS")), LOOKUPS)
+    doc = evolve_booking(
+        doc, booking_log.add(booking, payloads.BookingRejected(reason="NO_SEATS")), LOOKUPS
+    )
 
     assert (doc["status"], doc["reason"], doc["_v"]) == ("REJECTED", "NO_SEATS", 2)
     assert doc["reached"]["REJECTED"] is not None
@@ -166,7 +153,7 @@ def test_a_second_request_for_the_same_booking_is_refused(booking_log: Log) -> N
 
 
 def test_a_change_of_a_booking_never_requested_is_refused(booking_log: Log) -> None:
-    confirmed = booking_log.add(uuid.uuid4(), BookingConfirmed())
+    confirmed = booking_log.add(uuid.uuid4(), payloads.BookingConfirmed())
 
     with pytest.raises(ProjectionError, match="not requested"):
         evolve_booking(None, confirmed, LOOKUPS)
@@ -177,7 +164,9 @@ def test_an_event_of_another_context_is_refused(booking_log: Log) -> None:
     doc = evolve_booking(None, booking_log.add(booking, requested()), LOOKUPS)
 
     with pytest.raises(ProjectionError, match="not a booking event"):
-        evolve_booking(doc, booking_log.add(booking, PaymentCaptured(gateway_ref="g")), LOOKUPS)
+        evolve_booking(
+            doc, booking_log.add(booking, payloads.PaymentCaptured(gateway_ref="g")), LOOKUPS
+        )
 
 
 def test_a_scheduled_flight_lists_every_fare_with_its_seats_left(inventory_log: Log) -> None:
@@ -209,14 +198,18 @@ def test_holds_sales_releases_expiries_and_returns_move_the_seat_counts(
     flight, a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     doc = evolve_flight(None, inventory_log.add(flight, scheduled(seats=10)))
     later = DEPARTURE - dt.timedelta(days=1)
-    steps: list[tuple[AnyPayload, int, int]] = [
-        (SeatsHeld(booking_id=a, fare_code="Y", seats=3, expires_at=later), 3, 0),
-        (SeatsHeld(booking_id=b, fare_code="Y", seats=2, expires_at=later), 5, 0),
-        (SeatsHeld(booking_id=c, fare_code="Y", seats=1, expires_at=later), 6, 0),
-        (HoldConfirmed(booking_id=a, fare_code="Y", seats=3), 3, 3),
-        (HoldReleased(booking_id=b, fare_code="Y", seats=2, reason="PAYMENT_DECLINED"), 1, 3),
-        (HoldExpired(booking_id=c, fare_code="Y", seats=1, expired_at=later), 0, 3),
-        (SoldSeatsReturned(booking_id=a, fare_code="Y", seats=3, reason="CUSTOMER"), 0, 0),
+    steps: list[tuple[payloads.AnyPayload, int, int]] = [
+        (payloads.SeatsHeld(booking_id=a, fare_code="Y", seats=3, expires_at=later), 3, 0),
+        (payloads.SeatsHeld(booking_id=b, fare_code="Y", seats=2, expires_at=later), 5, 0),
+        (payloads.SeatsHeld(booking_id=c, fare_code="Y", seats=1, expires_at=later), 6, 0),
+        (payloads.HoldConfirmed(booking_id=a, fare_code="Y", seats=3), 3, 3),
+        (
+            payloads.HoldReleased(booking_id=b, fare_code="Y", seats=2, reason="PAYMENT_DECLINED"),
+            1,
+            3,
+        ),
+        (payloads.HoldExpired(booking_id=c, fare_code="Y", seats=1, expired_at=later), 0, 3),
+        (payloads.SoldSeatsReturned(booking_id=a, fare_code="Y", seats=3, reason="CUSTOMER"), 0, 0),
     ]
     for payload, held, sold in steps:
         doc = evolve_flight(doc, inventory_log.add(flight, payload))
@@ -235,7 +228,9 @@ def test_a_fare_change_takes_the_new_terms_and_seats_left_never_goes_below_zero(
         doc,
         inventory_log.add(
             flight,
-            SeatsHeld(booking_id=uuid.uuid4(), fare_code="Y", seats=4, expires_at=DEPARTURE),
+            payloads.SeatsHeld(
+                booking_id=uuid.uuid4(), fare_code="Y", seats=4, expires_at=DEPARTURE
+            ),
         ),
     )
 
@@ -243,8 +238,11 @@ def test_a_fare_change_takes_the_new_terms_and_seats_left_never_goes_below_zero(
         doc,
         inventory_log.add(
             flight,
-            FareChanged(
-                fare_code="Y", price=Money(amount=50000, currency="EUR"), seats=3, overbooking=0
+            payloads.FareChanged(
+                fare_code="Y",
+                price=payloads.Money(amount=50000, currency="EUR"),
+                seats=3,
+                overbooking=0,
             ),
         ),
     )
@@ -257,7 +255,7 @@ def test_a_cancelled_flight_says_why(inventory_log: Log) -> None:
     flight = uuid.uuid4()
     doc = evolve_flight(None, inventory_log.add(flight, scheduled()))
 
-    doc = evolve_flight(doc, inventory_log.add(flight, FlightCancelled(reason="weather")))
+    doc = evolve_flight(doc, inventory_log.add(flight, payloads.FlightCancelled(reason="weather")))
 
     assert (doc["status"], doc["cancellation_reason"], doc["_v"]) == ("CANCELLED", "weather", 2)
 
@@ -268,7 +266,10 @@ def test_an_unknown_fare_is_refused(inventory_log: Log) -> None:
 
     with pytest.raises(ProjectionError, match="no fare 'F'"):
         evolve_flight(
-            doc, inventory_log.add(flight, HoldConfirmed(booking_id=flight, fare_code="F", seats=1))
+            doc,
+            inventory_log.add(
+                flight, payloads.HoldConfirmed(booking_id=flight, fare_code="F", seats=1)
+            ),
         )
 
 
@@ -277,8 +278,8 @@ def test_load_factor_is_sold_over_seats_per_fare(inventory_log: Log) -> None:
     booking = uuid.uuid4()
     doc = evolve_flight(None, inventory_log.add(flight, scheduled(seats=8)))
     for payload in (
-        SeatsHeld(booking_id=booking, fare_code="Y", seats=4, expires_at=DEPARTURE),
-        HoldConfirmed(booking_id=booking, fare_code="Y", seats=3),
+        payloads.SeatsHeld(booking_id=booking, fare_code="Y", seats=4, expires_at=DEPARTURE),
+        payloads.HoldConfirmed(booking_id=booking, fare_code="Y", seats=3),
     ):
         doc = evolve_flight(doc, inventory_log.add(flight, payload))
 
