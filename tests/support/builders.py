@@ -55,10 +55,11 @@ def a_booking(
     refundable: bool = False,
     fare: str = "Y",
     sealed: str = "sealed",
+    booking_id: uuid.UUID | None = None,
 ) -> Booking:
     """A requested booking of ``passengers`` seats at ``price`` each (passengers sealed)."""
     return Booking.request(
-        booking_id=uuid.uuid4(),
+        booking_id=booking_id or uuid.uuid4(),
         customer_id=customer,
         flight_id=flight_id,
         fare=fare,

@@ -6,10 +6,11 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
+from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.domain.values import Money
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
+from tests.support.builders import a_booking
 from tests.support.saga import SagaHarness
 
 
@@ -27,17 +28,8 @@ def request_sealed(
 ) -> uuid.UUID:
     """A booking whose passengers are really sealed (the worker opens them with the vault)."""
     passengers = [{"name": "Ada Lovelace", "email": "ada@example.com"}]
-    booking = Booking.request(
-        booking_id=uuid.uuid4(),
-        customer_id="ada",
-        flight_id=flight_id,
-        fare="Y",
-        passengers=vault.seal("ada", json.dumps(passengers)),
-        passenger_count=1,
-        price_amount=45000,
-        currency="EUR",
-        refundable=True,
-        payment_token="tok_ok",
+    booking = a_booking(
+        flight_id, customer="ada", sealed=vault.seal("ada", json.dumps(passengers)), refundable=True
     )
     with recording(actor="ada", correlation_id="req-ada"):
         harness.bookings.record(booking)

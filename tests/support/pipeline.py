@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import psycopg
@@ -25,7 +26,7 @@ from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.projections.tools.verify import Difference, compare_read_models, replay_read_models
-from tests.support.builders import a_flight
+from tests.support.builders import a_booking, a_flight
 from tests.support.processes import ROOT, free_port
 from tests.support.writeside import WriteSide
 
@@ -148,17 +149,12 @@ def book_many(
         customer = f"c{n % 11}"
         passengers = [{"name": f"Passenger {n}", "email": f"p{n}@example.com"}]
         pending.append(
-            Booking.request(
-                booking_id=uuid.uuid4(),
-                customer_id=customer,
-                flight_id=flights[n % len(flights)],
-                fare="Y",
-                passengers=vault.seal(customer, json.dumps(passengers)),
-                passenger_count=1,
-                price_amount=45000,
-                currency="EUR",
+            a_booking(
+                flights[n % len(flights)],
+                customer=customer,
+                sealed=vault.seal(customer, json.dumps(passengers)),
                 refundable=n % 2 == 0,
-                payment_token=tokens(n),
+                token=tokens(n),
             )
         )
         if len(pending) == batch or n == start + count - 1:
@@ -322,3 +318,17 @@ class Duplicator:
             producer.flush(10)
         finally:
             consumer.close()
+
+
+class Pipeline(NamedTuple):
+    """What a fault test of the whole pipeline works with (the ``pipeline`` fixture)."""
+
+    settings: Settings
+    write_side: WriteSide
+    vault: PersonalDataVault
+    mongo: pymongo.database.Database[dict[str, object]]
+    cache: redis.Redis
+    started: list[Process]
+    """Register started processes here; each is stopped after the test."""
+    logs: Path
+    """Where each process writes its log."""

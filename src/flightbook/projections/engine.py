@@ -44,7 +44,7 @@ from flightbook.contracts.readmodels import (
     collection,
     redis_version_prefix,
 )
-from flightbook.projections.ports import GuardedWrite, HashWrite
+from flightbook.projections.ports import BatchProgress, GuardedWrite, HashWrite
 from flightbook.projections.projectors import (
     ANALYTICS_BOOKING_FIELDS,
     ProjectionError,
@@ -238,10 +238,7 @@ class Engine:
             self._progress.record_batch(
                 read_model,
                 context,
-                last_position=max(result.positions),
-                applied=result.applied,
-                duplicates=result.duplicates,
-                at=at,
+                BatchProgress(max(result.positions), result.applied, result.duplicates, at),
             )
         return result
 

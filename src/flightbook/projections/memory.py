@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Mapping, Sequence
 
     from flightbook.contracts.readmodels import Index
-    from flightbook.projections.ports import Document, HashWrite
+    from flightbook.projections.ports import BatchProgress, Document, HashWrite
 
 __all__ = ("MemoryDocuments", "MemoryHashes", "MemoryProgress")
 
@@ -156,24 +156,15 @@ class MemoryProgress:
             **changes,  # type: ignore[arg-type]
         )
 
-    def record_batch(
-        self,
-        read_model: str,
-        context: str,
-        *,
-        last_position: int,
-        applied: int,
-        duplicates: int,
-        at: dt.datetime,
-    ) -> None:
+    def record_batch(self, read_model: str, context: str, batch: BatchProgress) -> None:
         current = self.checkpoint(read_model, context)
         self._update(
             read_model,
             context,
-            max_applied=max(current.max_applied, last_position),
-            last_applied_at=at,
-            events_applied=current.events_applied + applied,
-            duplicates_skipped=current.duplicates_skipped + duplicates,
+            max_applied=max(current.max_applied, batch.last_position),
+            last_applied_at=batch.at,
+            events_applied=current.events_applied + batch.applied,
+            duplicates_skipped=current.duplicates_skipped + batch.duplicates,
         )
 
     def raise_low_watermark(self, read_model: str, context: str, position: int) -> None:

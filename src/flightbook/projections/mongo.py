@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
     from flightbook.contracts.readmodels import Index
-    from flightbook.projections.ports import GuardedWrite
+    from flightbook.projections.ports import BatchProgress, GuardedWrite
 
 __all__ = ("MongoDocuments", "MongoProgress")
 
@@ -243,21 +243,12 @@ class MongoProgress:
         doc = self._checkpoints.find_one({"_id": checkpoint_id(read_model, context)})
         return _checkpoint(read_model, context, doc)
 
-    def record_batch(
-        self,
-        read_model: str,
-        context: str,
-        *,
-        last_position: int,
-        applied: int,
-        duplicates: int,
-        at: dt.datetime,
-    ) -> None:
+    def record_batch(self, read_model: str, context: str, batch: BatchProgress) -> None:
         self._checkpoints.update_one(
             {"_id": checkpoint_id(read_model, context)},
             {
-                "$max": {"max_applied": last_position},
-                "$inc": {"events_applied": applied, "duplicates_skipped": duplicates},
+                "$max": {"max_applied": batch.last_position},
+                "$inc": {"events_applied": batch.applied, "duplicates_skipped": batch.duplicates},
                 "$set": {"read_model": read_model, "context": context},
                 "$currentDate": {"last_applied_at": True},
             },

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from flightbook.contracts.readmodels import Index
 
 __all__ = (
+    "BatchProgress",
     "Checkpoint",
     "DeadLetter",
     "Document",
@@ -139,6 +140,18 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class BatchProgress:
+    """What one applied batch adds to a checkpoint."""
+
+    last_position: int
+    applied: int
+    """Aggregate versions applied."""
+    duplicates: int
+    """Messages skipped as already applied."""
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
 class DeadLetter:
     """A message that could not be decoded or applied."""
 
@@ -172,16 +185,7 @@ class ProgressStore(Protocol):
 
     def checkpoint(self, read_model: str, context: str) -> Checkpoint: ...
 
-    def record_batch(
-        self,
-        read_model: str,
-        context: str,
-        *,
-        last_position: int,
-        applied: int,
-        duplicates: int,
-        at: dt.datetime,
-    ) -> None:
+    def record_batch(self, read_model: str, context: str, batch: BatchProgress) -> None:
         """Raise ``max_applied``, count what was applied and skipped, set ``last_applied_at``."""
         ...
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from flightbook.queries.cursors import TimeKey
-    from flightbook.queries.ports import Document, SalesKey
+    from flightbook.queries.ports import Document, SalesKey, SalesQuery
 
 __all__ = ("MemoryReadModels",)
 
@@ -140,28 +140,19 @@ class MemoryReadModels:
             docs = [d for d in docs if _newest_first(d) < after]
         return [models.booking_from_document(d) for d in docs[:limit]]
 
-    async def sales_days(
-        self,
-        start: dt.date,
-        end: dt.date,
-        *,
-        origin: str | None,
-        destination: str | None,
-        after: SalesKey | None,
-        limit: int,
-    ) -> list[models.SalesDay]:
+    async def sales_days(self, query: SalesQuery) -> list[models.SalesDay]:
         docs = sorted(
             (
                 d
                 for d in self._docs("analytics", "sales_daily")
-                if start.isoformat() <= d["date"] <= end.isoformat()
-                and origin in (None, d["origin"])
-                and destination in (None, d["destination"])
-                and (after is None or _sales_key(d) > after)
+                if query.start.isoformat() <= d["date"] <= query.end.isoformat()
+                and query.origin in (None, d["origin"])
+                and query.destination in (None, d["destination"])
+                and (query.after is None or _sales_key(d) > query.after)
             ),
             key=_sales_key,
         )
-        return [models.sales_from_document(d) for d in docs[:limit]]
+        return [models.sales_from_document(d) for d in docs[: query.limit]]
 
     async def load_factor(self, flight_id: str) -> models.LoadFactorReport | None:
         docs = sorted(

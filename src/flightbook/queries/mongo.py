@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pymongo.asynchronous.database import AsyncDatabase
 
     from flightbook.queries.cursors import TimeKey
-    from flightbook.queries.ports import Document, SalesKey, Versions
+    from flightbook.queries.ports import Document, SalesQuery, Versions
 
 __all__ = (
     "MongoAnalytics",
@@ -157,36 +157,27 @@ class MongoAnalytics(_MongoReader):
         versions: the active versions.
     """
 
-    async def sales_days(
-        self,
-        start: dt.date,
-        end: dt.date,
-        *,
-        origin: str | None,
-        destination: str | None,
-        after: SalesKey | None,
-        limit: int,
-    ) -> list[models.SalesDay]:
+    async def sales_days(self, query: SalesQuery) -> list[models.SalesDay]:
         collection = await self._collection("analytics", "sales_daily")
-        query: Document = {"date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
-        if origin is not None:
-            query["origin"] = origin
-        if destination is not None:
-            query["destination"] = destination
-        if after is not None:
+        found: Document = {"date": {"$gte": query.start.isoformat(), "$lte": query.end.isoformat()}}
+        if query.origin is not None:
+            found["origin"] = query.origin
+        if query.destination is not None:
+            found["destination"] = query.destination
+        if query.after is not None:
             # Field by field rather than on the "<date>:<route>" _id: the local stack's
             # MongoDB-compatible server mis-compares date-like strings that are not dates.
-            day, first, last = after
-            query = _after(
-                query,
+            day, first, last = query.after
+            found = _after(
+                found,
                 [
                     {"date": {"$gt": day}},
                     {"date": day, "origin": {"$gt": first}},
                     {"date": day, "origin": first, "destination": {"$gt": last}},
                 ],
             )
-        found = collection.find(query).sort(_SALES_ORDER).limit(limit)
-        return [models.sales_from_document(doc) async for doc in found]
+        rows = collection.find(found).sort(_SALES_ORDER).limit(query.limit)
+        return [models.sales_from_document(doc) async for doc in rows]
 
     async def load_factor(self, flight_id: str) -> models.LoadFactorReport | None:
         collection = await self._collection("analytics", "load_factor")

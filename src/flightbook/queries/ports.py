@@ -25,6 +25,7 @@ __all__ = (
     "ProgressReadModel",
     "ReadModels",
     "SalesKey",
+    "SalesQuery",
     "SearchCache",
     "SeatCounts",
     "Versions",
@@ -34,6 +35,19 @@ __all__ = (
 Document = dict[str, Any]
 SalesKey = tuple[str, str, str]
 """A sales row's sort key: ``(date, origin, destination)``."""
+
+
+@dataclass(frozen=True)
+class SalesQuery:
+    """Which sales rows to read: days ``start``..``end``, a route filter, a page."""
+
+    start: dt.date
+    end: dt.date
+    origin: str | None = None
+    destination: str | None = None
+    after: SalesKey | None = None
+    """Only rows after this ``(date, origin, destination)``."""
+    limit: int = 100
 
 
 @runtime_checkable
@@ -79,20 +93,8 @@ class BookingReadModel(Protocol):
 class AnalyticsReadModel(Protocol):
     """The ``analytics`` read model: sales, load factor and funnel collections."""
 
-    async def sales_days(
-        self,
-        start: dt.date,
-        end: dt.date,
-        *,
-        origin: str | None,
-        destination: str | None,
-        after: SalesKey | None,
-        limit: int,
-    ) -> list[models.SalesDay]:
-        """Sales rows of days ``start``..``end`` (inclusive) by day, origin, destination.
-
-        Only those after ``after`` (a ``(date, origin, destination)``), at most ``limit``.
-        """
+    async def sales_days(self, query: SalesQuery) -> list[models.SalesDay]:
+        """Sales rows of the query's days (inclusive) by day, origin, destination."""
         ...
 
     async def load_factor(self, flight_id: str) -> models.LoadFactorReport | None: ...

@@ -18,6 +18,7 @@ from flightbook.queries.cursors import (
     encode_time_key,
 )
 from flightbook.queries.freshness import wait_until_applied
+from flightbook.queries.ports import SalesQuery
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -200,12 +201,7 @@ class QueryService:
             day, origin_after, destination_after = decode_cursor("sales", cursor, 3)
             after = (day, origin_after, destination_after)
         found = await self.read_models.analytics.sales_days(
-            start,
-            end,
-            origin=origin,
-            destination=destination,
-            after=after,
-            limit=limit + 1,
+            SalesQuery(start, end, origin, destination, after, limit + 1)
         )
         items = found[:limit]
         next_cursor = None

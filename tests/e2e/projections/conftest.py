@@ -1,8 +1,7 @@
-"""The pipeline as real processes for the projection tests: relay, saga, both workers.
+"""Fixtures of the projection fault tests: the pipeline's processes, logs and clients.
 
-Helpers to write many bookings fast (batched ``record()``, passengers really sealed), to
-deliver every Kafka message twice, to run a private broker that can die and come back
-empty on the same port, and to wait until the read models equal a fresh replay.
+Their helpers (many bookings fast, every message delivered twice, waiting until the read
+models equal a fresh replay) are in ``tests/support/pipeline.py``.
 """
 
 from __future__ import annotations
@@ -10,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymongo
 import pytest
+import redis
 from psycopg_pool import ConnectionPool
 
 from flightbook.config.settings import Settings
 from flightbook.eventstore.pii import PersonalDataVault
-from tests.support.pipeline import Process
+from tests.support.pipeline import Pipeline, Process
+from tests.support.writeside import WriteSide
 
 
 @pytest.fixture
@@ -43,3 +45,17 @@ def vault(settings: Settings) -> Iterator[PersonalDataVault]:
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=2) as pool:
         yield PersonalDataVault.in_postgres(pool)
+
+
+@pytest.fixture
+def pipeline(
+    settings: Settings,
+    write_side: WriteSide,
+    vault: PersonalDataVault,
+    mongo: pymongo.database.Database[dict[str, object]],
+    cache: redis.Redis,
+    started: list[Process],
+    logs: Path,
+) -> Pipeline:
+    """The test's settings, write side, read-model clients, processes and log folder."""
+    return Pipeline(settings, write_side, vault, mongo, cache, started, logs)

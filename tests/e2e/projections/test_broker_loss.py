@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import msgspec
-import pymongo
 import pytest
-import redis
 
 from flightbook.config.settings import Settings
-from flightbook.eventstore.pii import PersonalDataVault
 from tests.support.pipeline import (
+    Pipeline,
     Process,
     book_many,
     fast,
@@ -24,7 +21,6 @@ from tests.support.pipeline import (
     wait_until,
 )
 from tests.support.processes import PrivateBroker
-from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 
@@ -41,18 +37,13 @@ def _relayed(settings: Settings) -> bool:
 
 @pytest.mark.timeout(240)
 def test_events_the_broker_lost_before_the_workers_read_them_reach_the_read_models(
-    settings: Settings,
-    write_side: WriteSide,
-    vault: PersonalDataVault,
-    mongo: pymongo.database.Database[dict[str, object]],
-    cache: redis.Redis,
+    pipeline: Pipeline,
     private_broker: PrivateBroker,
-    started: list[Process],
-    logs: Path,
 ) -> None:
     """The workers stop; bookings are made and published; the broker dies and comes back
     empty (topics, messages and the groups' offsets gone). Restarted, the workers see it,
     catch up from the event store, and go on with what Kafka brings next."""
+    settings, write_side, vault, mongo, cache, started, logs = pipeline
     config = fast(msgspec.structs.replace(settings, kafka_bootstrap=private_broker.url))
     relay, saga, bookings, flights = (
         Process(name, config, logs) for name in ("relay", "saga", "bookings", "flights")

@@ -6,21 +6,18 @@ import datetime as dt
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
-import pymongo
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from flightbook.config.settings import Settings
 from flightbook.contracts.envelope import CONTRACT_VERSION, Envelope, encoder, payload_type_name
 from flightbook.contracts.payloads import BookingConfirmed
-from flightbook.domain.booking import Booking
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
-from flightbook.eventstore.pii import PersonalDataVault
+from tests.support.builders import a_booking
 from tests.support.pipeline import (
+    Pipeline,
     Process,
     book_many,
     fast,
@@ -29,7 +26,6 @@ from tests.support.pipeline import (
     wait_until,
 )
 from tests.support.processes import ROOT
-from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 
@@ -55,19 +51,14 @@ def _flightbook(settings: Settings, *args: str) -> subprocess.CompletedProcess[s
 
 @pytest.mark.timeout(180)
 def test_poison_messages_are_dead_lettered_and_replayable_once_fixed(
-    settings: Settings,
-    write_side: WriteSide,
-    vault: PersonalDataVault,
-    mongo: pymongo.database.Database[dict[str, object]],
-    cache: redis.Redis,
-    started: list[Process],
-    logs: Path,
+    pipeline: Pipeline,
 ) -> None:
     """Two poison messages: bytes that are not an envelope (never applicable), and a valid
     envelope of a booking the event store does not have yet (its gap cannot be repaired).
     Both become dead letters; later events are applied; the worker keeps running. Once the
     booking exists in the event store ("the fix"), replaying the dead letters applies the
     second and leaves the first, with its error."""
+    settings, write_side, vault, mongo, cache, started, logs = pipeline
     config = fast(settings)
     relay, bookings, flights = (Process(n, config, logs) for n in ("relay", "bookings", "flights"))
     started += [relay, bookings, flights]
@@ -111,17 +102,11 @@ def test_poison_messages_are_dead_lettered_and_replayable_once_fixed(
     assert "DecodeError" in listed.stdout or "ValidationError" in listed.stdout
     assert "RepairError" in listed.stdout
 
-    booking = Booking.request(  # the fix: the booking now exists in the event store
+    booking = a_booking(  # the fix: the booking now exists in the event store
+        flight,
         booking_id=future,
-        customer_id="zoe",
-        flight_id=flight,
-        fare="Y",
-        passengers=vault.seal("zoe", '[{"name": "Zoe", "email": "zoe@example.com"}]'),
-        passenger_count=1,
-        price_amount=45000,
-        currency="EUR",
-        refundable=False,
-        payment_token="tok_ok",
+        customer="zoe",
+        sealed=vault.seal("zoe", '[{"name": "Zoe", "email": "zoe@example.com"}]'),
     )
     booking.mark_seats_held(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
     with recording(actor="zoe"):

@@ -6,20 +6,17 @@ import os
 import random
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
-import pymongo
 import pytest
-import redis
 
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
-from flightbook.eventstore.pii import PersonalDataVault
 from tests.support.pipeline import (
     Duplicator,
+    Pipeline,
     Process,
     book_many,
     fast,
@@ -62,18 +59,13 @@ def _last_versions(settings: Settings) -> dict[str, int]:
 
 @pytest.mark.timeout(420)
 def test_killed_workers_and_twice_delivered_messages_leave_exactly_the_replayed_read_models(
-    settings: Settings,
-    write_side: WriteSide,
-    vault: PersonalDataVault,
-    mongo: pymongo.database.Database[dict[str, object]],
-    cache: redis.Redis,
-    started: list[Process],
-    logs: Path,
+    pipeline: Pipeline,
 ) -> None:
     """Bookings of every outcome go through the saga while each worker is SIGKILLed at random
     moments and restarted, and a test producer publishes every message a second time.
     Afterwards every document and key equals a fresh replay of the event store, each one at
     its aggregate's last version, and the duplicates were skipped, not applied."""
+    settings, write_side, vault, mongo, cache, started, logs = pipeline
     rng = random.Random(12)
     config = fast(settings, saga_workers=6)
     relay, saga, bookings, flights = (

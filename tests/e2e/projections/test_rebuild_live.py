@@ -8,16 +8,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pymongo
 import pytest
-import redis
 
 from flightbook.config.settings import Settings
-from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.http.tokens import mint_token
 from tests.support.pipeline import (
+    Pipeline,
     Process,
     book_many,
     fast,
@@ -27,7 +25,6 @@ from tests.support.pipeline import (
     wait_until,
 )
 from tests.support.processes import ROOT
-from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 
@@ -87,14 +84,9 @@ def _answers(port: int) -> bool:
 
 @pytest.mark.timeout(240)
 def test_a_rebuild_switches_versions_without_readers_ever_missing_a_booking(
-    settings: Settings,
-    write_side: WriteSide,
-    vault: PersonalDataVault,
-    mongo: pymongo.database.Database[dict[str, object]],
-    cache: redis.Redis,
-    started: list[Process],
-    logs: Path,
+    pipeline: Pipeline,
 ) -> None:
+    settings, write_side, vault, mongo, cache, started, logs = pipeline
     config = fast(settings, saga_workers=4)
     processes = [
         Process(n, config, logs) for n in ("relay", "saga", "bookings", "flights", "query-api")

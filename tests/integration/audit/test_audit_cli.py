@@ -13,10 +13,11 @@ from psycopg_pool import ConnectionPool
 
 from flightbook.cli import main
 from flightbook.config.settings import Settings
-from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
+from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.http.tokens import mint_token
+from tests.support.builders import a_booking
 from tests.support.saga import SagaHarness, make_harness
 from tests.support.writeside import WriteSide
 
@@ -101,18 +102,7 @@ def test_personal_data_shows_only_with_the_flag_and_an_auditors_token(
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=1) as pool:
         sealed = PersonalDataVault.in_postgres(pool).seal("carol", '[{"name": "Ada Lovelace"}]')
-    booking = Booking.request(
-        booking_id=uuid.uuid4(),
-        customer_id="carol",
-        flight_id=uuid.uuid4(),
-        fare="Y",
-        passengers=sealed,
-        passenger_count=1,
-        price_amount=100,
-        currency="EUR",
-        refundable=False,
-        payment_token="tok_ok",
-    )
+    booking = a_booking(uuid.uuid4(), customer="carol", sealed=sealed, price=100)
     write_side.bookings.record(booking)
     auditor = mint_token(settings, subject="audrey", roles=["auditor"])
     agent = mint_token(settings, subject="andy", roles=["agent"])

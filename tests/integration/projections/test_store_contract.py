@@ -15,6 +15,7 @@ from flightbook.contracts.readmodels import Index
 from flightbook.projections.memory import MemoryDocuments, MemoryHashes, MemoryProgress
 from flightbook.projections.mongo import MongoDocuments, MongoProgress
 from flightbook.projections.ports import (
+    BatchProgress,
     DeadLetter,
     DocumentStore,
     GuardedWrite,
@@ -179,8 +180,8 @@ def test_versions_default_to_one_and_switch(progress: ProgressStore) -> None:
 
 
 def test_checkpoints_only_move_forward(progress: ProgressStore) -> None:
-    progress.record_batch("bookings", "booking", last_position=9, applied=3, duplicates=1, at=AT)
-    progress.record_batch("bookings", "booking", last_position=5, applied=2, duplicates=0, at=AT)
+    progress.record_batch("bookings", "booking", BatchProgress(9, applied=3, duplicates=1, at=AT))
+    progress.record_batch("bookings", "booking", BatchProgress(5, applied=2, duplicates=0, at=AT))
     progress.raise_low_watermark("bookings", "booking", 7)
     progress.raise_low_watermark("bookings", "booking", 4)
     progress.merge_partitions("bookings", "booking", {"t.booking.events:0": 10})

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from flightbook.queries.ports import ReadModels
+from flightbook.queries.ports import ReadModels, SalesQuery
 from tests.support.documents import (
     CREATED,
     DEPARTURE,
@@ -197,9 +197,7 @@ def test_sales_are_filtered_by_period_and_route_and_ordered_by_day_then_route(
         return [
             [
                 f"{s.date}:{s.origin}"
-                for s in await a.sales_days(
-                    start, end, origin=o, destination=d, after=after, limit=lim
-                )
+                for s in await a.sales_days(SalesQuery(start, end, o, d, after, lim))
             ]
             for o, d, after, lim in (
                 (None, None, None, 10),

@@ -29,6 +29,7 @@ from flightbook.eventstore.metadata import recording
 from flightbook.relay.process import RelayProcess
 from flightbook.relay.relay import Checkpoints, MemoryCheckpoints, PostgresCheckpoints
 from flightbook.relay.translate import to_envelope
+from tests.support.builders import a_booking
 from tests.support.relay import (
     checkpoints_of,
     envelopes_by_context,
@@ -185,18 +186,7 @@ def _partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
 
 
 def _new_booking(flight_id: uuid.UUID, customer: str) -> Booking:
-    return Booking.request(
-        booking_id=uuid.uuid4(),
-        customer_id=customer,
-        flight_id=flight_id,
-        fare="Y",
-        passengers="pii1:eA==",
-        passenger_count=1,
-        price_amount=45000,
-        currency="EUR",
-        refundable=False,
-        payment_token="tok_ok",
-    )
+    return a_booking(flight_id, customer=customer, sealed="pii1:eA==")
 
 
 def test_sixteen_concurrent_writers_while_the_relay_tails_leave_no_position_unpublished(

@@ -42,6 +42,7 @@ from flightbook.eventstore.contexts import CONTEXT_NAMES, Context
 from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.metadata import recording
 from flightbook.relay.translate import to_envelope, to_payload
+from tests.support.builders import a_booking
 
 pytestmark = pytest.mark.unit
 
@@ -174,17 +175,8 @@ def every_event() -> list[CanMutateAggregate[uuid.UUID]]:
     flight.cancel("weather")
 
     def booking() -> Booking:
-        return Booking.request(
-            booking_id=uuid.uuid4(),
-            customer_id="alice",
-            flight_id=flight.id,
-            fare="Y",
-            passengers="pii1:c2VhbGVk",
-            passenger_count=2,
-            price_amount=90000,
-            currency="EUR",
-            refundable=True,
-            payment_token="tok_ok",
+        return a_booking(
+            flight.id, customer="alice", sealed="pii1:c2VhbGVk", passengers=2, refundable=True
         )
 
     confirmed, rejected = booking(), booking()

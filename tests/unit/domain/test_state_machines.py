@@ -44,6 +44,7 @@ from flightbook.domain.payment import (
     payment_id_for,
 )
 from flightbook.domain.values import Cabin, Fare, Money
+from tests.support.builders import a_booking
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -266,17 +267,8 @@ class BookingMachine(RuleBasedStateMachine):
         # Rejecting or cancelling ends the story, so only allow it after this many
         # steps: otherwise few sequences would ever reach CONFIRMED.
         self.finish_after = finish_after
-        self.booking = Booking.request(
-            booking_id=uuid4(),
-            customer_id="alice",
-            flight_id=uuid4(),
-            fare="Y",
-            passengers="sealed",
-            passenger_count=1,
-            price_amount=price,
-            currency="EUR",
-            refundable=refundable,
-            payment_token="tok_ok",
+        self.booking = a_booking(
+            uuid4(), customer="alice", sealed="sealed", price=price, refundable=refundable
         )
         self.history = list(self.booking.collect_events())
 

@@ -20,7 +20,6 @@ from eventsourcing.popo import POPOApplicationRecorder
 from structlog.testing import capture_logs
 
 from flightbook.contracts.envelope import Envelope, decoder
-from flightbook.domain.booking import Booking
 from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.metadata import recording
 from flightbook.relay.relay import (
@@ -30,6 +29,7 @@ from flightbook.relay.relay import (
     relay_batch,
 )
 from flightbook.relay.translate import to_envelope
+from tests.support.builders import a_booking
 
 pytestmark = pytest.mark.unit
 
@@ -103,18 +103,7 @@ class Log:
 
     def book(self, *, steps: int = 1, correlation_id: str | None = None) -> uuid.UUID:
         """A booking with ``steps`` events (Requested, SeatsHeld, PaymentAuthorized, Confirmed)."""
-        booking = Booking.request(
-            booking_id=uuid.uuid4(),
-            customer_id="alice",
-            flight_id=uuid.uuid4(),
-            fare="Y",
-            passengers="pii1:eA==",
-            passenger_count=1,
-            price_amount=100,
-            currency="EUR",
-            refundable=False,
-            payment_token="tok_ok",
-        )
+        booking = a_booking(uuid.uuid4(), customer="alice", sealed="pii1:eA==", price=100)
         if steps > 1:
             booking.mark_seats_held(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
         if steps > 2:
