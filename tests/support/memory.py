@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from eventsourcing.domain import Aggregate
 
@@ -161,20 +161,12 @@ def request_booking(
     A flight that does not exist (or lacks the fare) gets the default price, not refundable.
     """
     flight = store.inventory.find_flight(flight_id)
-    unit, refundable = PRICE, False
+    terms: dict[str, Any] = {"price": PRICE, "refundable": False, "fare": fare_code}
+    terms.update(customer=customer, token=token, passengers=passengers, sealed="pii1:sealed")
     if flight is not None and fare_code in flight.fares:
         booked = flight.fare(fare_code)
-        unit, refundable = booked.price.amount, booked.refundable
-    booking = a_booking(
-        flight_id,
-        customer=customer,
-        token=token,
-        passengers=passengers,
-        price=unit,
-        refundable=refundable,
-        fare=fare_code,
-        sealed="pii1:sealed",
-    )
+        terms.update(price=booked.price.amount, refundable=booked.refundable)
+    booking = a_booking(flight_id, **terms)
     with recording(actor=customer, correlation_id=correlation_id):
         store.bookings.record(booking)
     return booking.id

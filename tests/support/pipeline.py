@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,7 +24,7 @@ from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.projections.tools.verify import Difference, compare_read_models, replay_read_models
 from tests.support.builders import a_booking, a_flight
-from tests.support.processes import ROOT, free_port
+from tests.support.processes import SystemProcess, free_port
 from tests.support.writeside import WriteSide
 
 PROCESSES = {
@@ -55,66 +52,14 @@ def fast(settings: Settings, **changes: object) -> Settings:
     )
 
 
-class Process:
-    """A composition root run as a child process, its output in a log file; stopped by pid."""
+class Process(SystemProcess):
+    """A process of the pipeline by its short name, its output in ``<logs>/<name>.log``."""
 
     def __init__(self, name: str, settings: Settings, logs: Path) -> None:
         script, port_variable = PROCESSES[name]
-        self.name = name
-        self.script = script
-        self.port = free_port()
-        self.env = {**os.environ, **settings.to_env(), port_variable: str(self.port)}
-        self.log = logs / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.kills = 0
-
-    def start(self) -> Process:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / self.script)],
-                env=self.env,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-        self.kills += 1
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.running(), f"{self.script} exited: {self.log.read_text()[-2000:]}"
-            try:
-                url = f"http://127.0.0.1:{self.port}/health/ready"
-                with urllib.request.urlopen(url, timeout=1):
-                    return
-            except (OSError, urllib.error.URLError):
-                time.sleep(0.1)
-        raise AssertionError(f"{self.script} not ready: {self.log.read_text()[-2000:]}")
+        port = free_port()
+        super().__init__(script, settings, **{port_variable: str(port)})
+        self.name, self.port, self.log = name, port, logs / f"{name}.log"
 
 
 def schedule(

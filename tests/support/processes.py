@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 from confluent_kafka import Consumer, KafkaException
 
@@ -28,7 +31,18 @@ def free_port() -> int:
 
 
 class SystemProcess:
-    """One composition root (e.g. ``commands/saga.py``) run as a child process."""
+    """One composition root (e.g. ``commands/saga.py``) run as a child process, by its pid.
+
+    Args:
+        script: The composition root, relative to the project folder.
+        settings: Its settings (given as ``FLIGHTBOOK_*`` variables).
+        env: More variables.
+    """
+
+    log: Path | None = None
+    """Where its output goes (nowhere if None)."""
+    port: int = 0
+    """The HTTP port it serves health and metrics on (for :meth:`wait_ready`)."""
 
     def __init__(self, script: str, settings: Settings, **env: str) -> None:
         self.script = script
@@ -36,44 +50,82 @@ class SystemProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
 
-    def start(self) -> SystemProcess:
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / self.script)],
-            env=self.env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    def start(self) -> Self:
+        with contextlib.ExitStack() as stack:
+            out = stack.enter_context(self.log.open("ab")) if self.log else subprocess.DEVNULL
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / self.script)],
+                env=self.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
+            )
         return self
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def kill(self) -> None:
+        """SIGKILL, and wait for it to be gone."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
         self.kills += 1
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+    def stop(self) -> int | None:
+        """SIGTERM (it finishes its unit of work first), then its exit status."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        return self.process.returncode
 
-    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+    def _tail(self) -> str:
+        return self.log.read_text()[-2000:] if self.log else ""
+
+    def wait_http(self, url: str, timeout: float = 30.0, poll: float = 0.1) -> None:
+        """Until ``url`` answers 2xx; fails at once if the process exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise AssertionError(f"{self.script} exited with {self.process.returncode}")
+                raise AssertionError(
+                    f"{self.script} exited with {self.process.returncode}: {self._tail()}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback
                     return
             except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"{url} did not answer")
+                time.sleep(poll)
+        raise AssertionError(f"{url} did not answer: {self._tail()}")
+
+    def wait_ready(self, timeout: float = 60.0, poll: float = 0.1) -> None:
+        """Until its ``/health/ready`` answers 200."""
+        self.wait_http(f"http://127.0.0.1:{self.port}/health/ready", timeout, poll)
+
+    def get(self, path: str) -> tuple[int, str]:
+        """``GET`` one of its HTTP paths: status and body."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read().decode()
+
+    def metric(self, name: str) -> float:
+        """Sum of every sample of ``name`` on its ``/metrics``."""
+        _, text = self.get("/metrics")
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name) and not line.startswith("#")
+        )
 
 
 class PrivateBroker:

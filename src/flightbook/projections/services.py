@@ -38,14 +38,23 @@ class ProjectionServices:
     settings: Settings
     pool: ConnectionPool
     mongo: pymongo.MongoClient[dict[str, Any]]
-    database: Database[dict[str, Any]]
     redis: redis.Redis
-    reader: EventStoreReader
-    vault: PersonalDataVault
-    documents: MongoDocuments
-    hashes: RedisHashes
-    progress: MongoProgress
+    database: Database[dict[str, Any]] = field(init=False)
+    reader: EventStoreReader = field(init=False)
+    vault: PersonalDataVault = field(init=False)
+    documents: MongoDocuments = field(init=False)
+    hashes: RedisHashes = field(init=False)
+    progress: MongoProgress = field(init=False)
     _lookups: StoreLookups | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        # The adapters follow from the three clients.
+        self.database = self.mongo[self.settings.mongo_database]
+        self.reader = EventStoreReader(self.pool)
+        self.vault = PersonalDataVault.in_postgres(self.pool)
+        self.documents = MongoDocuments(self.database)
+        self.hashes = RedisHashes(self.redis)
+        self.progress = MongoProgress(self.database)
 
     def kind(self, worker: str) -> Kind:
         """The worker kind (``bookings`` or ``flights``)."""
@@ -88,24 +97,10 @@ def open_services(
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
             require(settings.mongo_url, "mongo_url"), serverSelectionTimeoutMS=5000, tz_aware=True
         )
-        database = client[settings.mongo_database]
         cache = redis.Redis.from_url(
             require(settings.redis_url, "redis_url"), socket_timeout=10, socket_connect_timeout=5
         )
     except Exception:
         pool.close()
         raise
-    reader = EventStoreReader(pool)
-    progress = MongoProgress(database)
-    return ProjectionServices(
-        settings=settings,
-        pool=pool,
-        mongo=client,
-        database=database,
-        redis=cache,
-        reader=reader,
-        vault=PersonalDataVault.in_postgres(pool),
-        documents=MongoDocuments(database),
-        hashes=RedisHashes(cache),
-        progress=progress,
-    )
+    return ProjectionServices(settings, pool, client, cache)

@@ -5,15 +5,9 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +23,7 @@ from flightbook.eventstore.contexts import CONTEXT_NAMES as CONTEXTS
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from tests.support.builders import a_flight
-from tests.support.processes import PrivateBroker, free_port
+from tests.support.processes import PrivateBroker, SystemProcess, free_port
 from tests.support.relay import (
     Record,
     checkpoints_of,
@@ -46,81 +40,13 @@ ROOT = Path(__file__).resolve().parents[3]
 REPORTS = ROOT / ".flightbook" / "reports"
 
 
-class RelayRunner:
-    """Starts, kills and stops ``commands/relay.py`` as a real process, by its pid."""
+class RelayRunner(SystemProcess):
+    """``commands/relay.py`` as a real process, its output in ``log``."""
 
     def __init__(self, settings: Settings, log: Path, **env: str) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            **settings.to_env(),
-            "FLIGHTBOOK_RELAY_HTTP_PORT": str(self.port),
-            **env,
-        }
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.kills = 0
-
-    def start(self) -> RelayRunner:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "commands" / "relay.py")],
-                env=self.env,
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.kills += 1
-
-    def stop(self) -> int:
-        """SIGTERM, then the exit status (it finishes its batch first)."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise
-        return self.process.returncode
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read().decode()
-
-    def wait_ready(self, timeout: float = 30.0, poll: float = 0.05) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            assert self.process.poll() is None, f"relay exited: {self.log.read_text()[-2000:]}"
-            try:
-                if self.get("/health/ready")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(poll)
-        raise AssertionError("the relay did not become ready")
-
-    def metric(self, name: str) -> float:
-        """Sum of every sample of ``name`` on /metrics."""
-        _, text = self.get("/metrics")
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(name) and not line.startswith("#")
-        )
+        port = free_port()
+        super().__init__("commands/relay.py", settings, FLIGHTBOOK_RELAY_HTTP_PORT=str(port), **env)
+        self.port, self.log = port, log
 
 
 @pytest.fixture

@@ -16,16 +16,8 @@ from structlog.testing import capture_logs
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
+from tests.support import documents
 from tests.support.api import Api, Headers
-from tests.support.documents import (
-    CREATED,
-    booking_doc,
-    fare_doc,
-    flight_doc,
-    funnel_doc,
-    load_factor_doc,
-    sales_doc,
-)
 from tests.support.readside import ServerReadSide
 
 pytestmark = pytest.mark.integration
@@ -40,7 +32,7 @@ def body(response: Any) -> Any:
 def test_a_search_fills_the_cache_and_the_next_one_is_answered_from_it(
     query_api: Api, auth: Headers, servers: ServerReadSide, settings: Settings
 ) -> None:
-    doc = flight_doc(fares=[fare_doc("Y", seats=150, sold=10)])
+    doc = documents.flight_doc(fares=[documents.fare_doc("Y", seats=150, sold=10)])
     servers.put_document("flights_v1", doc)
     key = f"{settings.redis_prefix}v1:search:LHR:JFK:2026-12-24"
 
@@ -81,7 +73,9 @@ def test_a_search_fills_the_cache_and_the_next_one_is_answered_from_it(
 def test_seats_left_prefer_the_redis_hash_to_the_document(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
-    doc = flight_doc(fares=[fare_doc("Y", seats=150), fare_doc("J", seats=8)])
+    doc = documents.flight_doc(
+        fares=[documents.fare_doc("Y", seats=150), documents.fare_doc("J", seats=8)]
+    )
     servers.put_document("flights_v1", doc)
     servers.put_hash(f"v1:seats:{doc['_id']}", {"_v": 5, "Y": 147})
     headers = auth("alice", "customer")
@@ -97,7 +91,10 @@ def test_seats_left_prefer_the_redis_hash_to_the_document(
 def test_search_pages_by_departure_with_a_cursor(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
-    docs = [flight_doc(departure=dt.datetime(2026, 12, 24, h, tzinfo=dt.UTC)) for h in (18, 6, 12)]
+    docs = [
+        documents.flight_doc(departure=dt.datetime(2026, 12, 24, h, tzinfo=dt.UTC))
+        for h in (18, 6, 12)
+    ]
     for doc in docs:
         servers.put_document("flights_v1", doc)
     headers = auth("alice", "customer")
@@ -125,7 +122,7 @@ def test_an_unknown_flight_is_a_404_problem(query_api: Api, auth: Headers) -> No
 def test_a_booking_is_shown_to_its_owner_an_agent_and_an_auditor(
     query_api: Api, auth: Headers, servers: ServerReadSide, subject: str, role: str
 ) -> None:
-    doc = booking_doc(customer_id="alice", status="CONFIRMED")
+    doc = documents.booking_doc(customer_id="alice", status="CONFIRMED")
     servers.put_document("bookings_v1", doc)
 
     response = query_api.get(f"/bookings/{doc['_id']}", headers=auth(subject, role))
@@ -152,7 +149,7 @@ def test_a_booking_is_shown_to_its_owner_an_agent_and_an_auditor(
 def test_anyone_else_gets_exactly_the_answer_for_a_booking_that_does_not_exist(
     query_api: Api, auth: Headers, servers: ServerReadSide, subject: str, role: str
 ) -> None:
-    doc = booking_doc(customer_id="alice")
+    doc = documents.booking_doc(customer_id="alice")
     servers.put_document("bookings_v1", doc)
     headers = auth(subject, role, **{"X-Request-ID": "probe-1"})
 
@@ -172,12 +169,14 @@ def test_my_bookings_are_newest_first_paged_and_b_never_sees_as(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
     alices = [
-        booking_doc(customer_id="alice", created_at=CREATED + dt.timedelta(minutes=m))
+        documents.booking_doc(
+            customer_id="alice", created_at=documents.CREATED + dt.timedelta(minutes=m)
+        )
         for m in (0, 3, 1, 2, 3)
     ]
     for doc in alices:
         servers.put_document("bookings_v1", doc)
-    bobs = booking_doc(customer_id="bob")
+    bobs = documents.booking_doc(customer_id="bob")
     servers.put_document("bookings_v1", bobs)
     newest_first = [
         d["_id"] for d in sorted(alices, key=lambda d: (d["created_at"], d["_id"]), reverse=True)
@@ -205,10 +204,12 @@ def test_analysts_read_sales_load_factor_and_funnel(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
     flight_id = str(uuid.uuid4())
-    servers.put_document("sales_daily_v1", sales_doc("2026-11-01", confirmed=2))
-    servers.put_document("sales_daily_v1", sales_doc("2026-11-01", "CDG", "JFK"))
-    servers.put_document("load_factor_v1", load_factor_doc(flight_id, "Y", seats=10, sold=4))
-    servers.put_document("funnel_daily_v1", funnel_doc("2026-11-01"))
+    servers.put_document("sales_daily_v1", documents.sales_doc("2026-11-01", confirmed=2))
+    servers.put_document("sales_daily_v1", documents.sales_doc("2026-11-01", "CDG", "JFK"))
+    servers.put_document(
+        "load_factor_v1", documents.load_factor_doc(flight_id, "Y", seats=10, sold=4)
+    )
+    servers.put_document("funnel_daily_v1", documents.funnel_doc("2026-11-01"))
     headers = auth("ann", "analyst")
 
     sales = query_api.get(
@@ -285,11 +286,13 @@ def later(seconds: float, action: Callable[[], None]) -> threading.Thread:
 def test_a_read_your_writes_query_waits_for_the_marker(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
-    doc = booking_doc(customer_id="alice")
+    doc = documents.booking_doc(customer_id="alice")
 
     def apply() -> None:  # as the bookings worker would: the document, then the marker
         servers.put_document("bookings_v1", doc)
-        servers.put_document("applied_events", {"_id": "bookings:booking:42", "at": CREATED})
+        servers.put_document(
+            "applied_events", {"_id": "bookings:booking:42", "at": documents.CREATED}
+        )
 
     thread = later(0.3, apply)
     headers = auth("alice", "customer", **{"X-Flightbook-After": "booking:42,payment:900"})
@@ -308,7 +311,7 @@ def test_a_read_model_caught_up_by_its_watermark_answers_at_once(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
     servers.put_document("projection_checkpoints", {"_id": "flights:inventory", "low_watermark": 9})
-    servers.put_document("flights_v1", flight_doc())
+    servers.put_document("flights_v1", documents.flight_doc())
     headers = auth("alice", "customer", **{"X-Flightbook-After": "inventory:9,booking:77"})
 
     response = query_api.get(SEARCH, headers=headers)

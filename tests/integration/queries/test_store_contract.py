@@ -12,19 +12,10 @@ import uuid
 import pytest
 
 from flightbook.queries.ports import ReadModels, SalesQuery
-from tests.support.documents import (
-    CREATED,
-    DEPARTURE,
-    booking_doc,
-    fare_doc,
-    flight_doc,
-    funnel_doc,
-    load_factor_doc,
-    sales_doc,
-)
+from tests.support import documents
 from tests.support.readside import MemoryReadSide, ReadSide
 
-DAY = DEPARTURE.date().isoformat()
+DAY = documents.DEPARTURE.date().isoformat()
 
 
 @pytest.fixture
@@ -39,14 +30,14 @@ def side(request: pytest.FixtureRequest) -> ReadSide:
 
 
 def test_a_flight_is_found_by_id_and_an_unknown_one_is_none(side: ReadSide) -> None:
-    doc = flight_doc(fares=[fare_doc("Y", seats=10, sold=4)])
+    doc = documents.flight_doc(fares=[documents.fare_doc("Y", seats=10, sold=4)])
     side.put_document("flights_v1", doc)
 
     async def check(models: ReadModels) -> None:
         found = await models.flights.find_flight(doc["_id"])
         assert found is not None
         assert str(found.flight_id) == doc["_id"]
-        assert found.departure == DEPARTURE
+        assert found.departure == documents.DEPARTURE
         assert found.fares[0].seats_left == 6
         assert await models.flights.find_flight(str(uuid.uuid4())) is None
 
@@ -56,15 +47,17 @@ def test_a_flight_is_found_by_id_and_an_unknown_one_is_none(side: ReadSide) -> N
 def test_search_finds_the_route_and_day_by_departure_then_id_after_a_key(
     side: ReadSide,
 ) -> None:
-    late = flight_doc(departure=DEPARTURE + dt.timedelta(hours=5))
+    late = documents.flight_doc(departure=documents.DEPARTURE + dt.timedelta(hours=5))
     same_a, same_b = sorted(
-        (flight_doc(), flight_doc()), key=lambda d: d["_id"]
+        (documents.flight_doc(), documents.flight_doc()), key=lambda d: d["_id"]
     )  # same departure: id decides
     side.put_document("flights_v1", late)
     side.put_document("flights_v1", same_b)
     side.put_document("flights_v1", same_a)
-    side.put_document("flights_v1", flight_doc(origin="CDG"))
-    side.put_document("flights_v1", flight_doc(departure=DEPARTURE + dt.timedelta(days=1)))
+    side.put_document("flights_v1", documents.flight_doc(origin="CDG"))
+    side.put_document(
+        "flights_v1", documents.flight_doc(departure=documents.DEPARTURE + dt.timedelta(days=1))
+    )
 
     async def check(models: ReadModels) -> None:
         everything = await models.flights.search_flights("LHR", "JFK", DAY, after=None, limit=10)
@@ -72,7 +65,7 @@ def test_search_finds_the_route_and_day_by_departure_then_id_after_a_key(
         first = await models.flights.search_flights("LHR", "JFK", DAY, after=None, limit=1)
         assert [str(f.flight_id) for f in first] == [same_a["_id"]]
         rest = await models.flights.search_flights(
-            "LHR", "JFK", DAY, after=(DEPARTURE, same_a["_id"]), limit=10
+            "LHR", "JFK", DAY, after=(documents.DEPARTURE, same_a["_id"]), limit=10
         )
         assert [str(f.flight_id) for f in rest] == [same_b["_id"], late["_id"]]
         assert await models.flights.search_flights("LHR", "CDG", DAY, after=None, limit=10) == []
@@ -81,7 +74,7 @@ def test_search_finds_the_route_and_day_by_departure_then_id_after_a_key(
 
 
 def test_a_booking_is_found_by_id(side: ReadSide) -> None:
-    doc = booking_doc(status="CONFIRMED", passengers=["[erased]"])
+    doc = documents.booking_doc(status="CONFIRMED", passengers=["[erased]"])
     side.put_document("bookings_v1", doc)
 
     async def check(models: ReadModels) -> None:
@@ -90,7 +83,7 @@ def test_a_booking_is_found_by_id(side: ReadSide) -> None:
         assert (found.customer_id, found.status, found.created_at) == (
             "alice",
             "CONFIRMED",
-            CREATED,
+            documents.CREATED,
         )
         assert [(p.name, p.email) for p in found.passengers] == [("[erased]", None)]
         assert await models.bookings.find_booking(str(uuid.uuid4())) is None
@@ -102,12 +95,14 @@ def test_a_customers_bookings_are_newest_first_then_by_id_and_only_theirs(
     side: ReadSide,
 ) -> None:
     docs = [
-        booking_doc(customer_id="alice", created_at=CREATED + dt.timedelta(seconds=s))
+        documents.booking_doc(
+            customer_id="alice", created_at=documents.CREATED + dt.timedelta(seconds=s)
+        )
         for s in (0, 5, 5, 9)
     ]
     for doc in docs:
         side.put_document("bookings_v1", doc)
-    side.put_document("bookings_v1", booking_doc(customer_id="bob"))
+    side.put_document("bookings_v1", documents.booking_doc(customer_id="bob"))
     newest_first = sorted(docs, key=lambda d: (d["created_at"], d["_id"]), reverse=True)
 
     async def check(models: ReadModels) -> None:
@@ -125,7 +120,7 @@ def test_a_customers_bookings_are_newest_first_then_by_id_and_only_theirs(
 
 
 def test_the_active_version_decides_which_collection_and_keys_are_read(side: ReadSide) -> None:
-    old = booking_doc(status="REQUESTED")
+    old = documents.booking_doc(status="REQUESTED")
     new = dict(old, status="CONFIRMED")
     side.put_document("bookings_v1", old)
     side.put_document("bookings_v3", new)
@@ -164,12 +159,12 @@ def test_the_search_cache_gives_back_what_was_put(side: ReadSide) -> None:
 
 
 def test_a_position_is_applied_by_its_marker_or_by_the_low_watermark(side: ReadSide) -> None:
-    side.put_document("applied_events", {"_id": "bookings:booking:7", "at": CREATED})
+    side.put_document("applied_events", {"_id": "bookings:booking:7", "at": documents.CREATED})
     side.put_document(
         "projection_checkpoints",
         {"_id": "bookings:booking", "low_watermark": 4, "max_applied": 7, "partitions": {}},
     )
-    side.put_document("applied_events", {"_id": "flights:inventory:5", "at": CREATED})
+    side.put_document("applied_events", {"_id": "flights:inventory:5", "at": documents.CREATED})
 
     async def check(models: ReadModels) -> list[bool]:
         return [
@@ -183,11 +178,11 @@ def test_sales_are_filtered_by_period_and_route_and_ordered_by_day_then_route(
     side: ReadSide,
 ) -> None:
     for doc in (
-        sales_doc("2026-10-31"),
-        sales_doc("2026-11-02", "LHR", "JFK"),
-        sales_doc("2026-11-01", "LHR", "JFK"),
-        sales_doc("2026-11-01", "CDG", "JFK"),
-        sales_doc("2026-11-03"),
+        documents.sales_doc("2026-10-31"),
+        documents.sales_doc("2026-11-02", "LHR", "JFK"),
+        documents.sales_doc("2026-11-01", "LHR", "JFK"),
+        documents.sales_doc("2026-11-01", "CDG", "JFK"),
+        documents.sales_doc("2026-11-03"),
     ):
         side.put_document("sales_daily_v1", doc)
     start, end = dt.date(2026, 11, 1), dt.date(2026, 11, 2)
@@ -217,11 +212,13 @@ def test_sales_are_filtered_by_period_and_route_and_ordered_by_day_then_route(
 
 def test_load_factor_and_funnel_are_read_from_their_collections(side: ReadSide) -> None:
     flight_id = str(uuid.uuid4())
-    side.put_document("load_factor_v1", load_factor_doc(flight_id, "Y", seats=10, sold=5))
-    side.put_document("load_factor_v1", load_factor_doc(flight_id, "J", seats=2, sold=1))
-    side.put_document("load_factor_v1", load_factor_doc(str(uuid.uuid4()), "Y", seats=9, sold=9))
+    side.put_document("load_factor_v1", documents.load_factor_doc(flight_id, "Y", seats=10, sold=5))
+    side.put_document("load_factor_v1", documents.load_factor_doc(flight_id, "J", seats=2, sold=1))
+    side.put_document(
+        "load_factor_v1", documents.load_factor_doc(str(uuid.uuid4()), "Y", seats=9, sold=9)
+    )
     for day in ("2026-11-02", "2026-11-01", "2026-12-01"):
-        side.put_document("funnel_daily_v1", funnel_doc(day))
+        side.put_document("funnel_daily_v1", documents.funnel_doc(day))
 
     async def check(models: ReadModels) -> None:
         report = await models.analytics.load_factor(flight_id)

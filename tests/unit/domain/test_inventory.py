@@ -6,16 +6,7 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder, Mapper, UUIDAsHex
 
-from flightbook.domain.errors import (
-    CapacityBelowCommitmentsError,
-    FlightNotBookableError,
-    HoldConflictError,
-    HoldNotExpiredError,
-    IllegalTransitionError,
-    InvalidValueError,
-    SeatsUnavailableError,
-    UnknownFareError,
-)
+from flightbook.domain import errors
 from flightbook.domain.inventory import FlightInventory, FlightStatus, Hold
 from flightbook.domain.values import Cabin, Fare, Money
 
@@ -117,7 +108,7 @@ def test_an_invalid_schedule_is_refused_naming_the_field(
     }
     request.update(changes)
 
-    with pytest.raises(InvalidValueError) as caught:
+    with pytest.raises(errors.InvalidValueError) as caught:
         FlightInventory.schedule(**request)  # type: ignore[arg-type]
 
     assert caught.value.field == field
@@ -147,7 +138,7 @@ def test_holding_more_seats_than_left_is_refused_and_records_nothing() -> None:
     inventory = scheduled()
     held(inventory, seats=1)
 
-    with pytest.raises(SeatsUnavailableError) as caught:
+    with pytest.raises(errors.SeatsUnavailableError) as caught:
         inventory.hold_seats(uuid4(), "Y", 2, DEADLINE)
 
     assert caught.value.code == "seats_unavailable"
@@ -169,7 +160,7 @@ def test_overbooking_allows_holds_beyond_the_seats() -> None:
 def test_holding_an_unknown_fare_is_refused_and_records_nothing() -> None:
     inventory = scheduled()
 
-    with pytest.raises(UnknownFareError) as caught:
+    with pytest.raises(errors.UnknownFareError) as caught:
         inventory.hold_seats(uuid4(), "F", 1, DEADLINE)
 
     assert (caught.value.code, caught.value.field) == ("unknown_fare", "fare")
@@ -191,7 +182,7 @@ def test_holding_with_invalid_values_is_refused_and_records_nothing(
 ) -> None:
     inventory = scheduled()
 
-    with pytest.raises(InvalidValueError) as caught:
+    with pytest.raises(errors.InvalidValueError) as caught:
         inventory.hold_seats(booking_id, "Y", seats, expires_at)  # type: ignore[arg-type]
 
     assert caught.value.field == field
@@ -225,7 +216,7 @@ def test_holding_other_seats_for_a_booking_that_has_seats_is_refused(fare: str, 
     inventory = scheduled()
     booking_id = held(inventory, seats=1)
 
-    with pytest.raises(HoldConflictError) as caught:
+    with pytest.raises(errors.HoldConflictError) as caught:
         inventory.hold_seats(booking_id, fare, seats, DEADLINE)
 
     assert caught.value.code == "hold_conflict"
@@ -237,7 +228,7 @@ def test_holding_seats_on_a_cancelled_flight_is_refused() -> None:
     inventory.cancel("weather")
     inventory.collect_events()
 
-    with pytest.raises(FlightNotBookableError) as caught:
+    with pytest.raises(errors.FlightNotBookableError) as caught:
         inventory.hold_seats(uuid4(), "Y", 1, DEADLINE)
 
     assert caught.value.code == "flight_not_bookable"
@@ -247,7 +238,7 @@ def test_holding_seats_on_a_cancelled_flight_is_refused() -> None:
 def test_holding_seats_once_the_flight_has_departed_is_refused() -> None:
     inventory = scheduled()
 
-    with pytest.raises(FlightNotBookableError):
+    with pytest.raises(errors.FlightNotBookableError):
         inventory.hold_seats(uuid4(), "Y", 1, DEADLINE, now=DEPARTURE)
 
     assert inventory.collect_events() == []
@@ -284,7 +275,7 @@ def test_confirming_an_already_confirmed_hold_records_nothing() -> None:
 def test_confirming_without_a_hold_is_an_illegal_transition() -> None:
     inventory = scheduled()
 
-    with pytest.raises(IllegalTransitionError) as caught:
+    with pytest.raises(errors.IllegalTransitionError) as caught:
         inventory.confirm_hold(uuid4())
 
     assert (caught.value.from_state, caught.value.to_state) == ("NONE", "SOLD")
@@ -297,7 +288,7 @@ def test_confirming_a_hold_on_a_cancelled_flight_is_refused() -> None:
     inventory.cancel("strike")
     inventory.collect_events()
 
-    with pytest.raises(FlightNotBookableError):
+    with pytest.raises(errors.FlightNotBookableError):
         inventory.confirm_hold(booking_id)
 
     assert inventory.collect_events() == []
@@ -329,7 +320,7 @@ def test_releasing_without_a_reason_is_refused() -> None:
     inventory = scheduled()
     booking_id = held(inventory)
 
-    with pytest.raises(InvalidValueError) as caught:
+    with pytest.raises(errors.InvalidValueError) as caught:
         inventory.release_hold(booking_id, "  ")
 
     assert caught.value.field == "reason"
@@ -352,7 +343,7 @@ def test_a_hold_cannot_expire_before_its_deadline() -> None:
     inventory = scheduled()
     booking_id = held(inventory)
 
-    with pytest.raises(HoldNotExpiredError) as caught:
+    with pytest.raises(errors.HoldNotExpiredError) as caught:
         inventory.expire_hold(booking_id, DEADLINE - timedelta(seconds=1))
 
     assert caught.value.code == "hold_not_expired"
@@ -443,7 +434,7 @@ def test_capacity_cannot_drop_below_seats_held_and_sold() -> None:
     inventory.confirm_hold(held(inventory, seats=1))
     inventory.collect_events()
 
-    with pytest.raises(CapacityBelowCommitmentsError) as caught:
+    with pytest.raises(errors.CapacityBelowCommitmentsError) as caught:
         inventory.change_fare("Y", seats=1)
 
     assert (caught.value.code, caught.value.field) == ("capacity_below_commitments", "seats")
@@ -470,7 +461,7 @@ def test_invalid_fare_changes_are_refused_naming_the_field(
 ) -> None:
     inventory = scheduled()
 
-    with pytest.raises(InvalidValueError) as caught:
+    with pytest.raises(errors.InvalidValueError) as caught:
         inventory.change_fare("Y", **changes)  # type: ignore[arg-type]
 
     assert caught.value.field == field
@@ -480,7 +471,7 @@ def test_invalid_fare_changes_are_refused_naming_the_field(
 def test_changing_an_unknown_fare_is_refused() -> None:
     inventory = scheduled()
 
-    with pytest.raises(UnknownFareError):
+    with pytest.raises(errors.UnknownFareError):
         inventory.change_fare("F", seats=3)
 
     assert inventory.collect_events() == []
@@ -491,7 +482,7 @@ def test_changing_a_fare_of_a_cancelled_flight_is_refused() -> None:
     inventory.cancel("weather")
     inventory.collect_events()
 
-    with pytest.raises(FlightNotBookableError):
+    with pytest.raises(errors.FlightNotBookableError):
         inventory.change_fare("Y", seats=3)
 
     assert inventory.collect_events() == []
@@ -531,7 +522,7 @@ def test_cancelling_a_cancelled_flight_records_nothing() -> None:
 def test_queries_about_an_unknown_fare_raise_unknown_fare(query: str) -> None:
     inventory = scheduled()
 
-    with pytest.raises(UnknownFareError):
+    with pytest.raises(errors.UnknownFareError):
         getattr(inventory, query)("Z")
 
 

@@ -17,21 +17,15 @@ from flightbook.queries.models import (
     load_factor_from_documents,
     with_seats_left,
 )
-from tests.support.documents import (
-    CREATED,
-    booking_doc,
-    fare_doc,
-    flight_doc,
-    funnel_doc,
-    load_factor_doc,
-    money,
-)
+from tests.support import documents
 
 pytestmark = pytest.mark.unit
 
 
 def test_a_booking_shows_the_contract_fields_and_nothing_internal() -> None:
-    doc = booking_doc(status="CANCELLED", reason="CUSTOMER", refund=money(45000))
+    doc = documents.booking_doc(
+        status="CANCELLED", reason="CUSTOMER", refund=documents.money(45000)
+    )
 
     body = msgspec.json.decode(msgspec.json.encode(booking_from_document(doc)))
 
@@ -57,7 +51,7 @@ def test_a_booking_shows_the_contract_fields_and_nothing_internal() -> None:
 
 
 def test_erased_passengers_show_as_erased_without_email() -> None:
-    doc = booking_doc(passengers=["[erased]", {"name": None, "email": None}])
+    doc = documents.booking_doc(passengers=["[erased]", {"name": None, "email": None}])
 
     booking = booking_from_document(doc)
 
@@ -68,32 +62,36 @@ def test_erased_passengers_show_as_erased_without_email() -> None:
 
 
 def test_naive_and_offset_times_come_out_in_utc() -> None:
-    naive = CREATED.replace(tzinfo=None)
-    doc = booking_doc(created_at=naive)
-    doc["updated_at"] = CREATED.astimezone(dt.timezone(dt.timedelta(hours=-5)))
+    naive = documents.CREATED.replace(tzinfo=None)
+    doc = documents.booking_doc(created_at=naive)
+    doc["updated_at"] = documents.CREATED.astimezone(dt.timezone(dt.timedelta(hours=-5)))
 
     booking = booking_from_document(doc)
 
-    assert booking.created_at == CREATED
+    assert booking.created_at == documents.CREATED
     assert booking.created_at.tzinfo == dt.UTC
     assert booking.updated_at.tzinfo == dt.UTC
 
 
 def test_a_flight_shows_seats_left_per_fare_and_not_the_counters() -> None:
-    doc = flight_doc(fares=[fare_doc("Y", seats=10, held=2, sold=3), fare_doc("J", seats=4)])
+    doc = documents.flight_doc(
+        fares=[documents.fare_doc("Y", seats=10, held=2, sold=3), documents.fare_doc("J", seats=4)]
+    )
 
     body = msgspec.to_builtins(flight_from_document(doc))
 
     assert body["fares"] == [
-        {"code": "Y", "cabin": "economy", "price": money(45000), "seats_left": 5},
-        {"code": "J", "cabin": "business", "price": money(45000), "seats_left": 4},
+        {"code": "Y", "cabin": "economy", "price": documents.money(45000), "seats_left": 5},
+        {"code": "J", "cabin": "business", "price": documents.money(45000), "seats_left": 4},
     ]
     assert body["departure"] == "2026-12-24T10:00:00Z"
     assert body["flight_id"] == doc["_id"]
 
 
 def test_fresh_seats_replace_only_the_fares_they_name_and_never_go_negative() -> None:
-    flight = flight_from_document(flight_doc(fares=[fare_doc("Y"), fare_doc("J", seats=4)]))
+    flight = flight_from_document(
+        documents.flight_doc(fares=[documents.fare_doc("Y"), documents.fare_doc("J", seats=4)])
+    )
 
     fresher = with_seats_left(flight, {"Y": -2, "F": 9})
 
@@ -104,8 +102,8 @@ def test_fresh_seats_replace_only_the_fares_they_name_and_never_go_negative() ->
 def test_load_factor_sums_the_fares_of_a_flight() -> None:
     flight_id = str(uuid.uuid4())
     docs = [
-        load_factor_doc(flight_id, "Y", seats=100, sold=50),
-        load_factor_doc(flight_id, "J", seats=20, sold=20),
+        documents.load_factor_doc(flight_id, "Y", seats=100, sold=50),
+        documents.load_factor_doc(flight_id, "J", seats=20, sold=20),
     ]
 
     report = load_factor_from_documents(docs)
@@ -119,8 +117,8 @@ def test_load_factor_sums_the_fares_of_a_flight() -> None:
 
 def test_funnel_totals_add_days_and_reasons() -> None:
     days = [
-        funnel_from_document(funnel_doc("2026-11-01")),
-        funnel_from_document(funnel_doc("2026-11-02", requested=5)),
+        funnel_from_document(documents.funnel_doc("2026-11-01")),
+        funnel_from_document(documents.funnel_doc("2026-11-02", requested=5)),
     ]
 
     totals = funnel_totals(days, dt.date(2026, 11, 1))

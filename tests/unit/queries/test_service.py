@@ -16,12 +16,12 @@ from flightbook.queries.cursors import CursorError
 from flightbook.queries.memory import MemoryReadModels
 from flightbook.queries.models import FlightPage
 from flightbook.queries.service import MAX_PAGE, SEARCH_CACHE_SECONDS, QueryService
-from tests.support.documents import CREATED, DEPARTURE, booking_doc, fare_doc, flight_doc, sales_doc
+from tests.support import documents
 
 pytestmark = pytest.mark.unit
 
 T = TypeVar("T")
-DAY = DEPARTURE.date()
+DAY = documents.DEPARTURE.date()
 CACHE_KEY = "v1:search:LHR:JFK:2026-12-24"
 
 
@@ -60,7 +60,7 @@ def flights(store: MemoryReadModels, n: int) -> list[str]:
     """``n`` flights LHR-JFK on DAY, an hour apart; their ids by departure."""
     ids = []
     for i in range(n):
-        doc = flight_doc(departure=DEPARTURE + dt.timedelta(minutes=i))
+        doc = documents.flight_doc(departure=documents.DEPARTURE + dt.timedelta(minutes=i))
         store.put_document("flights_v1", doc)
         ids.append(doc["_id"])
     return ids
@@ -113,7 +113,7 @@ def test_a_search_after_a_write_skips_the_cache(
 ) -> None:
     ids = flights(store, 1)
     run(service.search_flights("LHR", "JFK", DAY))
-    store.put_document("flights_v1", flight_doc(ids[0], status="CANCELLED"))
+    store.put_document("flights_v1", documents.flight_doc(ids[0], status="CANCELLED"))
 
     page = run(service.search_flights("LHR", "JFK", DAY, use_cache=False))
 
@@ -169,7 +169,7 @@ def test_the_cache_holds_the_first_hundred_and_says_where_to_go_on(
 def test_a_booking_is_seen_by_its_customer_an_agent_and_an_auditor_only(
     store: MemoryReadModels, service: QueryService
 ) -> None:
-    doc = booking_doc(customer_id="alice")
+    doc = documents.booking_doc(customer_id="alice")
     store.put_document("bookings_v1", doc)
     booking_id = uuid.UUID(doc["_id"])
 
@@ -200,10 +200,12 @@ def test_my_bookings_are_newest_first_paged_and_only_mine(
 ) -> None:
     mine = []
     for i in range(5):
-        doc = booking_doc(customer_id="alice", created_at=CREATED + dt.timedelta(minutes=i % 3))
+        doc = documents.booking_doc(
+            customer_id="alice", created_at=documents.CREATED + dt.timedelta(minutes=i % 3)
+        )
         store.put_document("bookings_v1", doc)
         mine.append(doc)
-    store.put_document("bookings_v1", booking_doc(customer_id="bob"))
+    store.put_document("bookings_v1", documents.booking_doc(customer_id="bob"))
     expected = [
         d["_id"] for d in sorted(mine, key=lambda d: (d["created_at"], d["_id"]), reverse=True)
     ]
@@ -233,7 +235,7 @@ def test_a_flight_cursor_is_no_booking_cursor(
 def test_sales_are_paged_by_day_then_route(store: MemoryReadModels, service: QueryService) -> None:
     for day in ("2026-11-01", "2026-11-02"):
         for route in (("CDG", "JFK"), ("LHR", "JFK")):
-            store.put_document("sales_daily_v1", sales_doc(day, *route))
+            store.put_document("sales_daily_v1", documents.sales_doc(day, *route))
 
     first = run(service.sales(dt.date(2026, 11, 1), dt.date(2026, 11, 2), limit=3))
     rest = run(
@@ -254,7 +256,7 @@ def test_sales_are_paged_by_day_then_route(store: MemoryReadModels, service: Que
 def test_a_newer_read_model_version_is_read_once_it_is_active(
     store: MemoryReadModels, service: QueryService
 ) -> None:
-    doc = flight_doc(fares=[fare_doc(seats=5)])
+    doc = documents.flight_doc(fares=[documents.fare_doc(seats=5)])
     store.put_document("flights_v2", doc)
     flight_id = uuid.UUID(doc["_id"])
     assert run(service.flight(flight_id)) is None
