@@ -68,20 +68,13 @@ def main() -> None:
     try:
         system.start_servers()
         system.start()
-        command, query = system.url("command-api"), system.url("query-api")
+        command = system.url("command-api")
         ids = schedule_flights(command, system.settings, flights, seats=10_000)
         vmstat = subprocess.Popen(
             ["vmstat", "5", str(max(1, int(seconds // 5)))], stdout=subprocess.PIPE, text=True
         )
         before = cpu_seconds()
-        load = BookingLoad(
-            settings=system.settings,
-            command_url=command,
-            query_url=query,
-            flights=ids,
-            clients=clients,
-            seconds=seconds,
-        ).run()
+        load = BookingLoad.against(system, flights=ids, clients=clients, seconds=seconds).run()
         after = cpu_seconds()
         print(vmstat.communicate()[0])
         confirmed = load.completed

@@ -19,9 +19,8 @@ import time
 
 import psutil
 
+from flightbook.bench.flights import bench_flight
 from flightbook.config.settings import Settings, require
-from flightbook.domain.inventory import FlightInventory
-from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.applications import Inventory
 from flightbook.stack.launcher import LocalStack
 from flightbook.stack.migrate import migrate_all
@@ -37,20 +36,9 @@ def main() -> None:
     inventory = Inventory(require(settings.postgres_url, "postgres_url"))
     have = inventory.recorder.max_notification_id() or 0
     departure = dt.datetime(2031, 1, 1, 10, tzinfo=dt.UTC)
-    fare = Fare(
-        code="Y", cabin=Cabin.ECONOMY, price=Money(10000, "EUR"), seats=100, refundable=False
-    )
     while have < wanted:
         batch = [
-            FlightInventory.schedule(
-                flight_number="FB1",
-                origin="LHR",
-                destination="JFK",
-                departure=departure,
-                arrival=departure + dt.timedelta(hours=8),
-                fares=[fare],
-            )
-            for _ in range(min(1000, wanted - have))
+            bench_flight(departure, seats=100, price=10000) for _ in range(min(1000, wanted - have))
         ]
         inventory.record(*batch)
         have += len(batch)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from flightbook.bench.load import BookingLoad, schedule_flights
 from flightbook.bench.system import SystemUnderTest, scratch_settings
+from flightbook.config.processes import PROCESSES as SYSTEM
 
 IDLE = (
     "wait (threading",
@@ -33,14 +34,7 @@ IDLE = (
     "wait (psycopg",
     "recv_into",
 )
-PROCESSES = (
-    "command-api",
-    "saga",
-    "relay",
-    "bookings-projection",
-    "flights-projection",
-    "query-api",
-)
+PROCESSES = tuple(spec.name for spec in SYSTEM if spec.name != "auditor")
 
 
 def busy_samples(path: Path) -> int:
@@ -83,7 +77,7 @@ def main() -> None:
     try:
         system.start_servers()
         system.start()
-        command, query = system.url("command-api"), system.url("query-api")
+        command = system.url("command-api")
         flights = schedule_flights(command, system.settings, 8, seats=10_000)
         spies = {
             name: subprocess.Popen(
@@ -106,14 +100,7 @@ def main() -> None:
             )
             for name in PROCESSES
         }
-        load = BookingLoad(
-            settings=system.settings,
-            command_url=command,
-            query_url=query,
-            flights=flights,
-            clients=clients,
-            seconds=seconds,
-        ).run()
+        load = BookingLoad.against(system, flights=flights, clients=clients, seconds=seconds).run()
         for spy in spies.values():
             spy.wait(60)
         print(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flightbook.bench.runner import BenchOptions, render_table, run_bench
+from flightbook.config.processes import PROCESSES as SYSTEM
 from flightbook.config.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -38,15 +39,7 @@ LATENCIES = {
     "hot_flight": ["command_latency", "end_to_end_latency"],
     "read_path": ["search", "get_booking"],
 }
-PROCESSES = [
-    "command-api",
-    "saga",
-    "relay",
-    "bookings-projection",
-    "flights-projection",
-    "query-api",
-    "auditor",
-]
+PROCESSES = [spec.name for spec in SYSTEM]
 
 
 def test_quick_bench_reports_every_figure_positive(settings: Settings, tmp_path: Path) -> None:

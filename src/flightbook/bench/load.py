@@ -18,6 +18,7 @@ from flightbook.http.tokens import mint_token
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from flightbook.bench.system import SystemUnderTest
     from flightbook.config.settings import Settings
 
 __all__ = ("BookingLoad", "LoadResult", "ReadLoad", "schedule_flights")
@@ -130,6 +131,20 @@ class BookingLoad:
         self._flights = flights
         self._clients = clients
         self._seconds = seconds
+
+    @classmethod
+    def against(
+        cls, system: SystemUnderTest, *, flights: list[str], clients: int, seconds: float
+    ) -> BookingLoad:
+        """The load on the command and query API of a running system."""
+        return cls(
+            settings=system.settings,
+            command_url=system.url("command-api"),
+            query_url=system.url("query-api"),
+            flights=flights,
+            clients=clients,
+            seconds=seconds,
+        )
 
     def run(self) -> LoadResult:
         return _drive(self._client, self._clients, self._seconds, LoadResult())

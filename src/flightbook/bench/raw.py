@@ -76,27 +76,16 @@ def postgres_insert_rate(url: str, clients: int, seconds: float) -> float:
 
 def event_store_save_rate(url: str, threads: int, seconds: float) -> float:
     """Eventsourcing ``save()`` of a one-event aggregate per second (Inventory context)."""
+    from flightbook.bench.flights import bench_flight
     from flightbook.config.settings import Settings
-    from flightbook.domain.inventory import FlightInventory
-    from flightbook.domain.values import Cabin, Fare, Money
     from flightbook.eventstore.applications import Inventory
 
     app = Inventory(Settings(postgres_url=url), pool_size=threads + 1)
     departure = dt.datetime(2031, 1, 1, 10, tzinfo=dt.UTC)
-    fare = Fare(code="Y", cabin=Cabin.ECONOMY, price=Money(100, "EUR"), seats=10, refundable=False)
 
     def work() -> Callable[[], None]:
         def save() -> None:
-            app.save(
-                FlightInventory.schedule(
-                    flight_number="FB1",
-                    origin="LHR",
-                    destination="JFK",
-                    departure=departure,
-                    arrival=departure + dt.timedelta(hours=1),
-                    fares=[fare],
-                )
-            )
+            app.save(bench_flight(departure, hours=1))
 
         return save
 

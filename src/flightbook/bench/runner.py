@@ -252,25 +252,16 @@ def _projection_lag(settings: Settings) -> dict[str, float]:
 
 
 def _fill_backlog(settings: Settings, count: int) -> None:
-    from flightbook.domain.inventory import FlightInventory
-    from flightbook.domain.values import Cabin, Fare, Money
+    from flightbook.bench.flights import bench_flight
     from flightbook.eventstore.applications import Inventory
 
     app = Inventory(settings)
     departure = dt.datetime(2031, 7, 1, 10, tzinfo=dt.UTC)
-    fare = Fare(code="Y", cabin=Cabin.ECONOMY, price=Money(100, "EUR"), seats=10, refundable=False)
     try:
         for start in range(0, count, 1000):
             app.record(
                 *(
-                    FlightInventory.schedule(
-                        flight_number="FB9",
-                        origin="CDG",
-                        destination="FRA",
-                        departure=departure,
-                        arrival=departure + dt.timedelta(hours=1),
-                        fares=[fare],
-                    )
+                    bench_flight(departure, number="FB9", route=("CDG", "FRA"), hours=1)
                     for _ in range(min(1000, count - start))
                 )
             )

@@ -30,6 +30,7 @@ __all__ = (
     "PaymentGateway",
     "PaymentLedger",
     "Refund",
+    "refuse_malformed",
 )
 
 Operation = Literal["authorize", "capture", "void", "refund"]
@@ -217,3 +218,17 @@ class PaymentLedger(ABC):
     def entries_for_booking(self, booking_id: str) -> list[LedgerEntry]:
         """Entries whose idempotency key is ``f"{booking_id}:<operation>"``."""
         return self.ledger(key_prefix=f"{booking_id}:")
+
+
+def refuse_malformed(*, amount: int | None = None, currency: str | None = None) -> None:
+    """Refuse a malformed request up front, like a provider's 400: nothing is stored.
+
+    Raises:
+        GatewayRejectedError: ``invalid_amount`` or ``invalid_currency``.
+    """
+    if amount is not None and amount <= 0:
+        raise GatewayRejectedError("invalid_amount")
+    if currency is not None and not (
+        len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()
+    ):
+        raise GatewayRejectedError("invalid_currency")

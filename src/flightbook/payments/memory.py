@@ -154,11 +154,7 @@ class InMemoryGateway(gateway.PaymentLedger):
     def _before_call(self, *, amount: int | None = None, currency: str | None = None) -> None:
         if self._latency:
             self._sleep(self._latency)
-        # Malformed requests are refused up front, like a provider's 400: nothing is stored.
-        if amount is not None and amount <= 0:
-            raise gateway.GatewayRejectedError("invalid_amount")
-        if currency is not None and not _is_currency_code(currency):
-            raise gateway.GatewayRejectedError("invalid_currency")
+        gateway.refuse_malformed(amount=amount, currency=currency)
 
     def _maybe_flake(self, idempotency_key: str) -> None:
         attempts = self._attempts.get(idempotency_key, 0) + 1
@@ -267,10 +263,6 @@ class InMemoryGateway(gateway.PaymentLedger):
                 created_at=datetime.now(UTC),
             )
         )
-
-
-def _is_currency_code(currency: str) -> bool:
-    return len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()
 
 
 def _unwrap(outcome: _Outcome, expected: type[_T]) -> _T:

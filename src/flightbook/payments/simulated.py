@@ -275,11 +275,7 @@ class SimulatedGateway(gateway.PaymentLedger):
     def _before_call(self, *, amount: int | None = None, currency: str | None = None) -> None:
         if self._latency:
             time.sleep(self._latency)
-        # Malformed requests are refused up front, like a provider's 400: nothing is stored.
-        if amount is not None and amount <= 0:
-            raise gateway.GatewayRejectedError("invalid_amount")
-        if currency is not None and not _is_currency_code(currency):
-            raise gateway.GatewayRejectedError("invalid_currency")
+        gateway.refuse_malformed(amount=amount, currency=currency)
 
     def _maybe_flake(self, idempotency_key: str) -> None:
         """Count this attempt durably (own transaction); fail it if it is one of the first."""
@@ -476,10 +472,6 @@ def _unavailable_on_db_errors() -> Iterator[None]:
         yield
     except psycopg.OperationalError as exc:  # includes pool timeouts, deadlocks, lost connections
         raise gateway.GatewayUnavailableError(f"gateway_unreachable: {exc}") from exc
-
-
-def _is_currency_code(currency: str) -> bool:
-    return len(currency) == 3 and currency.isascii() and currency.isalpha() and currency.isupper()
 
 
 def _decode(kind: _OutcomeKind | None, body: Any, expected: _OutcomeKind, as_type: type[_T]) -> _T:

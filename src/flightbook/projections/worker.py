@@ -160,14 +160,8 @@ class ProjectionWorker:
         if head <= start:
             return start
         self._metrics.catch_ups.labels(self.read_model, reason).inc()
-        _log.info(
-            "projection.catch_up_started",
-            read_model=self.read_model,
-            context=self.context,
-            reason=reason,
-            after=start,
-            head=head,
-        )
+        log = _log.bind(read_model=self.read_model, context=self.context, reason=reason)
+        log.info("projection.catch_up_started", after=start, head=head)
         started = time.perf_counter()
 
         def on_batch(position: int, result: ApplyResult) -> None:
@@ -189,14 +183,9 @@ class ProjectionWorker:
             on_batch=on_batch,
         )
         self._refresh_analytics(force=True)
-        _log.info(
-            "projection.caught_up",
-            read_model=self.read_model,
-            context=self.context,
-            reason=reason,
-            position=reached,
-            events=reached - start,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "projection.caught_up", position=reached, events=reached - start, duration_ms=elapsed_ms
         )
         self._low_moved_at = time.monotonic()
         return reached
@@ -320,16 +309,7 @@ class ProjectionWorker:
         targets = self.versions.targets(self.kind)
         result = self.engine.apply_isolating(envelopes, targets, on_poison)
         for letter in letters:
-            self._progress.add_dead_letter(letter)
-            self._metrics.dead_letters.inc()
-            _log.warning(
-                "projection.dead_letter",
-                read_model=self.read_model,
-                topic=letter.topic,
-                partition=letter.partition,
-                offset=letter.offset,
-                error=letter.error,
-            )
+            self._dead_letter(letter)
         self._uncommitted.update(offsets)
         self._commit(consumer)
         self._count(result, source="kafka")
@@ -511,15 +491,17 @@ class ProjectionWorker:
     # -- failures and shutdown --------------------------------------------------------------
 
     def _poison_from_store(self, envelope: Envelope, exc: Exception) -> None:
-        letter = letter_for_envelope(
-            self.read_model, self.context, envelope, exc, dt.datetime.now(dt.UTC)
-        )
+        now = dt.datetime.now(dt.UTC)
+        self._dead_letter(letter_for_envelope(self.read_model, self.context, envelope, exc, now))
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
         self._progress.add_dead_letter(letter)
         self._metrics.dead_letters.inc()
         _log.warning(
             "projection.dead_letter",
             read_model=self.read_model,
             topic=letter.topic,
+            partition=letter.partition,
             offset=letter.offset,
             error=letter.error,
         )

@@ -7,18 +7,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from flightbook.contracts.readmodels import (
-    CHECKPOINTS,
-    DEFAULT_VERSION,
-    MARKERS,
-    VERSIONS,
-    checkpoint_id,
-    collection,
-    marker_id,
-    redis_version_prefix,
-    search_key,
-    seats_key,
-)
+from flightbook.contracts import readmodels
 from flightbook.queries import models
 from flightbook.queries.ports import ReadModels, seats_from_hash
 
@@ -64,8 +53,8 @@ class MemoryReadModels:
 
     # seeding, as the projection workers would
 
-    def put_document(self, collection: str, document: Mapping[str, Any]) -> None:
-        self.collections.setdefault(collection, {})[str(document["_id"])] = dict(document)
+    def put_document(self, name: str, document: Mapping[str, Any]) -> None:
+        self.collections.setdefault(name, {})[str(document["_id"])] = dict(document)
 
     def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
         self.hashes.setdefault(key, {}).update({k: str(v) for k, v in mapping.items()})
@@ -81,19 +70,19 @@ class MemoryReadModels:
     # helpers
 
     def _docs(self, read_model: str, name: str) -> list[Document]:
-        name = collection(name, self._version(read_model))
+        name = readmodels.collection(name, self._version(read_model))
         self.reads[name] = self.reads.get(name, 0) + 1
         return list(self.collections.get(name, {}).values())
 
     def _version(self, read_model: str) -> int:
-        doc = self.collections.get(VERSIONS, {}).get(read_model)
+        doc = self.collections.get(readmodels.VERSIONS, {}).get(read_model)
         value = doc.get("active") if doc else None
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
-        return DEFAULT_VERSION
+        return readmodels.DEFAULT_VERSION
 
     def _key(self, key: str) -> str:
-        return redis_version_prefix("", self._version("redis")) + key
+        return readmodels.redis_version_prefix("", self._version("redis")) + key
 
     # ports
 
@@ -168,22 +157,26 @@ class MemoryReadModels:
         return [models.funnel_from_document(d) for d in docs]
 
     async def has_applied(self, read_model: str, context: str, position: int) -> bool:
-        checkpoint = self.collections.get(CHECKPOINTS, {}).get(checkpoint_id(read_model, context))
+        checkpoint = self.collections.get(readmodels.CHECKPOINTS, {}).get(
+            readmodels.checkpoint_id(read_model, context)
+        )
         watermark = checkpoint.get("low_watermark") if checkpoint else None
         if isinstance(watermark, int) and watermark >= position:
             return True
-        return marker_id(read_model, context, position) in self.collections.get(MARKERS, {})
+        return readmodels.marker_id(read_model, context, position) in self.collections.get(
+            readmodels.MARKERS, {}
+        )
 
     async def seats_left(self, flight_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         found: dict[str, dict[str, int]] = {}
         for flight_id in flight_ids:
-            raw = self.hashes.get(self._key(seats_key(flight_id)))
+            raw = self.hashes.get(self._key(readmodels.seats_key(flight_id)))
             if raw:
                 found[flight_id] = seats_from_hash(raw)
         return found
 
     async def cached_search(self, origin: str, destination: str, day: str) -> bytes | None:
-        key = self._key(search_key(origin, destination, day))
+        key = self._key(readmodels.search_key(origin, destination, day))
         entry = self.strings.get(key)
         if entry is None:
             return None
@@ -196,5 +189,5 @@ class MemoryReadModels:
     async def cache_search(
         self, origin: str, destination: str, day: str, answer: bytes, ttl_seconds: int
     ) -> None:
-        key = self._key(search_key(origin, destination, day))
+        key = self._key(readmodels.search_key(origin, destination, day))
         self.strings[key] = (answer, self._clock() + ttl_seconds)

@@ -7,7 +7,7 @@ Every reader resolves the active version of its read model per request (cached a
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from flightbook.contracts.readmodels import (
     CHECKPOINTS,
@@ -42,6 +42,7 @@ __all__ = (
     "mongo_redis_read_models",
 )
 
+T = TypeVar("T")
 _SALES_ORDER = [("date", 1), ("origin", 1), ("destination", 1)]
 
 
@@ -101,7 +102,29 @@ class _MongoReader:
         return self._database[collection(name, version)]
 
 
-class MongoFlights(_MongoReader):
+class _MongoDocuments(_MongoReader, Generic[T]):
+    """A document read model: one document per aggregate, listed by ``(order_by, _id)``."""
+
+    read_model: str
+    order_by: str
+    newest_first: bool
+    view: Callable[[Document], T]
+
+    async def _find(self, document_id: str) -> T | None:
+        documents = await self._collection(self.read_model, self.read_model)
+        found = await documents.find_one({"_id": document_id})
+        return self.view(found) if found is not None else None
+
+    async def _page(self, query: Document, after: TimeKey | None, limit: int) -> list[T]:
+        documents = await self._collection(self.read_model, self.read_model)
+        if after is not None:
+            query = _time_key_filter(query, self.order_by, after, descending=self.newest_first)
+        order = -1 if self.newest_first else 1
+        found = documents.find(query).sort([(self.order_by, order), ("_id", order)]).limit(limit)
+        return [self.view(doc) async for doc in found]
+
+
+class MongoFlights(_MongoDocuments[models.FlightView]):
     """The ``flights_v<N>`` collection.
 
     Args:
@@ -109,23 +132,20 @@ class MongoFlights(_MongoReader):
         versions: the active versions.
     """
 
+    read_model, order_by, newest_first = "flights", "departure", False
+    view = staticmethod(models.flight_from_document)
+
     async def find_flight(self, flight_id: str) -> models.FlightView | None:
-        collection = await self._collection("flights", "flights")
-        doc = await collection.find_one({"_id": flight_id})
-        return models.flight_from_document(doc) if doc is not None else None
+        return await self._find(flight_id)
 
     async def search_flights(
         self, origin: str, destination: str, day: str, *, after: TimeKey | None, limit: int
     ) -> list[models.FlightView]:
-        collection = await self._collection("flights", "flights")
         query: Document = {"origin": origin, "destination": destination, "date": day}
-        if after is not None:
-            query = _time_key_filter(query, "departure", after, descending=False)
-        found = collection.find(query).sort([("departure", 1), ("_id", 1)]).limit(limit)
-        return [models.flight_from_document(doc) async for doc in found]
+        return await self._page(query, after, limit)
 
 
-class MongoBookings(_MongoReader):
+class MongoBookings(_MongoDocuments[models.BookingView]):
     """The ``bookings_v<N>`` collection.
 
     Args:
@@ -133,20 +153,17 @@ class MongoBookings(_MongoReader):
         versions: the active versions.
     """
 
+    read_model, order_by, newest_first = "bookings", "created_at", True
+    view = staticmethod(models.booking_from_document)
+
     async def find_booking(self, booking_id: str) -> models.BookingView | None:
-        collection = await self._collection("bookings", "bookings")
-        doc = await collection.find_one({"_id": booking_id})
-        return models.booking_from_document(doc) if doc is not None else None
+        return await self._find(booking_id)
 
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
     ) -> list[models.BookingView]:
-        collection = await self._collection("bookings", "bookings")
         query: Document = {"customer_id": customer_id}
-        if after is not None:
-            query = _time_key_filter(query, "created_at", after, descending=True)
-        found = collection.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
-        return [models.booking_from_document(doc) async for doc in found]
+        return await self._page(query, after, limit)
 
 
 class MongoAnalytics(_MongoReader):

@@ -23,7 +23,7 @@ from flightbook.eventstore.contexts import CONTEXT_NAMES as CONTEXTS
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
 from tests.support.builders import a_flight
-from tests.support.processes import PrivateBroker, SystemProcess, free_port
+from tests.support.processes import ROOT, PrivateBroker, SystemProcess, free_port
 from tests.support.relay import (
     Record,
     checkpoints_of,
@@ -36,7 +36,6 @@ from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[3]
 REPORTS = ROOT / ".flightbook" / "reports"
 
 

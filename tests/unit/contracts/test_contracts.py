@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import uuid
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -43,10 +42,10 @@ from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.metadata import recording
 from flightbook.relay.translate import to_envelope, to_payload
 from tests.support.builders import a_booking
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = ROOT / "docs" / "contracts.schema.json"
 AGGREGATES: tuple[type[Aggregate], ...] = (Booking, FlightInventory, Payment)
 CONTEXT_OF: dict[type[Aggregate], Context] = {

@@ -8,13 +8,7 @@ import json
 
 import pytest
 
-from flightbook.queries.cursors import (
-    CursorError,
-    decode_cursor,
-    decode_time_key,
-    encode_cursor,
-    encode_time_key,
-)
+from flightbook.queries import cursors
 
 pytestmark = pytest.mark.unit
 
@@ -26,25 +20,25 @@ def b64(value: object) -> str:
 def test_a_time_key_round_trips_to_the_microsecond_in_utc() -> None:
     at = dt.datetime(2026, 11, 1, 9, 30, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
 
-    token = encode_time_key("bookings", (at, "b-1"))
+    token = cursors.encode_time_key("bookings", (at, "b-1"))
 
-    assert decode_time_key("bookings", token) == (at, "b-1")
-    assert decode_time_key("bookings", token)[0].tzinfo == dt.UTC
+    assert cursors.decode_time_key("bookings", token) == (at, "b-1")
+    assert cursors.decode_time_key("bookings", token)[0].tzinfo == dt.UTC
 
 
 def test_a_cursor_is_url_safe_and_unpadded() -> None:
-    token = encode_cursor("sales", "2026-11-01:LHR-JFK" * 3)
+    token = cursors.encode_cursor("sales", "2026-11-01:LHR-JFK" * 3)
 
     assert "=" not in token
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    assert decode_cursor("sales", token, 1) == ("2026-11-01:LHR-JFK" * 3,)
+    assert cursors.decode_cursor("sales", token, 1) == ("2026-11-01:LHR-JFK" * 3,)
 
 
 def test_a_cursor_of_another_list_is_refused() -> None:
-    token = encode_time_key("flights", (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "f-1"))
+    token = cursors.encode_time_key("flights", (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "f-1"))
 
-    with pytest.raises(CursorError):
-        decode_time_key("bookings", token)
+    with pytest.raises(cursors.CursorError):
+        cursors.decode_time_key("bookings", token)
 
 
 @pytest.mark.parametrize(
@@ -64,5 +58,5 @@ def test_a_cursor_of_another_list_is_refused() -> None:
     ],
 )
 def test_anything_else_is_refused(token: str) -> None:
-    with pytest.raises(CursorError):
-        decode_time_key("bookings", token)
+    with pytest.raises(cursors.CursorError):
+        cursors.decode_time_key("bookings", token)

@@ -9,8 +9,7 @@ harmless duplicate. A letter that fails again keeps its place with the new error
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from flightbook.contracts.envelope import decoder
 from flightbook.projections.engine import is_transient
@@ -26,8 +25,9 @@ if TYPE_CHECKING:
 __all__ = ("ReplayOutcome", "format_letters", "replay_dead_letters")
 
 
-@dataclass(frozen=True)
-class ReplayOutcome:
+class ReplayOutcome(NamedTuple):
+    """How many dead letters a replay applied, and how many still fail."""
+
     replayed: int
     failed: int
 

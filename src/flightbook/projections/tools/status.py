@@ -5,8 +5,7 @@ The lag of each context comes from :mod:`flightbook.projections.watermarks`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from flightbook.contracts.readmodels import CONTEXTS_OF, READ_MODELS, WORKERS, worker_of
 from flightbook.projections.ports import VersionInfo
@@ -21,8 +20,9 @@ if TYPE_CHECKING:
 __all__ = ("ReadModelStatus", "format_status", "read_model_status")
 
 
-@dataclass(frozen=True)
-class ReadModelStatus:
+class ReadModelStatus(NamedTuple):
+    """One read model: its versions, each context's progress, its pending dead letters."""
+
     name: str
     active: int
     building: int | None
