@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 import psycopg
+from psycopg import sql
 
 from flightbook.bench import raw
 from flightbook.bench.load import BookingLoad, ReadLoad, schedule_flights
 from flightbook.bench.measure import RssWatcher, percentile
 from flightbook.bench.system import SystemUnderTest
 from flightbook.config.settings import require
-from flightbook.contracts.readmodels import checkpoint_id
+from flightbook.contracts.readmodels import CHECKPOINTS, MARKERS, checkpoint_id
+from flightbook.eventstore.contexts import BOOKING, INVENTORY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -224,19 +226,19 @@ def _projection_lag(settings: Settings) -> dict[str, float]:
     import pymongo
 
     with psycopg.connect(require(settings.postgres_url, "postgres_url")) as conn:
+        query = sql.SQL(
+            "SELECT notification_id, convert_from(state, 'UTF8')::jsonb -> 'timestamp' "
+            "->> '_data_' FROM {}"
+        ).format(BOOKING.events)
         committed = {
-            int(row[0]): dt.datetime.fromisoformat(str(row[1]))
-            for row in conn.execute(
-                "SELECT notification_id, convert_from(state, 'UTF8')::jsonb -> 'timestamp' "
-                "->> '_data_' FROM booking.bookings_events"
-            )
+            int(row[0]): dt.datetime.fromisoformat(str(row[1])) for row in conn.execute(query)
         }
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
         settings.mongo_url, tz_aware=True
     )
     with client:
-        markers = client[settings.mongo_database]["applied_events"].find(
-            {"_id": {"$regex": "^bookings:booking:"}}
+        markers = client[settings.mongo_database][MARKERS].find(
+            {"_id": {"$regex": "^" + checkpoint_id("bookings", BOOKING.name) + ":"}}
         )
         lags = []
         for marker in markers:
@@ -278,7 +280,8 @@ def _relay_phase(
     system.stop("relay")
     _fill_backlog(s, options.backlog)
     with psycopg.connect(postgres) as conn:
-        row = conn.execute("SELECT max(notification_id) FROM inventory.inventory_events").fetchone()
+        query = sql.SQL("SELECT max(notification_id) FROM {}").format(INVENTORY.events)
+        row = conn.execute(query).fetchone()
     head = int(row[0]) if row and row[0] else 0
     started = time.perf_counter()
     system.start("relay")
@@ -316,7 +319,7 @@ def _wait_projected(
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(settings.mongo_url)
     deadline = time.monotonic() + timeout
     with client:
-        checkpoints = client[settings.mongo_database]["projection_checkpoints"]
+        checkpoints = client[settings.mongo_database][CHECKPOINTS]
         while time.monotonic() < deadline:
             found = checkpoints.find_one({"_id": checkpoint_id(read_model, context)}) or {}
             if int(found.get("low_watermark") or 0) >= head:
@@ -331,10 +334,8 @@ def _replay_phase(
     env = {**os.environ, **system.settings.to_env()}
     figures: dict[str, float] = {}
     with psycopg.connect(str(system.settings.postgres_url)) as conn:
-        row = conn.execute(
-            "SELECT (SELECT count(*) FROM booking.bookings_events) + "
-            "(SELECT count(*) FROM inventory.inventory_events)"
-        ).fetchone()
+        query = sql.SQL("SELECT (SELECT count(*) FROM {}) + (SELECT count(*) FROM {})")
+        row = conn.execute(query.format(BOOKING.events, INVENTORY.events)).fetchone()
     events = int(row[0]) if row else 0
     for name, argv in (
         ("rebuild_flights", ["projections", "rebuild", "flights"]),
