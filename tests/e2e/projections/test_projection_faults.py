@@ -29,8 +29,10 @@ from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 
-BOOKINGS = int(os.environ.get("FB_TEST_PROJECTION_BOOKINGS", "2000"))
-"""How many bookings the fault test makes (see the report in ADR 0012 for the measured cost)."""
+BOOKINGS = int(os.environ.get("FB_TEST_PROJECTION_BOOKINGS", "600"))
+"""How many bookings the fault test makes (see the report in ADR 0012 for the measured cost):
+enough for twenty kills during the saga's work, few enough that the saga's own throughput
+(the open throughput issue) does not decide whether the test passes on a busy CI machine."""
 KILLS = 20
 
 
