@@ -50,8 +50,16 @@ def _base_settings() -> Settings:
             "FLIGHTBOOK_STACK_KAFKA_PORT": "0",
             "FLIGHTBOOK_STACK_MONGO_PORT": "0",
             "FLIGHTBOOK_KAFKA_SESSION_TIMEOUT_MS": "2000",
+            # the APIs' ops servers (/metrics) on any free port: sessions run side by side
+            "FLIGHTBOOK_COMMAND_OPS_PORT": "0",
+            "FLIGHTBOOK_QUERY_OPS_PORT": "0",
             "FLIGHTBOOK_PROJECT_DIR": str(ROOT),
             "FLIGHTBOOK_LOG_FORMAT": "json",
+            # high enough never to refuse the suite; the rate-limit tests set their own
+            "FLIGHTBOOK_RATE_LIMIT_WRITES": "100000/minute",
+            "FLIGHTBOOK_RATE_LIMIT_READS": "100000/minute",
+            "FLIGHTBOOK_RATE_LIMIT_ADDRESS": "100000/minute",
+            "FLIGHTBOOK_RATE_LIMIT_REFUSED_TOKENS": "100000/minute",
         }
     )
 

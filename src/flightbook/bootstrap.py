@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from flightbook.commands.http import create_command_app
 from flightbook.config.processes import process
+from flightbook.config.secrets import require_signing_secret
 from flightbook.config.settings import Settings, SettingsError, require
 from flightbook.queries.http import create_query_app
 from flightbook.runtime.logs import configure_logging
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from litestar import Litestar
 
     from flightbook.audit.sealer_process import SealerProcess
+    from flightbook.config.processes import ProcessSpec
     from flightbook.projections.worker import ProjectionWorker
     from flightbook.queries.ports import ReadModels
     from flightbook.relay.process import RelayProcess
@@ -69,7 +71,10 @@ def load_settings(process_name: str) -> Settings:
     except SettingsError as exc:
         _die(process_name, str(exc), 2)
     configure_logging(
-        log_format=settings.log_format, level=settings.log_level, process=process_name
+        log_format=settings.log_format,
+        level=settings.log_level,
+        process=process_name,
+        secrets=[settings.jwt_secret],
     )
     return settings
 
@@ -122,8 +127,11 @@ def _registry() -> CollectorRegistry:
 # -- the HTTP APIs ----------------------------------------------------------------------------
 
 
-def build_command_api(settings: Settings) -> Litestar:
-    """The command API on the three applications; its pools open and close with the app."""
+def build_command_api(settings: Settings, *, registry: CollectorRegistry | None = None) -> Litestar:
+    """The command API on the three applications; its pools open and close with the app.
+
+    Its metrics go to ``registry`` (served on the ops port by :func:`run`).
+    """
     import anyio.to_thread
     from psycopg_pool import ConnectionPool
 
@@ -155,15 +163,18 @@ def build_command_api(settings: Settings) -> Litestar:
     return create_command_app(
         settings,
         checks={"postgres": postgres_check(postgres_url)},
-        registry=_registry(),
+        registry=registry or _registry(),
         service=service,
         on_startup=[open_pool],
         on_shutdown=[close_all],
     )
 
 
-def build_query_api(settings: Settings) -> Litestar:
-    """The query API on MongoDB and Redis; its clients open and close with the app."""
+def build_query_api(settings: Settings, *, registry: CollectorRegistry | None = None) -> Litestar:
+    """The query API on MongoDB and Redis; its clients open and close with the app.
+
+    Its metrics go to ``registry`` (served on the ops port by :func:`run`).
+    """
     from contextlib import asynccontextmanager
 
     from flightbook.queries.mongo import mongo_redis_read_models
@@ -186,7 +197,9 @@ def build_query_api(settings: Settings) -> Litestar:
             await cache.aclose()
             await mongo.close()
 
-    return create_query_app(settings, checks=checks, registry=_registry(), read_models=read_models)
+    return create_query_app(
+        settings, checks=checks, registry=registry or _registry(), read_models=read_models
+    )
 
 
 def serve_http(app: Litestar, *, host: str, port: int, process: str) -> None:
@@ -195,7 +208,13 @@ def serve_http(app: Litestar, *, host: str, port: int, process: str) -> None:
 
     structlog.get_logger().info("http.listening", url=f"http://{host}:{port}", process=process)
     uvicorn.run(
-        app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # its loggers go to the root handler: structlog's, scrubbed
+        access_log=False,  # the APIs log one line per request themselves
+        server_header=False,  # no "server: uvicorn"
+        timeout_graceful_shutdown=10,
     )
 
 
@@ -207,6 +226,7 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
     from psycopg_pool import ConnectionPool
 
     from flightbook.eventstore.applications import EventStore
+    from flightbook.payments.budget import TimeoutBudget
     from flightbook.payments.resilience import ResilientGateway
     from flightbook.payments.simulated import SimulatedGateway
     from flightbook.saga.jobs import PostgresJobQueue
@@ -220,10 +240,16 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
         pool, latency=settings.gateway_latency_seconds, timeout=settings.gateway_timeout_seconds
     )
     simulated.ensure_schema()
+    budget = TimeoutBudget(
+        limit=settings.payment_timeouts_per_customer,
+        window=settings.payment_timeout_window_seconds,
+    )
     gateway = ResilientGateway(
         simulated,
         max_elapsed=settings.gateway_max_elapsed_seconds,
-        breaker_fail_max=max(10, settings.saga_workers * 2),
+        # twice a payer's budget: no customer alone can open the breaker (ADR 0016)
+        breaker_fail_max=max(10, settings.saga_workers * 2, 2 * budget.limit),
+        budget=budget,
     )
     saga = SagaProcess(
         store=store,
@@ -336,10 +362,49 @@ _WORKERS: dict[str, Callable[[Settings], tuple[Worker, Callable[[], None]]]] = {
     "flights-projection": lambda settings: build_projection_worker(settings, "flights"),
     "auditor": build_auditor,
 }
-_APIS: dict[str, Callable[[Settings], Litestar]] = {
+_APIS: dict[str, Callable[..., Litestar]] = {
     "command-api": build_command_api,
     "query-api": build_query_api,
 }
+
+
+def _run_api(spec: ProcessSpec, settings: Settings, port: int) -> None:
+    """An API on its public port, its metrics (and health) on its ops port."""
+    try:
+        require_signing_secret(settings)
+    except SettingsError as exc:
+        _die(spec.name, str(exc), 2)
+    registry = _registry()
+    app = _APIS[spec.name](settings, registry=registry)
+    ops_port = int(getattr(settings, spec.ops_port_setting)) if spec.ops_port_setting else 0
+    ops = OpsServer(
+        host=settings.host, port=ops_port, registry=registry, ready=_answers(settings.host, port)
+    ).start()
+    structlog.get_logger().info(
+        "ops.listening", url=f"http://{settings.host}:{ops.port}", process=spec.name
+    )
+    try:
+        serve_http(app, host=settings.host, port=port, process=spec.name)
+    finally:
+        ops.stop()
+
+
+def _answers(host: str, port: int) -> Callable[[], bool]:
+    """Whether the API's own ``/health/ready`` answers 200 (the ops port says the same)."""
+    import urllib.error
+    import urllib.request
+
+    local = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    url = f"http://{f'[{local}]' if ':' in local else local}:{port}/health/ready"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    return ready
 
 
 def run(process_name: str) -> None:
@@ -348,7 +413,7 @@ def run(process_name: str) -> None:
     settings = load_settings(spec.name)
     port = int(getattr(settings, spec.port_setting)) if spec.port_setting else 0
     if spec.name in _APIS:
-        serve_http(_APIS[spec.name](settings), host=settings.host, port=port, process=spec.name)
+        _run_api(spec, settings, port)
         return
     worker, close = _WORKERS[spec.name](settings)
     ops = OpsServer(host=settings.host, port=port, registry=worker.registry, ready=worker.ready)

@@ -80,6 +80,10 @@ def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
 def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from flightbook.http.tokens import mint_token
 
+    longest = settings.jwt_max_ttl_seconds
+    if not 1 <= args.ttl <= longest:
+        # the APIs would refuse it (a token lives at most jwt_max_ttl_seconds)
+        _fail(f"--ttl must be between 1 and {longest} seconds (FLIGHTBOOK_JWT_MAX_TTL_SECONDS)", 2)
     print(mint_token(settings, subject=args.sub, roles=args.role, ttl_seconds=args.ttl))
     return 0
 
@@ -163,7 +167,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=["customer", "agent", "ops", "analyst", "auditor"],
         help="repeat for several",
     )
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds until it expires (at most FLIGHTBOOK_JWT_MAX_TTL_SECONDS)",
+    )
     token.set_defaults(handler=_cmd_token)
 
     bench = sub.add_parser("bench", help="measure the pipeline and the raw limits (BENCHMARKS.md)")

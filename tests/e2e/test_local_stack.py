@@ -176,6 +176,8 @@ def test_up_serves_both_apis_until_stopped_then_leaves_nothing_running(
         FLIGHTBOOK_RELAY_HTTP_PORT=str(relay_port),
         FLIGHTBOOK_PROJECTION_BOOKINGS_HTTP_PORT=str(bookings_projection_port),
         FLIGHTBOOK_PROJECTION_FLIGHTS_HTTP_PORT=str(flights_projection_port),
+        FLIGHTBOOK_COMMAND_OPS_PORT=str(_free_port()),
+        FLIGHTBOOK_QUERY_OPS_PORT=str(_free_port()),
     )
     up = subprocess.Popen(
         [*FLIGHTBOOK, "up"],

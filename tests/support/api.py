@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from litestar import Litestar
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
+
+from flightbook.runtime.ops import OpsServer
 
 Api = TestClient[Litestar]
 
@@ -46,3 +51,19 @@ def booking_body(flight_id: str, **changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
+
+
+@contextlib.contextmanager
+def ops_metrics(registry: CollectorRegistry) -> Iterator[Callable[[], str]]:
+    """An ops server (as an API process runs one) on a free port: ``fetch()`` -> its /metrics."""
+    server = OpsServer(host="127.0.0.1", port=0, registry=registry, ready=lambda: True).start()
+
+    def fetch() -> str:
+        url = f"http://127.0.0.1:{server.port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    try:
+        yield fetch
+    finally:
+        server.stop()

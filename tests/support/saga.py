@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from flightbook.config.settings import Settings
+from flightbook.payments.budget import TimeoutBudget
 from flightbook.payments.resilience import ResilientGateway
 from flightbook.payments.simulated import SimulatedGateway
 from flightbook.saga.jobs import PostgresJobQueue
@@ -47,6 +48,8 @@ def make_harness(
     *,
     hold_seconds: float = 60.0,
     gateway_timeout: float = 0.2,
+    breaker_fail_max: int = 1000,
+    budget: TimeoutBudget | None = None,
 ) -> Iterator[SagaHarness]:
     assert settings.postgres_url is not None
     pool = ConnectionPool(settings.postgres_url, min_size=1, max_size=4, open=True)
@@ -58,7 +61,8 @@ def make_harness(
         base_delay=0.01,
         max_delay=0.05,
         max_elapsed=0.5,
-        breaker_fail_max=1000,
+        breaker_fail_max=breaker_fail_max,
+        budget=budget,
     )
     saga = SagaProcess(
         store=write_side.store,

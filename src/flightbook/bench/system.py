@@ -22,7 +22,14 @@ from flightbook.stack.servers import KIND_BY_NAME
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("SystemUnderTest", "scratch_settings")
+__all__ = ("UNTHROTTLED", "SystemUnderTest", "scratch_settings")
+
+UNTHROTTLED = dict.fromkeys(
+    ("rate_limit_writes", "rate_limit_reads", "rate_limit_address", "rate_limit_refused_tokens"),
+    "1000000/minute",
+)
+"""Rate limits no benchmark client reaches: the limiter still runs (its Redis round trips
+are in the figures) but never refuses, so the figures measure the system, not the limits."""
 
 
 def scratch_settings(state_dir: str) -> Settings:
@@ -45,8 +52,15 @@ class SystemUnderTest:
     """Starts the servers (unless configured by URL) and the processes; stops what it started."""
 
     def __init__(self, settings: Settings, *, say: Callable[[str], None]) -> None:
-        ports = {spec.port_setting: free_port() for spec in PROCESSES if spec.port_setting}
-        self.settings = msgspec.structs.replace(settings, log_level="warning", **ports)
+        ports = {
+            setting: free_port()
+            for spec in PROCESSES
+            for setting in (spec.port_setting, spec.ops_port_setting)
+            if setting
+        }
+        self.settings = msgspec.structs.replace(
+            settings, log_level="warning", **ports, **UNTHROTTLED
+        )
         self._say = say
         self._stack = LocalStack(self.settings, say=say)
         self._started_servers: list[str] = []

@@ -13,9 +13,15 @@ unknown booking (or someone else's), flight    404     -
 invalid value (domain rule), unknown fare,     422     the field (``fares[0].price.amount``,
 unknown flight, reused Idempotency-Key                 ``fare``, ``flight_id``...)
 flight cancelled or departed                   409     ``flight_id``
+a business-flow cap reached (``cap_exceeded``) 409     - (the body names ``cap``,
+                                                       ``limit``, ``current``, ``requested``)
 illegal transition (e.g. cancel a rejected)    409     -
 too many concurrent changes                    409     -
 =============================================  ======  =====================
+
+A cap is a ``409``, not a ``429``: it is about what the customer holds now, not how fast
+they ask; it clears when one of their bookings is confirmed, rejected or cancelled, not
+after a time a ``Retry-After`` could name (the rate limits answer ``429``).
 
 The shared handlers of :mod:`flightbook.http.problems` stay in charge of everything else;
 these are installed on the command routes' router, where Litestar prefers them.
@@ -29,6 +35,7 @@ from litestar.exceptions import ClientException, HTTPException, ValidationExcept
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
 from flightbook.commands.service import ConcurrentChangeError, NotFoundError
+from flightbook.domain.caps import CapExceededError
 from flightbook.domain.errors import (
     CapacityBelowCommitmentsError,
     DomainError,
@@ -56,6 +63,7 @@ WIRE_NAMES = {
 """Handler parameter (or lower-cased header) names -> the header a client knows."""
 
 _CONFLICTS: tuple[type[DomainError], ...] = (
+    CapExceededError,
     IllegalTransitionError,
     FlightNotBookableError,
     SeatsUnavailableError,
@@ -73,6 +81,12 @@ def status_for(exc: DomainError) -> int:
 
 def _on_domain_error(_request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
     return problem_response(status_for(exc), exc.code, exc.message, field=exc.field)
+
+
+def _on_cap_exceeded(_request: Request[Any, Any, Any], exc: CapExceededError) -> Response[Any]:
+    extra = {"cap": exc.cap.value, "limit": exc.limit, "current": exc.current}
+    extra["requested"] = exc.requested
+    return problem_response(status_for(exc), exc.code, exc.message, extra=extra)
 
 
 def _on_not_found(_request: Request[Any, Any, Any], exc: NotFoundError) -> Response[Any]:
@@ -96,6 +110,7 @@ def command_exception_handlers() -> ExceptionHandlersMap:
     """Handlers for the command routes, layered over the app's ``problem_handlers()``."""
     return {
         DomainError: _on_domain_error,
+        CapExceededError: _on_cap_exceeded,
         NotFoundError: _on_not_found,
         ValidationException: validation_handler(wire_names=WIRE_NAMES, fallback="body"),
         ClientException: _on_client_error,

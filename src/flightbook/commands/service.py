@@ -21,10 +21,12 @@ from eventsourcing.persistence import IntegrityError
 from flightbook.commands.idempotency import IdempotencyRecord
 from flightbook.commands.requests import DEFAULT_CANCELLATION_REASON
 from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
+from flightbook.domain.caps import BookingCaps
 from flightbook.domain.errors import DomainError, FlightNotBookableError, InvalidValueError
 from flightbook.domain.inventory import FlightInventory, FlightStatus
 from flightbook.domain.values import Fare, Money, Passenger
 from flightbook.eventstore.applications import ContextApplication, retry_conflicts
+from flightbook.eventstore.inprogress import CapsGuard
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import SealedDataError
 
@@ -55,7 +57,7 @@ __all__ = (
 )
 
 BOOKING_ID_NAMESPACE = uuid.UUID("0b6f3c2e-8d1a-5e4b-9c7f-2a5d8e1f4b3c")
-"""Namespace of the uuid5 booking ids. Never change it: retries depend on it."""
+"""Namespace of the uuid5 booking ids. Never change it: concurrent duplicates depend on it."""
 
 T = TypeVar("T")
 
@@ -123,8 +125,15 @@ class FlightCancellationResult(NamedTuple):
 
 
 def booking_id_for(customer_id: str, idempotency_key: str) -> uuid.UUID:
-    """The id of the booking a customer's request with this key creates (the same on a retry)."""
-    return uuid.uuid5(BOOKING_ID_NAMESPACE, f"{customer_id}:{idempotency_key}")
+    """The id of the booking a customer's request with this key creates (the same on a retry).
+
+    The name hashed is the JSON array ``[customer_id, idempotency_key]``: two different
+    pairs never give the same text (``"a:b" + "c"`` and ``"a" + "b:c"`` did when they were
+    joined with ``":"``, issue 15). Pairs derived before that change got other ids; their
+    retries still find the first booking through ``booking.idempotency_keys``.
+    """
+    name = msgspec.json.encode([customer_id, idempotency_key]).decode()
+    return uuid.uuid5(BOOKING_ID_NAMESPACE, name)
 
 
 def request_hash(request: BookingRequest) -> str:
@@ -163,6 +172,11 @@ class CommandService:
         self.vault = vault
         self.settings = settings
         self.clock = clock
+        self.caps = BookingCaps(
+            bookings_in_progress=settings.cap_bookings_in_progress,
+            seats_held=settings.cap_seats_held,
+            seats_held_per_flight=settings.cap_seats_held_per_flight,
+        )
 
     # -- use cases ----------------------------------------------------------------------------
 
@@ -213,6 +227,10 @@ class CommandService:
         answers as the first time and stores nothing; another body raises
         :class:`IdempotencyKeyReusedError`. Concurrent duplicates store one booking: the
         key is inserted in the same transaction as the booking's first event.
+
+        A booking that would take the customer past a business-flow cap raises
+        :class:`~flightbook.domain.caps.CapExceededError` (checked in that transaction,
+        under the customer's lock, so concurrent requests cannot all slip under a cap).
         """
         booking_id = booking_id_for(customer_id, idempotency_key)
         digest = request_hash(request)
@@ -222,9 +240,16 @@ class CommandService:
 
         booking = self._new_booking(request, booking_id, customer_id)
         key = IdempotencyRecord(customer_id, idempotency_key, digest, booking_id)
+        caps = CapsGuard(
+            caps=self.caps,
+            customer_id=customer_id,
+            booking_id=booking_id,
+            flight_id=booking.flight_id,
+            seats=booking.passenger_count,
+        )
         try:
             with recording(actor=actor, correlation_id=correlation_id):
-                recordings = self.bookings.record(booking, rows=[key])
+                recordings = self.bookings.record(booking, rows=[key], guards=[caps])
         except IntegrityError:
             # A concurrent duplicate committed first (the key, or the booking id, exists).
             earlier = self._earlier_answer(customer_id, idempotency_key, digest)

@@ -19,15 +19,16 @@ class ProcessSpec:
     script: str  # relative to the project folder
     port_setting: str | None = None  # which setting holds its HTTP port
     api: bool = False  # announced with its OpenAPI link (the others serve health/metrics only)
+    ops_port_setting: str | None = None  # an API's ops port (its /metrics)
 
 
 PROCESSES: tuple[ProcessSpec, ...] = (
-    ProcessSpec("command-api", "commands/api.py", "command_port", api=True),
+    ProcessSpec("command-api", "commands/api.py", "command_port", True, "command_ops_port"),
     ProcessSpec("saga", "commands/saga.py", "saga_http_port"),
     ProcessSpec("relay", "commands/relay.py", "relay_http_port"),
     ProcessSpec("bookings-projection", "projections/bookings.py", "projection_bookings_http_port"),
     ProcessSpec("flights-projection", "projections/flights.py", "projection_flights_http_port"),
-    ProcessSpec("query-api", "queries/api.py", "query_port", api=True),
+    ProcessSpec("query-api", "queries/api.py", "query_port", True, "query_ops_port"),
     ProcessSpec("auditor", "commands/auditor.py", "audit_http_port"),
 )
 

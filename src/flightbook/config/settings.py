@@ -6,10 +6,12 @@ value stops the process with one line naming the variable (:class:`SettingsError
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
+import limits
 import msgspec
 
 if TYPE_CHECKING:
@@ -71,6 +73,31 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_secret: str = "flightbook-local-development-secret-do-not-deploy"  # noqa: S105
     jwt_issuer: str = "flightbook"
     jwt_audience: str = "flightbook"
+    # the longest lifetime (exp - iat) a token may have; longer ones are refused
+    jwt_max_ttl_seconds: Positive = 24 * 3600
+
+    # abuse protection (ADR 0016). Rate limits in the `limits` notation, several joined by
+    # ";" ("5/second;60/minute"); the state is in Redis, shared by every API process
+    rate_limit_enabled: bool = True
+    rate_limit_writes: str = "5/second;60/minute"  # per customer: POST, DELETE
+    rate_limit_reads: str = "20/second;600/minute"  # per customer: GET
+    rate_limit_address: str = "50/second;1200/minute"  # per client address, every route
+    rate_limit_refused_tokens: str = "20/minute"  # per client address: 401s
+    # addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated)
+    trusted_proxies: str = ""
+    # business-flow caps: a customer's bookings in REQUESTED/HELD, and the seats they hold
+    cap_bookings_in_progress: Positive = 5
+    cap_seats_held: Positive = 18
+    cap_seats_held_per_flight: Positive = 9
+    # one customer's payment timeouts within the window before their payments stop reaching
+    # the shared gateway breaker (declines never count)
+    payment_timeouts_per_customer: Positive = 5
+    payment_timeout_window_seconds: Seconds = 300.0
+
+    # exposure: /metrics on the APIs' public ports too (default: on their ops ports only)
+    public_metrics: bool = False
+    command_ops_port: Port = 8015
+    query_ops_port: Port = 8016
 
     # booking rules
     hold_seconds: Seconds = 600.0
@@ -110,6 +137,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    def __post_init__(self) -> None:
+        # what msgspec cannot check by type; a ValueError here becomes a SettingsError
+        for name in _RATE_LIMIT_SETTINGS:
+            _check_rate_limits(name, getattr(self, name))
+        try:
+            _ = self.trusted_proxy_networks
+        except ValueError:
+            raise ValueError(
+                f"{PREFIX}TRUSTED_PROXIES={self.trusted_proxies!r}: "
+                "not comma-separated IP addresses or networks"
+            ) from None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the ``FLIGHTBOOK_*`` variables of ``environ`` (default: the process's).
@@ -131,6 +170,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir).resolve()
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks of :attr:`trusted_proxies` (an address is a network of one)."""
+        parts = (part.strip() for part in self.trusted_proxies.split(","))
+        return tuple(ipaddress.ip_network(part, strict=False) for part in parts if part)
 
     def with_urls(
         self,
@@ -156,6 +201,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             if value is not None:
                 env[PREFIX + name.upper()] = str(value)
         return env
+
+
+_RATE_LIMIT_SETTINGS = (
+    "rate_limit_writes",
+    "rate_limit_reads",
+    "rate_limit_address",
+    "rate_limit_refused_tokens",
+)
+"""The settings that hold rate limits in the `limits` notation."""
+
+
+def _check_rate_limits(name: str, value: str) -> None:
+    try:
+        items = limits.parse_many(value)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ValueError(
+            f"{PREFIX}{name.upper()}={value!r}: not rate limits such as '5/second;60/minute'"
+        )
 
 
 def _explain(exc: msgspec.ValidationError, values: Mapping[str, str]) -> str:

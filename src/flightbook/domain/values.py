@@ -12,6 +12,7 @@ None of these types goes into an event: events carry primitive fields.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -21,8 +22,15 @@ import msgspec
 from flightbook.domain.errors import CurrencyMismatchError, InvalidValueError
 
 __all__ = (
+    "CURRENCY_PATTERN",
+    "EMAIL_PATTERN",
     "FARE_CODE_PATTERN",
     "FLIGHT_NUMBER_PATTERN",
+    "IATA_PATTERN",
+    "MAX_EMAIL_LENGTH",
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
+    "TEXT_PATTERN",
     "Cabin",
     "Fare",
     "Money",
@@ -34,15 +42,57 @@ __all__ = (
     "utc_datetime",
 )
 
-_IATA_PATTERN = re.compile(r"[A-Z]{3}")
-_CURRENCY_PATTERN = re.compile(r"[A-Z]{3}")
-FARE_CODE_PATTERN = re.compile(r"[A-Z][A-Z0-9]{0,7}")
+# Every pattern here is anchored (``^...$``) and written in the subset of regular
+# expressions that Python and ECMA-262 (JSON Schema, the OpenAPI documents) read alike:
+# character classes spelled out with \x and \u escapes, no \s, no \w, no flags. The
+# command API's request schema states the same strings, so what the documents promise is
+# what the server checks.
+
+IATA_PATTERN = r"^[A-Z]{3}$"
+"""An IATA airport code: three capital letters."""
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+"""An ISO 4217 currency code: three capital letters."""
+FARE_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,7}$")
 """A fare class code: an uppercase letter, then up to 7 uppercase letters or digits."""
-FLIGHT_NUMBER_PATTERN = re.compile(r"[A-Z0-9]{2}[0-9]{1,4}[A-Z]?")
+FLIGHT_NUMBER_PATTERN = re.compile(r"^[A-Z0-9]{2}[0-9]{1,4}[A-Z]?$")
 """A flight number: 2-character airline designator, 1-4 digits, optional suffix letter."""
+
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+"""C0 and C1 controls (NUL, ESC of ANSI escapes, CR, LF...), DEL, line and paragraph
+separators, and the bidirectional embeddings, overrides and isolates."""
+_BLANK = r"\x20\xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+"""The spaces that are not controls: what ``str.strip`` trims besides controls."""
+_INVISIBLE = (
+    r"\xad\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u2064"
+    r"\u206a-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
+"""Characters that show nothing: zero-width spaces and joiners, marks, fillers, BOM."""
+_TEXT = f"[^{_CONTROL}]"
+_UNSEEN = f"[{_BLANK}{_INVISIBLE}]"
+_VISIBLE = f"[^{_CONTROL}{_BLANK}{_INVISIBLE}]"
+_LABEL = f"[^@.{_CONTROL}{_BLANK}{_INVISIBLE}]+"
+
+TEXT_PATTERN = f"^{_UNSEEN}*{_VISIBLE}{_TEXT}*$"
+"""Free text (a reason): no control character, and at least one visible character.
+
+(Written so that no two parts can match the same character: linear time, no backtracking.)"""
+NAME_PATTERN = TEXT_PATTERN
+"""A passenger's name: no control character (NUL, ANSI escapes...), at least one visible
+character (not blank, not zero-width only). Surrounding blanks are trimmed."""
+EMAIL_PATTERN = (
+    f"^[{_BLANK}]*[^@{_CONTROL}{_BLANK}{_INVISIBLE}]+@{_LABEL}(?:\\.{_LABEL})+[{_BLANK}]*$"
+)
+"""An email address, deliberately simple: one ``@``, a non-empty local part, a dotted
+domain with non-empty labels, no blank, control or invisible character inside.
+Surrounding blanks are trimmed."""
 
 MAX_NAME_LENGTH = 100
 MAX_EMAIL_LENGTH = 254
+
+_IATA = re.compile(IATA_PATTERN)
+_CURRENCY = re.compile(CURRENCY_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -71,7 +121,7 @@ def _require_str(value: object, field: str) -> str:
 def iata_code(value: object, field: str) -> str:
     """Return ``value`` if it is an IATA airport code (3 letters A-Z)."""
     text = _require_str(value, field)
-    if not _IATA_PATTERN.fullmatch(text):
+    if not _IATA.fullmatch(text):
         raise InvalidValueError(field, f"{field} must be a 3-letter IATA code, got {text!r}")
     return text
 
@@ -140,7 +190,7 @@ def _check_money(amount: object, currency: object, prefix: str) -> tuple[int, st
     checked_amount = _require_int(
         amount, _join(prefix, "amount"), minimum=0, what="a non-negative integer (minor units)"
     )
-    if not isinstance(currency, str) or not _CURRENCY_PATTERN.fullmatch(currency):
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         raise InvalidValueError(_join(prefix, "currency"), "currency must be 3 uppercase letters")
     return checked_amount, currency
 
@@ -290,31 +340,30 @@ class Fare(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _check_passenger(name: object, email: object, prefix: str) -> tuple[str, str]:
+    """The name and email trimmed and in NFC, if they follow the rules (raw, before trimming)."""
     name_field = _join(prefix, "name")
-    checked_name = _require_str(name, name_field)
-    if not checked_name.strip():
-        raise InvalidValueError(name_field, f"{name_field} must not be blank")
+    raw_name = _require_str(name, name_field)
+    if not _NAME.fullmatch(raw_name):
+        raise InvalidValueError(
+            name_field,
+            f"{name_field} must hold a visible character and no control character",
+        )
+    checked_name = _normal(raw_name)
     if len(checked_name) > MAX_NAME_LENGTH:
         raise InvalidValueError(
             name_field, f"{name_field} must be at most {MAX_NAME_LENGTH} characters"
         )
     email_field = _join(prefix, "email")
-    checked_email = _require_str(email, email_field)
-    if not _is_email(checked_email):
+    raw_email = _require_str(email, email_field)
+    checked_email = _normal(raw_email)
+    if not _EMAIL.fullmatch(raw_email) or len(checked_email) > MAX_EMAIL_LENGTH:
         raise InvalidValueError(email_field, f"{email_field} must look like name@example.com")
     return checked_name, checked_email
 
 
-def _is_email(address: str) -> bool:
-    # Deliberately simple: one "@", a non-empty local part, a dotted domain
-    # with non-empty labels, no whitespace, at most 254 characters.
-    if len(address) > MAX_EMAIL_LENGTH or any(c.isspace() for c in address):
-        return False
-    local, at, domain = address.partition("@")
-    if not at or not local or "@" in domain:
-        return False
-    labels = domain.split(".")
-    return len(labels) >= 2 and all(labels)  # at least "example.com"
+def _normal(text: str) -> str:
+    """Trimmed of surrounding blanks, in Unicode normal form C (one spelling per name)."""
+    return unicodedata.normalize("NFC", text.strip())
 
 
 class Passenger(msgspec.Struct, frozen=True, kw_only=True):
@@ -325,11 +374,7 @@ class Passenger(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def create(cls, *, name: object, email: object, field: str = "passenger") -> Passenger:
-        """Validate and build, trimming surrounding blanks; errors name ``<field>.name``..."""
-        if isinstance(name, str):
-            name = name.strip()
-        if isinstance(email, str):
-            email = email.strip()
+        """Validate, trim and normalise (NFC); errors name ``<field>.name``..."""
         checked_name, checked_email = _check_passenger(name, email, field)
         return cls(name=checked_name, email=checked_email)
 

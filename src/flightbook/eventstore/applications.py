@@ -3,9 +3,11 @@
 They share one base: the :class:`MetadataMapper`, tables from ``migrations/`` (the
 library creates none), typed getters of their aggregates, and ``record()`` — save
 aggregates together with a tracking record and rows (:mod:`flightbook.eventstore.rows`)
-in one transaction. Their persistence comes from :class:`~flightbook.config.settings.Settings`:
-PostgreSQL through the :class:`TransactionalRecorder`, or the library's in-memory
-recorders (``event_store = "memory"``, for unit tests). Command handlers retry
+in one transaction, checked first by guards; the Bookings application adds the rows of
+``booking.bookings_in_progress`` (:mod:`flightbook.eventstore.inprogress`) itself. Their
+persistence comes from :class:`~flightbook.config.settings.Settings`: PostgreSQL through
+the :class:`TransactionalRecorder`, or the library's in-memory recorders
+(``event_store = "memory"``, for unit tests). Command handlers retry
 optimistic-concurrency conflicts (:func:`retry_conflicts`).
 """
 
@@ -25,6 +27,7 @@ from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment, payment_id_for
 from flightbook.eventstore.contexts import BOOKING, INVENTORY, PAYMENT
+from flightbook.eventstore.inprogress import in_progress_rows
 from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.memory import MemoryDatabase, MemoryRecorder
 from flightbook.eventstore.recorder import TransactionalRecorder
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
 
     from flightbook.config.settings import Settings
     from flightbook.eventstore.contexts import ContextSpec
-    from flightbook.eventstore.rows import Row
+    from flightbook.eventstore.rows import Guard, Row
 
 __all__ = (
     "Bookings",
@@ -122,13 +125,24 @@ class ContextApplication(Application[UUID]):
         *objs: MutableOrImmutableAggregate[UUID] | None,
         tracking: Tracking | None = None,
         rows: Sequence[Row] = (),
+        guards: Sequence[Guard] = (),
     ) -> list[Recording[UUID]]:
-        """Store the aggregates' new events, the tracking record and ``rows`` atomically."""
+        """Store the aggregates' new events, the tracking record and ``rows`` atomically.
+
+        ``guards`` check first, in the same transaction; the rows that follow from the
+        events themselves (:meth:`rows_for`) are written after ``rows``.
+        """
         processing = ProcessingEvent[UUID](tracking=tracking)
-        processing.collect_events(*objs, rows=list(rows))
+        processing.collect_events(*objs)
+        derived = self.rows_for(processing.events)
+        processing.collect_events(rows=[*rows, *derived], guards=list(guards))
         recordings = self._record(processing)
         self._notify(recordings)
         return recordings
+
+    def rows_for(self, events: Sequence[object]) -> list[Row]:
+        """Rows that the context keeps in step with its events (none by default)."""
+        return []
 
     def position_of(self, aggregate_id: UUID, version: int | None = None) -> int | None:
         """The position of the aggregate's event ``version`` in this log (None: its latest)."""
@@ -151,6 +165,10 @@ class ContextApplication(Application[UUID]):
 class Bookings(ContextApplication):
     name = BOOKING.application
     spec = BOOKING
+
+    def rows_for(self, events: Sequence[object]) -> list[Row]:
+        """Keep ``booking.bookings_in_progress`` in step with every booking event stored."""
+        return in_progress_rows(events)
 
     def booking(self, booking_id: UUID) -> Booking:
         """The booking (raises ``AggregateNotFoundError``)."""

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from eventsourcing.persistence import StoredEvent
 
-    from flightbook.eventstore.rows import Row
+    from flightbook.eventstore.rows import Guard, Row
 
 __all__ = ("MemoryDatabase", "MemoryRecorder")
 
@@ -49,6 +49,9 @@ class MemoryRecorder(POPOProcessRecorder):
         self._database_lock = database.lock  # one lock: events and rows change together
 
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        guards: Sequence[Guard] = kwargs.get("guards", ())
+        for guard in guards:
+            guard.check(self.database)
         super()._assert_uniqueness(stored_events, **kwargs)
         rows: Sequence[Row] = kwargs.get("rows", ())
         for row in rows:

@@ -3,8 +3,8 @@
 eventsourcing's process recorder already writes a follower's tracking record with the
 events it decided. We add one hook: ``rows`` (:mod:`flightbook.eventstore.rows`) —
 further changes (an idempotency key, a saga job) made in that same transaction, so a
-command either happens with all of its bookkeeping or not at all — and one question:
-the position of an aggregate's stored event.
+command either happens with all of its bookkeeping or not at all — checked first by
+``guards`` (a cap), and one question: the position of an aggregate's stored event.
 """
 
 from __future__ import annotations
@@ -22,17 +22,23 @@ if TYPE_CHECKING:
     from psycopg import Cursor
     from psycopg.rows import DictRow
 
-    from flightbook.eventstore.rows import Row
+    from flightbook.eventstore.rows import Guard, Row
 
 __all__ = ("TransactionalRecorder",)
 
 
 class TransactionalRecorder(PostgresProcessRecorder):
-    """Process recorder that also writes ``rows=[Row, ...]`` in the events' transaction."""
+    """Process recorder that also writes ``rows=[Row, ...]`` in the events' transaction.
+
+    ``guards=[Guard, ...]`` run first in that transaction; one that raises refuses it.
+    """
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
+        guards: Sequence[Guard] = kwargs.get("guards", ())
+        for guard in guards:
+            guard.verify(curs)  # before the table lock: a guard's lock never waits behind it
         rows: Sequence[Row] = kwargs.get("rows", ())
         for row in rows:
             statement, params = row.sql()

@@ -12,6 +12,9 @@ from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from flightbook.http.auth import BearerSecurityPlugin
+from flightbook.http.bodies import StrictRequest
+from flightbook.http.docs import LocalSwaggerRenderPlugin
+from flightbook.http.headers import security_headers
 from flightbook.http.health import health_handlers
 from flightbook.http.problems import problem_handlers
 from flightbook.http.validation import validation_handler
@@ -51,13 +54,31 @@ def create_app(
     **litestar_options: Any,
 ) -> Litestar:
     """A Litestar app with flightbook's common behaviour around ``route_handlers``."""
-    plugins = [BearerSecurityPlugin(), *litestar_options.pop("plugins", [])]
+    from flightbook.http.openapi import ClosedStructSchemaPlugin  # it imports this module
+    from flightbook.http.ratelimit import RateLimitPlugin  # it imports this module
+
+    plugins = [
+        BearerSecurityPlugin(),
+        ClosedStructSchemaPlugin(),
+        RateLimitPlugin(settings, registry),
+        *litestar_options.pop("plugins", []),
+    ]
     return Litestar(
-        route_handlers=[*route_handlers, *health_handlers(checks, registry)],
+        route_handlers=[
+            *route_handlers,
+            *health_handlers(checks, registry, metrics=settings.public_metrics),
+        ],
         exception_handlers={**problem_handlers(), ValidationException: validation_handler()},
-        openapi_config=OpenAPIConfig(title=title, version="1", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title=title, version="1", path="/schema", render_plugins=[LocalSwaggerRenderPlugin()]
+        ),
+        before_send=[security_headers],
         request_max_body_size=settings.max_body_bytes,
+        request_class=StrictRequest,
         debug=False,
+        # logging is structlog's alone (runtime/logs.py): Litestar's default config would
+        # replace the root handler, and with it the scrubber, for every stdlib logger
+        logging_config=None,
         plugins=plugins,
         **litestar_options,
     )

@@ -7,7 +7,12 @@ body's validation. Handlers receive the caller as the ``principal`` dependency
 (:func:`provide_principal`).
 
 - no ``Authorization: Bearer`` header, or a bad, expired or foreign token: ``401`` with
-  ``WWW-Authenticate: Bearer`` (RFC 6750);
+  ``WWW-Authenticate: Bearer`` (RFC 6750: ``error="invalid_request"`` for a header that is
+  not ``Bearer <token>``, ``error="invalid_token"`` for a token that fails a check, no
+  error for a missing header). Every 401 body says the same ("a valid bearer token is
+  required"): which check failed goes to the log (``auth.refused``), never the token;
+- a good token without any role this system knows (``["admin"]``, none): ``403`` on
+  every route;
 - a good token without one of the route's roles: ``403``.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from litestar import Request  # noqa: TC002 - litestar reads the dependency's signature at runtime
 from litestar.di import Provide
 from litestar.openapi.spec import Components, SecurityScheme
@@ -35,6 +41,7 @@ __all__ = (
     "BEARER_SECURITY",
     "PRINCIPAL_STATE_KEY",
     "ROLES_OPT_KEY",
+    "UNAUTHORIZED_DETAIL",
     "BearerSecurityPlugin",
     "authenticate",
     "bearer_guard",
@@ -53,6 +60,8 @@ BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 
 _REALM = 'Bearer realm="flightbook"'
 _HEADER = "Authorization"
+UNAUTHORIZED_DETAIL = "a valid bearer token is required"
+_log = structlog.get_logger("flightbook.auth")
 
 
 def requires(*roles: str) -> dict[str, Any]:
@@ -85,10 +94,16 @@ class BearerSecurityPlugin(InitPlugin):
         return app_config
 
 
-def _unauthorized(detail: str, *, error: str | None) -> Problem:
+def _unauthorized(reason: str, *, error: str | None, why: str | None = None) -> Problem:
+    """The one 401: the same body whatever failed; ``reason`` (and ``why``) go to the log."""
+    _log.info("auth.refused", reason=reason, **({"error": why} if why else {}))
     challenge = _REALM if error is None else f'{_REALM}, error="{error}"'
     return Problem(
-        401, "unauthorized", detail, field=_HEADER, headers={"WWW-Authenticate": challenge}
+        401,
+        "unauthorized",
+        UNAUTHORIZED_DETAIL,
+        field=_HEADER,
+        headers={"WWW-Authenticate": challenge},
     )
 
 
@@ -99,19 +114,16 @@ def authenticate(authorization: str | None, settings: Settings) -> Principal:
         Problem: ``401`` if the header is missing, not ``Bearer``, or its token is invalid.
     """
     if not authorization or not authorization.strip():
-        raise _unauthorized("a bearer token is required", error=None)
+        raise _unauthorized("missing", error=None)
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise _unauthorized(
-            "the Authorization header must be 'Bearer <token>'", error="invalid_request"
-        )
+        raise _unauthorized("not_bearer", error="invalid_request")
     try:
         return verify_token(settings, token)
     except InvalidTokenError as exc:
-        raise _unauthorized(
-            f"the bearer token is not valid: {exc}", error="invalid_token"
-        ) from None
+        # PyJWT's messages name the check ("Signature has expired"), never the token
+        raise _unauthorized("invalid_token", error="invalid_token", why=str(exc)) from None
 
 
 def bearer_guard(settings: Settings) -> Guard:
@@ -120,6 +132,14 @@ def bearer_guard(settings: Settings) -> Guard:
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         principal = authenticate(connection.headers.get(_HEADER), settings)
         roles: frozenset[str] = handler.opt.get(ROLES_OPT_KEY, frozenset())
+        if not principal.roles:  # signed, but for no one this system knows
+            _log.info("auth.forbidden", reason="no_known_role")
+            raise Problem(
+                403,
+                "forbidden",
+                "the token has none of the roles this API knows",
+                headers={"WWW-Authenticate": f'{_REALM}, error="insufficient_scope"'},
+            )
         if roles and not principal.has(*roles):
             raise Problem(
                 403,

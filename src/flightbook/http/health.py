@@ -2,7 +2,10 @@
 
 ``/health/live`` answers while the process runs; ``/health/ready`` only when every
 dependency check passes (503 with the failing names otherwise); ``/metrics`` is the
-Prometheus text exposition of the process's registry.
+Prometheus text exposition of the process's registry. The APIs serve ``/metrics`` on their
+ops port (:class:`flightbook.runtime.ops.OpsServer`), and on their public port only when
+``FLIGHTBOOK_PUBLIC_METRICS`` is true: the counts of bookings, declines and refunds are
+not for every client to read.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def health_handlers(
-    checks: Mapping[str, Callable[[], Awaitable[bool]]], registry: CollectorRegistry
+    checks: Mapping[str, Callable[[], Awaitable[bool]]],
+    registry: CollectorRegistry,
+    *,
+    metrics: bool = False,
 ) -> list[HTTPRouteHandler]:
-    """Route handlers for ``/health/live``, ``/health/ready`` and ``/metrics``."""
+    """Route handlers for ``/health/live``, ``/health/ready`` and (if ``metrics``) ``/metrics``."""
 
     @get("/health/live", tags=["operations"], sync_to_thread=False)
     def live() -> Health:
@@ -50,8 +56,14 @@ def health_handlers(
             status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
         )
 
-    @get("/metrics", tags=["operations"], media_type=CONTENT_TYPE_LATEST, sync_to_thread=False)
-    def metrics() -> bytes:
+    @get(
+        "/metrics",
+        name="metrics",
+        tags=["operations"],
+        media_type=CONTENT_TYPE_LATEST,
+        sync_to_thread=False,
+    )
+    def metrics_handler() -> bytes:
         return generate_latest(registry)
 
-    return [live, ready, metrics]
+    return [live, ready, metrics_handler] if metrics else [live, ready]

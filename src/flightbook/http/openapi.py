@@ -1,10 +1,18 @@
-"""What both APIs say about themselves in their OpenAPI documents: problems and common headers."""
+"""What both APIs say about themselves in their OpenAPI documents.
+
+Problems, common headers, and :class:`ClosedStructSchemaPlugin`: a request Struct that
+refuses unknown fields (``forbid_unknown_fields``) is documented with
+``additionalProperties: false``, so the document states every rule the server enforces.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import msgspec
+
+# Litestar's schema of a msgspec Struct has no public home; this plugin extends it.
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
@@ -15,8 +23,13 @@ from flightbook.http.problems import PROBLEM_JSON
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.openapi.spec import Schema
+    from litestar.typing import FieldDefinition
+
 __all__ = (
     "REQUEST_ID_RESPONSE_HEADER",
+    "ClosedStructSchemaPlugin",
     "FieldProblem",
     "ProblemDocument",
     "problem_responses",
@@ -82,3 +95,19 @@ def request_id_parameter(description: str) -> dict[str, HeaderParameter]:
 REQUEST_ID_RESPONSE_HEADER = ResponseHeader(
     name=REQUEST_ID_HEADER, description="The request's correlation id", documentation_only=True
 )
+
+
+class ClosedStructSchemaPlugin(StructSchemaPlugin):
+    """Litestar's Struct schema, closed where the Struct refuses unknown fields.
+
+    ``additionalProperties: false`` for every request body of the command API.
+    """
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if isinstance(info, msgspec.inspect.StructType) and info.forbid_unknown_fields:
+            schema.additional_properties = False
+        return schema

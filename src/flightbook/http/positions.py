@@ -3,10 +3,14 @@
 Opaque to clients; inside it is ``context:position`` pairs joined by ``,``
 (``booking:42,inventory:17``). Commands return it; queries accept it back as
 ``X-Flightbook-After`` and wait until their read models have applied those positions.
+
+:data:`POSITIONS_PATTERN` is the token's whole grammar (the OpenAPI documents state it):
+a string it matches always decodes, any other is refused.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from flightbook.eventstore.contexts import CONTEXT_NAMES
@@ -14,7 +18,20 @@ from flightbook.eventstore.contexts import CONTEXT_NAMES
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ("PositionTokenError", "decode_positions", "encode_positions")
+__all__ = (
+    "MAX_POSITION_DIGITS",
+    "POSITIONS_PATTERN",
+    "PositionTokenError",
+    "decode_positions",
+    "encode_positions",
+)
+
+MAX_POSITION_DIGITS = 18
+"""A position is a PostgreSQL ``bigint``: at most 18 digits keep every one in range."""
+_PAIR = f"(?:{'|'.join(sorted(CONTEXT_NAMES))}):[0-9]{{1,{MAX_POSITION_DIGITS}}}"
+POSITIONS_PATTERN = f"^(?:{_PAIR}(?:,{_PAIR})*)?$"
+"""``context:position`` pairs joined by ``,``, nothing else (the empty token names none)."""
+_POSITIONS = re.compile(POSITIONS_PATTERN)
 
 
 class PositionTokenError(ValueError):
@@ -31,13 +48,11 @@ def encode_positions(positions: Mapping[str, int | None]) -> str:
 
 
 def decode_positions(token: str) -> dict[str, int]:
-    """Decode a token; raise :class:`PositionTokenError` if it is malformed."""
+    """Decode a token; raise :class:`PositionTokenError` unless it matches the grammar."""
+    if _POSITIONS.fullmatch(token) is None:
+        raise PositionTokenError("not a position token")
     positions: dict[str, int] = {}
-    if not token.strip():
-        return positions
-    for part in token.split(","):
-        context, _, number = part.strip().partition(":")
-        if context not in CONTEXT_NAMES or not number.isdigit():
-            raise PositionTokenError(f"not a position token: {token!r}")
+    for part in filter(None, token.split(",")):
+        context, _, number = part.partition(":")
         positions[context] = max(int(number), positions.get(context, 0))
     return positions

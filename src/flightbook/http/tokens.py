@@ -1,4 +1,9 @@
-"""Bearer JWTs: HS256 pinned, ``exp``, ``aud`` and ``iss`` checked, roles from a claim."""
+"""Bearer JWTs: HS256 pinned, ``exp``, ``iat``, ``aud`` and ``iss`` checked, roles from a claim.
+
+A token lives at most ``Settings.jwt_max_ttl_seconds``: it must say when it was issued
+(``iat``, not in the future), ``exp - iat`` may not exceed the maximum, and neither may
+``exp - now`` (so a token "valid until the year 3000" is refused whatever its ``iat``).
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,21 @@ if TYPE_CHECKING:
 
     from flightbook.config.settings import Settings
 
-__all__ = ("ALGORITHM", "ROLES", "InvalidTokenError", "Principal", "mint_token", "verify_token")
+__all__ = (
+    "ALGORITHM",
+    "LEEWAY_SECONDS",
+    "ROLES",
+    "InvalidTokenError",
+    "Principal",
+    "mint_token",
+    "verify_token",
+)
 
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm (or "none") is refused
 Role = Literal["customer", "agent", "ops", "analyst", "auditor"]
 ROLES: frozenset[str] = frozenset({"customer", "agent", "ops", "analyst", "auditor"})
+LEEWAY_SECONDS = 30
+"""Clock skew allowed between the issuer and us (``iat`` slightly ahead, ``exp`` just past)."""
 
 
 class InvalidTokenError(Exception):
@@ -59,10 +74,12 @@ def verify_token(settings: Settings, token: str) -> Principal:
             algorithms=[ALGORITHM],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
-            options={"require": ["exp", "sub", "aud", "iss"]},
+            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+            leeway=LEEWAY_SECONDS,
         )
     except jwt.PyJWTError as exc:
         raise InvalidTokenError(str(exc)) from exc
+    _check_lifetime(claims, settings.jwt_max_ttl_seconds)
     roles = claims.get("roles", [])
     subject = claims["sub"]
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
@@ -70,3 +87,17 @@ def verify_token(settings: Settings, token: str) -> Principal:
     if not isinstance(subject, str) or not subject:
         raise InvalidTokenError("claim 'sub' must be a non-empty string")
     return Principal(subject=subject, roles=frozenset(r for r in roles if r in ROLES))
+
+
+def _check_lifetime(claims: dict[str, object], longest: int) -> None:
+    issued, expires = claims["iat"], claims["exp"]
+    # PyJWT checked iat is not in the future and exp not past, but accepts "123" for both
+    numbers = (int, float)
+    if not (isinstance(issued, numbers) and isinstance(expires, numbers)) or isinstance(
+        issued, bool
+    ):
+        raise InvalidTokenError("claims 'iat' and 'exp' must be numbers")
+    if expires - issued > longest:
+        raise InvalidTokenError(f"the token lives longer than {longest} s (exp - iat)")
+    if expires - time.time() > longest + LEEWAY_SECONDS:
+        raise InvalidTokenError(f"the token expires more than {longest} s from now")

@@ -17,6 +17,7 @@ import msgspec
 
 __all__ = (
     "DECLINE_REASONS",
+    "PAYER_BUDGET_EXHAUSTED",
     "Authorization",
     "Capture",
     "CardToken",
@@ -27,6 +28,9 @@ __all__ = (
     "GatewayUnavailableError",
     "LedgerEntry",
     "Operation",
+    "PayerBudgetExhaustedError",
+    "PayerBusyError",
+    "PayerScopedGateway",
     "PaymentGateway",
     "PaymentLedger",
     "Refund",
@@ -156,6 +160,30 @@ class CircuitOpenError(GatewayUnavailableError):
     """The circuit breaker is open: the call failed fast without reaching the provider."""
 
 
+class PayerBusyError(GatewayUnavailableError):
+    """The payer's budget of timeouts is held by their calls in flight: try again later.
+
+    The call was not made and touched no breaker.
+    """
+
+
+PAYER_BUDGET_EXHAUSTED = "payer_timeout_budget_exhausted"
+"""The reason of a payment declined without a call: its payer's timeouts used up their budget."""
+
+
+class PayerBudgetExhaustedError(GatewayError):
+    """The payer used up their budget of timeouts: their payments fail fast for a while.
+
+    Permanent for the payment it refuses (the saga records it declined with
+    :data:`PAYER_BUDGET_EXHAUSTED` and rejects the booking ``PAYMENT_UNAVAILABLE``);
+    the call was not made and touched no breaker.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(PAYER_BUDGET_EXHAUSTED)
+        self.reason = PAYER_BUDGET_EXHAUSTED
+
+
 @runtime_checkable
 class PaymentGateway(Protocol):
     """A payment provider, as the booking saga sees it.
@@ -183,6 +211,15 @@ class PaymentGateway(Protocol):
 
     def refund(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Refund:
         """Give back part or all of what was captured; refunds never exceed the capture."""
+        ...
+
+
+@runtime_checkable
+class PayerScopedGateway(Protocol):
+    """A gateway that can bound one payer's calls (their timeouts) apart from the others'."""
+
+    def for_payer(self, payer: str) -> PaymentGateway:
+        """This gateway as the calls of ``payer`` (a customer id) go through it."""
         ...
 
 

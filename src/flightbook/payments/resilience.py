@@ -4,6 +4,12 @@ Only :class:`GatewayUnavailableError` is retried: a :class:`Declined` is an answ
 a :class:`GatewayRejectedError` will not change on a retry. Every attempt reuses the
 caller's idempotency key, so a call retried after a lost response never charges twice.
 
+Declines never count toward the breaker: a :class:`Declined` (and a rejection) is the
+provider answering, so it resets the failure count like a success and never opens it.
+One payer's timeouts are bounded before they reach the shared breaker: the authorizations
+of :meth:`ResilientGateway.for_payer` go through that payer's share of a
+:class:`~flightbook.payments.budget.TimeoutBudget`, attempt by attempt.
+
 Retry uses ``tenacity``. The breaker is our own small class rather than ``pybreaker``:
 pybreaker holds one lock for the whole guarded call (so a hanging provider call would
 block every other caller behind it), reads the wall clock directly (no injectable
@@ -25,11 +31,13 @@ from flightbook.payments.gateway import (
     CircuitOpenError,
     GatewayRejectedError,
     GatewayUnavailableError,
+    PayerBusyError,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from flightbook.payments.budget import TimeoutBudget
     from flightbook.payments.gateway import (
         Authorization,
         Capture,
@@ -188,6 +196,9 @@ class ResilientGateway:
         sleep: Sleep function used between attempts; inject a recorder in tests.
         clock: Monotonic clock for the time budget and the breaker.
         rng: Source of jitter; seed one for reproducible delays.
+        budget: Each payer's budget of timeouts for :meth:`for_payer`'s authorizations
+            (None: no per-payer bound). Keep its limit below ``breaker_fail_max``, so
+            that no payer alone can open the breaker.
     """
 
     def __init__(
@@ -203,6 +214,7 @@ class ResilientGateway:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        budget: TimeoutBudget | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -217,9 +229,24 @@ class ResilientGateway:
         self.breaker = CircuitBreaker(
             fail_max=breaker_fail_max, reset_timeout=breaker_reset_timeout, clock=clock
         )
+        self.budget = budget
+
+    def for_payer(self, payer: str) -> PaymentGateway:
+        """This gateway for the calls made for ``payer``.
+
+        Their authorizations spend the payer's budget of timeouts; capture, void and
+        refund settle money already moved, so they are never refused for it.
+        """
+        return _PayerGateway(self, payer)
 
     def authorize(
-        self, *, idempotency_key: str, token: str, amount: int, currency: str
+        self,
+        *,
+        idempotency_key: str,
+        token: str,
+        amount: int,
+        currency: str,
+        payer: str | None = None,
     ) -> Authorization | Declined:
         return self._call(
             "authorize",
@@ -227,6 +254,7 @@ class ResilientGateway:
             lambda: self._inner.authorize(
                 idempotency_key=idempotency_key, token=token, amount=amount, currency=currency
             ),
+            payer=payer,
         )
 
     def capture(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Capture:
@@ -260,7 +288,35 @@ class ResilientGateway:
         window = self._base_delay * 2 ** (retry_state.attempt_number - 1)
         return self._rng.uniform(0.0, min(self._max_delay, window))
 
-    def _call(self, operation: Operation, idempotency_key: str, attempt: Callable[[], _T]) -> _T:
+    def _guarded(self, attempt: Callable[[], _T], payer: str | None) -> Callable[[], _T]:
+        """One attempt: through the payer's budget (if any), then through the breaker."""
+        budget = self.budget
+        if budget is None or payer is None:
+            return lambda: self.breaker.call(attempt)
+
+        def spend() -> _T:
+            budget.admit(payer)  # raises before the breaker and the provider are touched
+            failed = False
+            try:
+                return self.breaker.call(attempt)
+            except CircuitOpenError:
+                raise  # the provider was not asked: it costs the payer nothing
+            except GatewayUnavailableError:
+                failed = True
+                raise
+            finally:
+                budget.settle(payer, failed=failed)
+
+        return spend
+
+    def _call(
+        self,
+        operation: Operation,
+        idempotency_key: str,
+        attempt: Callable[[], _T],
+        *,
+        payer: str | None = None,
+    ) -> _T:
         log = _logger.bind(operation=operation, idempotency_key=idempotency_key)
         started = self._clock()
 
@@ -288,12 +344,47 @@ class ResilientGateway:
             reraise=True,
         )
         try:
-            return retrying(lambda: self.breaker.call(attempt))
+            return retrying(self._guarded(attempt, payer))
         except GatewayUnavailableError as error:
             log.warning("gateway.gave_up", error=str(error), error_type=type(error).__name__)
             raise
 
 
 def _is_retryable(error: BaseException) -> bool:
-    # An open breaker will not close during a backoff of a few hundred milliseconds.
-    return isinstance(error, GatewayUnavailableError) and not isinstance(error, CircuitOpenError)
+    # An open breaker will not close during a backoff of a few hundred milliseconds, nor
+    # will a payer's calls in flight end in one.
+    return isinstance(error, GatewayUnavailableError) and not isinstance(
+        error, CircuitOpenError | PayerBusyError
+    )
+
+
+class _PayerGateway:
+    """A :class:`ResilientGateway` as one payer's calls go through it."""
+
+    def __init__(self, gateway: ResilientGateway, payer: str) -> None:
+        self._gateway = gateway
+        self._payer = payer
+
+    def authorize(
+        self, *, idempotency_key: str, token: str, amount: int, currency: str
+    ) -> Authorization | Declined:
+        return self._gateway.authorize(
+            idempotency_key=idempotency_key,
+            token=token,
+            amount=amount,
+            currency=currency,
+            payer=self._payer,
+        )
+
+    def capture(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Capture:
+        return self._gateway.capture(
+            idempotency_key=idempotency_key, authorization_id=authorization_id, amount=amount
+        )
+
+    def void(self, *, idempotency_key: str, authorization_id: str) -> None:
+        self._gateway.void(idempotency_key=idempotency_key, authorization_id=authorization_id)
+
+    def refund(self, *, idempotency_key: str, authorization_id: str, amount: int) -> Refund:
+        return self._gateway.refund(
+            idempotency_key=idempotency_key, authorization_id=authorization_id, amount=amount
+        )

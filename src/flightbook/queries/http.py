@@ -15,8 +15,15 @@ route                                    who                           answer
 - A booking someone may not see is a ``404`` identical to that of a booking that does not
   exist (same body, same headers), so ids cannot be probed.
 - Lists are paged with an opaque ``cursor`` (``next_cursor`` of the previous page) and
-  ``limit`` (1..100, default 20; sales 1..1000, default 100); analytics periods span at
-  most 366 days.
+  ``limit`` (1..100, default 20; sales 1..1000, default 100). Each list's cursor has a
+  grammar (:data:`~flightbook.queries.cursors.CURSOR_PATTERNS`) stated in the OpenAPI
+  document, as is that of ``X-Flightbook-After``: every rule a parameter must follow is
+  in the document, so a request it calls valid is never refused.
+- Analytics periods (``from``..``to``, both included) are any pair of days: a period that
+  ends before it starts holds no day (an empty answer), a long one only the days with
+  data (sales are paged).
+- A search with ``destination`` equal to ``origin`` finds no flight (none can be
+  scheduled), and is answered as such rather than refused.
 - Read-your-writes: with ``X-Flightbook-After`` (a command's ``X-Flightbook-Position``) the
   flight routes wait for the ``flights`` read model and the booking routes for ``bookings``
   (:mod:`.freshness`), up to ``query_wait_seconds``, else ``503`` with ``Retry-After: 1``.
@@ -49,13 +56,13 @@ from flightbook.http.auth import (
 from flightbook.http.openapi import (
     problem_responses,
 )
-from flightbook.http.positions import PositionTokenError, decode_positions
+from flightbook.http.positions import POSITIONS_PATTERN, PositionTokenError, decode_positions
 from flightbook.http.problems import Problem
 from flightbook.http.routes import api_router
 from flightbook.http.telemetry import TelemetrySpec
 from flightbook.http.tokens import Principal
 from flightbook.http.validation import validation_handler
-from flightbook.queries.cursors import CursorError
+from flightbook.queries.cursors import CURSOR_PATTERNS, MAX_CURSOR_LENGTH, CursorError
 from flightbook.queries.freshness import NotCaughtUpError
 from flightbook.queries.models import (
     BookingPage,
@@ -80,7 +87,6 @@ if TYPE_CHECKING:
 
 __all__ = (
     "AFTER_HEADER",
-    "MAX_PERIOD_DAYS",
     "TELEMETRY",
     "WIRE_NAMES",
     "AnalyticsController",
@@ -90,7 +96,6 @@ __all__ = (
 )
 
 AFTER_HEADER = "X-Flightbook-After"
-MAX_PERIOD_DAYS = 366
 _SERVICE_STATE_KEY = "flightbook_query_service"
 _log = structlog.get_logger("flightbook.queries")
 
@@ -128,22 +133,32 @@ OptionalIata = Annotated[
     str | None, QueryParameter(pattern="^[A-Z]{3}$", description="IATA airport code, to filter on")
 ]
 Day = Annotated[dt.date, QueryParameter(description="Departure day (UTC), YYYY-MM-DD")]
-Cursor = Annotated[
-    str | None,
-    QueryParameter(description="The previous page's next_cursor (opaque)", max_length=512),
-]
+
+
+def _cursor(kind: str) -> QueryParameter:
+    return QueryParameter(
+        description="The previous page's next_cursor (opaque)",
+        pattern=CURSOR_PATTERNS[kind],
+        max_length=MAX_CURSOR_LENGTH,
+    )
+
+
+FlightCursor = Annotated[str | None, _cursor("flights")]
+BookingCursor = Annotated[str | None, _cursor("bookings")]
+SalesCursor = Annotated[str | None, _cursor("sales")]
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Page size, 1..100")]
 SalesLimit = Annotated[int, QueryParameter(ge=1, le=1000, description="Page size, 1..1000")]
 PeriodStart = Annotated[dt.date, QueryParameter(name="from", description="First day, YYYY-MM-DD")]
 PeriodEnd = Annotated[
     dt.date,
-    QueryParameter(name="to", description=f"Last day, YYYY-MM-DD; at most {MAX_PERIOD_DAYS} days"),
+    QueryParameter(name="to", description="Last day, YYYY-MM-DD (before from: an empty period)"),
 ]
 After = Annotated[
-    str | None,
+    str,
     HeaderParameter(
         name=AFTER_HEADER,
         required=False,
+        pattern=POSITIONS_PATTERN,
         description=(
             "A command's X-Flightbook-Position: answer only once the read model has applied "
             "those positions (else 503 with Retry-After)"
@@ -172,9 +187,7 @@ TELEMETRY = TelemetrySpec(
 # -- helpers of the routes ------------------------------------------------------------------
 
 
-def _positions(after: str | None) -> dict[str, int]:
-    if after is None:
-        return {}
+def _positions(after: str) -> dict[str, int]:
     try:
         return decode_positions(after)
     except PositionTokenError:
@@ -186,7 +199,7 @@ def _positions(after: str | None) -> dict[str, int]:
         ) from None
 
 
-async def _caught_up(service: QueryService, read_model: str, after: str | None) -> bool:
+async def _caught_up(service: QueryService, read_model: str, after: str) -> bool:
     """Wait for ``read_model`` to apply ``after``; True if the request asked to wait."""
     positions = _positions(after)
     if not positions:
@@ -209,18 +222,6 @@ def _bad_cursor() -> Problem:
     )
 
 
-def _period(start: dt.date, end: dt.date) -> None:
-    if end < start:
-        raise Problem(400, "invalid_request", "to: must not be before from", field="to")
-    if (end - start).days + 1 > MAX_PERIOD_DAYS:
-        raise Problem(
-            400,
-            "invalid_request",
-            f"to: the period may span at most {MAX_PERIOD_DAYS} days",
-            field="to",
-        )
-
-
 # -- routes ---------------------------------------------------------------------------------
 
 
@@ -241,8 +242,8 @@ class FlightController(Controller):
         destination: Iata,
         date: Day,
         service: NamedDependency[QueryService],
-        after: After = None,
-        cursor: Cursor = None,
+        after: After = "",
+        cursor: FlightCursor = None,
         limit: Limit = 20,
     ) -> FlightPage:
         # After a write, skip the cache: it may hold an answer from before that write.
@@ -265,7 +266,7 @@ class FlightController(Controller):
         self,
         flight_id: FromPath[UUID],
         service: NamedDependency[QueryService],
-        after: After = None,
+        after: After = "",
     ) -> FlightView:
         await _caught_up(service, "flights", after)
         found = await service.flight(flight_id)
@@ -289,8 +290,8 @@ class BookingController(Controller):
         self,
         service: NamedDependency[QueryService],
         principal: NamedDependency[Principal],
-        after: After = None,
-        cursor: Cursor = None,
+        after: After = "",
+        cursor: BookingCursor = None,
         limit: Limit = 20,
     ) -> BookingPage:
         await _caught_up(service, "bookings", after)
@@ -311,7 +312,7 @@ class BookingController(Controller):
         booking_id: FromPath[UUID],
         service: NamedDependency[QueryService],
         principal: NamedDependency[Principal],
-        after: After = None,
+        after: After = "",
     ) -> BookingView:
         await _caught_up(service, "bookings", after)
         found = await service.booking(booking_id, principal)
@@ -340,10 +341,9 @@ class AnalyticsController(Controller):
         service: NamedDependency[QueryService],
         origin: OptionalIata = None,
         destination: OptionalIata = None,
-        cursor: Cursor = None,
+        cursor: SalesCursor = None,
         limit: SalesLimit = 100,
     ) -> SalesPage:
-        _period(start, end)
         try:
             return await service.sales(
                 start, end, origin=origin, destination=destination, cursor=cursor, limit=limit
@@ -378,7 +378,6 @@ class AnalyticsController(Controller):
     async def funnel(
         self, start: PeriodStart, end: PeriodEnd, service: NamedDependency[QueryService]
     ) -> FunnelReport:
-        _period(start, end)
         return await service.funnel(start, end)
 
 

@@ -2,15 +2,25 @@
 
 Every long-running process logs one canonical line per unit of work (STYLE G10),
 with the correlation id bound through :func:`structlog.contextvars.bind_contextvars`.
+
+No line carries a secret or personal data: tracebacks are rendered without frame locals
+(they held the request's headers and body), and every line, the standard library's
+included, passes :class:`~flightbook.runtime.scrub.Scrubber` just before the renderer.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+from flightbook.runtime.scrub import Scrubber
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ("configure_logging",)
 
@@ -27,6 +37,7 @@ def configure_logging(
     log_format: Literal["auto", "json", "console"] = "auto",
     level: str = "info",
     process: str | None = None,
+    secrets: Iterable[str] = (),
 ) -> None:
     """Configure structlog once per process.
 
@@ -34,22 +45,32 @@ def configure_logging(
         log_format: ``json``, ``console``, or ``auto`` (console on a terminal, JSON otherwise).
         level: minimum level name.
         process: a name bound to every line (``command-api``, ``relay``, ...).
+        secrets: strings never to log (the signing secret).
     """
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
-    )
+    # exceptions are rendered into the event (without frame locals) before the scrubber
+    # sees it, so the console renderer never formats a traceback itself
+    renderer: structlog.typing.Processor
+    exceptions: structlog.typing.Processor
+    if use_json:
+        renderer = structlog.processors.JSONRenderer()
+        exceptions = structlog.processors.ExceptionRenderer(
+            ExceptionDictTransformer(show_locals=False)
+        )
+    else:
+        renderer = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        exceptions = structlog.processors.format_exc_info
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        exceptions,
+        Scrubber(secrets),
     ]
     if process is not None:
         processors.insert(0, _bind_process(process))
-    if use_json:
-        processors.append(structlog.processors.dict_tracebacks)
     processors.append(renderer)
-    # stdlib loggers (uvicorn, kafka, pymongo) go through the same renderer
+    # stdlib loggers (uvicorn, litestar, kafka, pymongo) go through the same chain
     formatter = structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         foreign_pre_chain=processors[:-1],

@@ -2,9 +2,13 @@
 
 Each job is state-driven and idempotent: it reloads the booking (and payment), asks
 the gateway with the booking's idempotency key ``<booking id>:<operation>``, and stores
-the outcome together with the job's completion. A gateway that does not answer leaves
-the job to be retried later with exponential backoff; a crash mid-job re-runs it after
-its lease, and the gateway's idempotency makes the repeat harmless.
+the outcome together with the job's completion. Authorizations go through the booking's
+customer's share of the gateway (``for_payer``): when a customer's payments used up their
+budget of timeouts, the payment is recorded declined (``payer_timeout_budget_exhausted``)
+at once, without a call, and the saga rejects the booking ``PAYMENT_UNAVAILABLE``. A
+gateway that does not answer leaves the job to be retried later with exponential backoff;
+a crash mid-job re-runs it after its lease, and the gateway's idempotency makes the
+repeat harmless.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
 from flightbook.payments.gateway import (
     Authorization,
+    Declined,
     GatewayRejectedError,
     GatewayUnavailableError,
+    PayerBudgetExhaustedError,
+    PayerScopedGateway,
 )
 from flightbook.saga.jobs import Job, JobKind, JobQueue, complete_job
 
@@ -126,12 +133,20 @@ class JobRunner:
         if self.payments.payment_of(booking.id) is not None:
             self.payments.record(rows=[complete_job(job)])
             return "already answered"
-        answer = self.gateway.authorize(
-            idempotency_key=f"{booking.id}:authorize",
-            token=booking.payment_token,
-            amount=booking.price_amount,
-            currency=booking.currency,
-        )
+        gateway = self.gateway
+        if isinstance(gateway, PayerScopedGateway):
+            gateway = gateway.for_payer(booking.customer_id)
+        try:
+            answer: Authorization | Declined = gateway.authorize(
+                idempotency_key=f"{booking.id}:authorize",
+                token=booking.payment_token,
+                amount=booking.price_amount,
+                currency=booking.currency,
+            )
+        except PayerBudgetExhaustedError as exc:
+            # This customer's payments kept timing out: fail fast (the saga rejects the
+            # booking PAYMENT_UNAVAILABLE) rather than hold the seats until the hold expires.
+            answer = Declined(reason=exc.reason)
         if isinstance(answer, Authorization):
             payment = Payment.authorized(
                 payment_id=payment_id_for(booking.id),

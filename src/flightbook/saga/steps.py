@@ -25,6 +25,7 @@ from flightbook.domain.errors import (
 )
 from flightbook.domain.inventory import FlightInventory, FlightStatus
 from flightbook.domain.payment import Payment
+from flightbook.payments.gateway import PAYER_BUDGET_EXHAUSTED
 from flightbook.saga.jobs import JobKind, drop_job, schedule_job
 
 if TYPE_CHECKING:
@@ -260,5 +261,8 @@ class SagaSteps:
         booking = self.bookings.booking(event.booking_id)
         if booking.is_final or booking.status is BookingStatus.CONFIRMED:
             return Step(self.bookings, note="booking already ended")
+        if event.reason == PAYER_BUDGET_EXHAUSTED:  # declined without a call (issue 15)
+            booking.reject(RejectionReason.PAYMENT_UNAVAILABLE)
+            return Step(self.bookings, [booking], note="booking rejected: payment unavailable")
         booking.reject(RejectionReason.PAYMENT_DECLINED)
         return Step(self.bookings, [booking], note="booking rejected: payment declined")

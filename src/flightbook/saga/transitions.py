@@ -98,6 +98,7 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(P.Authorized, ("late authorization to void",), "payment", (), (SETTLE,)),
     Transition(P.Authorized, ("booking moved on",), "booking"),
     Transition(P.Declined, ("booking rejected: payment declined",), "booking", (B.Rejected,)),
+    Transition(P.Declined, ("booking rejected: payment unavailable",), "booking", (B.Rejected,)),
     Transition(P.Declined, ("booking already ended",), "booking"),
 )
 

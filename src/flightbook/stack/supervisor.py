@@ -58,12 +58,14 @@ def run_system(
 ) -> int:
     """Run the whole system in the foreground; return the exit code."""
     for spec in processes:
-        if spec.port_setting is not None:
-            port = getattr(settings, spec.port_setting)
-            if not _port_free(settings.host, port):
+        for setting in (spec.port_setting, spec.ops_port_setting):
+            if setting is None:
+                continue
+            port = getattr(settings, setting)
+            if port and not _port_free(settings.host, port):
                 raise RuntimeError(
                     f"{spec.name}: {settings.host}:{port} is already in use; "
-                    f"set FLIGHTBOOK_{spec.port_setting.upper()}"
+                    f"set FLIGHTBOOK_{setting.upper()}"
                 )
     root = project_dir(settings.project_dir)
     stack = LocalStack(settings, say=say)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
 
 from flightbook.bootstrap import build_command_api
 from flightbook.config.settings import Settings
@@ -14,9 +15,15 @@ from tests.support.api import Api, Headers, flight_body
 
 
 @pytest.fixture
-def api(settings: Settings) -> Iterator[Api]:
+def registry() -> CollectorRegistry:
+    """Where the API's metrics go (its ops port serves them: ``tests.support.api.ops_metrics``)."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def api(settings: Settings, registry: CollectorRegistry) -> Iterator[Api]:
     """A client of the real command API (lifespan run: pools opened, then closed)."""
-    with TestClient(build_command_api(settings)) as client:
+    with TestClient(build_command_api(settings, registry=registry)) as client:
         yield client
 
 

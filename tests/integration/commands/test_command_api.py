@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from flightbook.config.settings import Settings
@@ -18,7 +19,7 @@ from flightbook.domain.inventory import FlightInventory
 from flightbook.eventstore.applications import Bookings, ContextApplication, Inventory
 from flightbook.eventstore.metadata import EventMetadata, recording
 from flightbook.http.positions import decode_positions
-from tests.support.api import Api, Headers, booking_body, flight_body
+from tests.support.api import Api, Headers, booking_body, flight_body, ops_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +139,70 @@ def test_the_same_key_of_another_customer_is_another_booking(
 
     assert bob.status_code == 202
     assert bob.json()["booking_id"] != alice.json()["booking_id"]
+
+
+def test_customers_whose_subject_and_key_join_to_the_same_text_each_get_their_own_booking(
+    api: Api, auth: Headers, flight_id: str
+) -> None:
+    """Review finding 3: ``erin:x`` + ``1`` and ``erin`` + ``x:1`` (the second got 409)."""
+    first = api.post(
+        "/bookings",
+        json=booking_body(flight_id),
+        headers=auth("erin:x", "customer", **{"Idempotency-Key": "1"}),
+    )
+
+    second = api.post(
+        "/bookings",
+        json=booking_body(flight_id),
+        headers=auth("erin", "customer", **{"Idempotency-Key": "x:1"}),
+    )
+
+    assert (first.status_code, second.status_code) == (202, 202), second.text
+    assert second.json()["booking_id"] != first.json()["booking_id"]
+
+
+def test_a_booking_past_a_cap_is_refused_with_a_problem_naming_the_cap(
+    api: Api, auth: Headers, flight_id: str, bookings: Bookings
+) -> None:
+    nine = [{"name": f"Passenger {n}", "email": f"p{n}@example.com"} for n in range(9)]
+    assert book(api, auth, flight_id, "key-1", passengers=nine).status_code == 202
+
+    refused = book(api, auth, flight_id, "key-2")
+
+    assert refused.status_code == 409, refused.text
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    problem = refused.json()
+    assert problem["type"].endswith("/cap_exceeded")
+    assert (problem["cap"], problem["limit"], problem["current"], problem["requested"]) == (
+        "seats_held_per_flight",
+        9,
+        9,
+        1,
+    )
+    assert "Ada" not in refused.text
+    assert len(stored(bookings)) == 1
+
+
+def test_twenty_parallel_bookings_of_one_customer_store_no_more_than_the_cap(
+    api: Api, auth: Headers, flight_id: str, bookings: Bookings
+) -> None:
+    barrier = threading.Barrier(20)
+    responses: list[httpx.Response] = []
+
+    def post(n: int) -> None:
+        barrier.wait()
+        responses.append(book(api, auth, flight_id, f"key-{n}"))
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [202] * 5 + [409] * 15, [r.text for r in responses]
+    assert {r.json()["cap"] for r in responses if r.status_code == 409} == {"bookings_in_progress"}
+    assert len(stored(bookings)) == 5
 
 
 def test_concurrent_duplicates_make_one_booking(
@@ -314,14 +379,16 @@ def test_each_request_is_logged_once(api: Api, auth: Headers, flight_id: str) ->
     assert line["duration_ms"] >= 0
 
 
-def test_commands_are_counted_by_endpoint_and_outcome(
-    api: Api, auth: Headers, flight_id: str
+def test_commands_are_counted_by_endpoint_and_outcome_on_the_ops_port(
+    api: Api, auth: Headers, flight_id: str, registry: CollectorRegistry
 ) -> None:
     book(api, auth, flight_id, "key-1")
     book(api, auth, flight_id, "key-1")
     api.post("/bookings", json=booking_body(flight_id), headers={"Idempotency-Key": "x"})
 
-    metrics = api.get("/metrics").text
+    with ops_metrics(registry) as fetch:
+        metrics = fetch()
+    on_the_public_port = api.get("/metrics")
 
     assert 'flightbook_commands_total{endpoint="schedule_flight",outcome="created"} 1.0' in metrics
     assert 'flightbook_commands_total{endpoint="request_booking",outcome="accepted"} 1.0' in metrics
@@ -331,6 +398,7 @@ def test_commands_are_counted_by_endpoint_and_outcome(
         in metrics
     )
     assert 'flightbook_command_duration_seconds_count{endpoint="request_booking"} 3.0' in metrics
+    assert on_the_public_port.status_code == 404
 
 
 def test_the_openapi_document_describes_the_four_commands(api: Api) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
@@ -22,7 +23,15 @@ def servers(settings: Settings) -> Iterator[ServerReadSide]:
 
 
 @pytest.fixture
-def query_api(settings: Settings, servers: ServerReadSide) -> Iterator[Api]:
+def registry() -> CollectorRegistry:
+    """Where the API's metrics go (its ops port serves them: ``tests.support.api.ops_metrics``)."""
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def query_api(
+    settings: Settings, servers: ServerReadSide, registry: CollectorRegistry
+) -> Iterator[Api]:
     """A client of the real query API (lifespan run: clients opened, then closed)."""
-    with TestClient(build_query_api(settings)) as client:
+    with TestClient(build_query_api(settings, registry=registry)) as client:
         yield client

@@ -12,12 +12,13 @@ from typing import Any
 import msgspec
 import pytest
 from litestar.testing import TestClient
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
 from tests.support import documents
-from tests.support.api import Api, Headers
+from tests.support.api import Api, Headers, ops_metrics
 from tests.support.readside import ServerReadSide
 
 pytestmark = pytest.mark.integration
@@ -362,8 +363,6 @@ def test_without_the_marker_it_is_503_with_retry_after(
         ("/bookings", {"X-Flightbook-After": "booking:x"}, "X-Flightbook-After"),
         (SEARCH, {"X-Flightbook-After": "orders:1"}, "X-Flightbook-After"),
         (SEARCH, {"X-Request-ID": "has spaces"}, "X-Request-ID"),
-        ("/analytics/sales?from=2026-11-30&to=2026-11-01", {}, "to"),
-        ("/analytics/sales?from=2025-01-01&to=2026-11-01", {}, "to"),
         ("/analytics/sales?to=2026-11-01", {}, "from"),
         ("/analytics/sales?from=2026-11-01&to=2026-11-02&cursor=x", {}, "cursor"),
         ("/analytics/sales?from=2026-11-01&to=2026-11-02&origin=paris", {}, "origin"),
@@ -392,14 +391,16 @@ def test_a_malformed_id_in_the_path_is_a_404_problem_not_a_500(
 
 
 def test_each_request_is_logged_once_counted_and_timed(
-    query_api: Api, auth: Headers, servers: ServerReadSide
+    query_api: Api, auth: Headers, servers: ServerReadSide, registry: CollectorRegistry
 ) -> None:
     with capture_logs() as logs:
         response = query_api.get(
             SEARCH, headers=auth("alice", "customer", **{"X-Request-ID": "q-1"})
         )
         query_api.get("/bookings?limit=0", headers=auth("alice", "customer"))
-    metrics = query_api.get("/metrics").text
+    with ops_metrics(registry) as fetch:
+        metrics = fetch()
+    assert query_api.get("/metrics").status_code == 404  # on the ops port only
 
     handled = [line for line in logs if line["event"] == "query.handled"]
     assert response.headers["x-request-id"] == "q-1"

@@ -10,6 +10,8 @@ from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
 from flightbook.eventstore.metadata import recording
+from flightbook.payments.budget import TimeoutBudget
+from flightbook.payments.resilience import BreakerState
 from tests.support.saga import SagaHarness, make_harness
 from tests.support.writeside import WriteSide
 
@@ -185,3 +187,40 @@ def test_every_saga_event_carries_the_requests_correlation_and_its_cause(
     assert [m.correlation_id for m in metas] == ["req-42"] * 4
     assert [m.actor for m in metas] == ["alice", "saga", "saga", "saga"]
     assert all(m.causation_id for m in metas[1:])
+
+
+@pytest.fixture
+def budgeted(settings: Settings, write_side: WriteSide) -> Iterator[SagaHarness]:
+    """A breaker that six failures in a row open, and a budget of three timeouts a payer."""
+    yield from make_harness(
+        settings,
+        write_side,
+        gateway_timeout=0.05,
+        breaker_fail_max=6,
+        budget=TimeoutBudget(limit=3, window=300.0),
+    )
+
+
+def test_one_payers_timeouts_do_not_open_the_breaker_for_another_payer(
+    budgeted: SagaHarness,
+) -> None:
+    """Review finding 6: a hoarder's ``tok_timeout`` payments opened the shared breaker, so
+    everyone's payments waited. Four bookings of four attempts each would open it twice."""
+    flight_id = budgeted.schedule_flight(seats=20)
+    hoarded = [
+        budgeted.request_booking(flight_id, token="tok_timeout", customer="hoarder")
+        for _ in range(4)
+    ]
+
+    budgeted.run_until(
+        lambda: all(budgeted.booking(b).status is BookingStatus.REJECTED for b in hoarded)
+    )
+    breaker = budgeted.saga.runner.gateway.breaker  # type: ignore[attr-defined]
+    assert breaker.state is BreakerState.CLOSED
+    carol = budgeted.request_booking(flight_id, customer="carol")
+    budgeted.settle()
+
+    assert budgeted.booking(carol).status is BookingStatus.CONFIRMED
+    assert {budgeted.booking(b).reason for b in hoarded} == {"PAYMENT_UNAVAILABLE"}
+    assert budgeted.flight(flight_id).held("Y") == 0
+    assert breaker.state is BreakerState.CLOSED

@@ -288,6 +288,21 @@ def test_the_same_key_of_another_customer_is_another_booking(
     assert store.bookings.booking(bob.booking_id).customer_id == "bob"
 
 
+def test_customers_whose_subject_and_key_join_to_the_same_text_each_get_their_own_booking(
+    service: CommandService, store: EventStore, flight_id: uuid.UUID
+) -> None:
+    """Review finding 3: ``erin:x`` + ``1`` and ``erin`` + ``x:1`` both read ``erin:x:1``."""
+    first = book(service, flight_id, "1", customer="erin:x")
+
+    second = book(service, flight_id, "x:1", customer="erin")
+
+    assert second.booking_id != first.booking_id
+    assert not second.repeated
+    assert store.bookings.booking(first.booking_id).customer_id == "erin:x"
+    assert store.bookings.booking(second.booking_id).customer_id == "erin"
+    assert booking_id_for("erin:x", "1") != booking_id_for("erin", "x:1")
+
+
 class LateKeys:
     """Says a key is new the first time it is asked, like a duplicate sent at the same moment
     as the first request sees before that one commits."""

@@ -68,3 +68,44 @@ def test_configured_urls_win_over_the_local_stack() -> None:
 
     assert filled.redis_url == "redis://mine:1/0"
     assert filled.mongo_url == "mongodb://stack:3"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FLIGHTBOOK_RATE_LIMIT_WRITES", "lots"),
+        ("FLIGHTBOOK_RATE_LIMIT_READS", "0/second"),
+        ("FLIGHTBOOK_RATE_LIMIT_ADDRESS", "5/fortnight"),
+        ("FLIGHTBOOK_RATE_LIMIT_REFUSED_TOKENS", "5/second;;60/minute"),
+    ],
+)
+def test_a_rate_limit_that_is_not_in_the_limits_notation_is_refused_at_load(
+    variable: str, value: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+
+    assert str(caught.value) == (
+        f"{variable}={value!r}: not rate limits such as '5/second;60/minute'"
+    )
+
+
+def test_rate_limits_and_trusted_proxies_are_read_in_their_notation() -> None:
+    settings = Settings.from_env(
+        {
+            "FLIGHTBOOK_RATE_LIMIT_WRITES": "2 per second; 30/minute",
+            "FLIGHTBOOK_TRUSTED_PROXIES": "10.0.0.7, 172.16.0.0/12,::1",
+        }
+    )
+
+    assert settings.rate_limit_writes == "2 per second; 30/minute"
+    assert [str(net) for net in settings.trusted_proxy_networks] == [
+        "10.0.0.7/32",
+        "172.16.0.0/12",
+        "::1/128",
+    ]
+
+
+def test_a_trusted_proxy_that_is_not_an_address_is_refused_at_load() -> None:
+    with pytest.raises(SettingsError, match=r"^FLIGHTBOOK_TRUSTED_PROXIES='10.0.0.7, proxy'"):
+        Settings.from_env({"FLIGHTBOOK_TRUSTED_PROXIES": "10.0.0.7, proxy"})

@@ -6,6 +6,11 @@ import pytest
 
 from flightbook.domain.errors import CurrencyMismatchError, DomainError, InvalidValueError
 from flightbook.domain.values import (
+    CURRENCY_PATTERN,
+    EMAIL_PATTERN,
+    IATA_PATTERN,
+    NAME_PATTERN,
+    TEXT_PATTERN,
     Cabin,
     Fare,
     Money,
@@ -307,3 +312,48 @@ def test_names_of_exactly_one_hundred_characters_are_accepted() -> None:
     passenger = Passenger.create(name="A" * 100, email="a@b.co")
 
     assert len(passenger.name) == 100
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada\x00Lovelace",
+        "\x1b[31mAda\x1b[0m",
+        "Ada\x9b",
+        "Ada\n",
+        "Ada\u202eecalevoL",
+        "\u200b\u200c\u200d",
+        "\ufeff",
+        "\u00a0\u3000",
+    ],
+)
+def test_a_name_with_a_control_character_or_nothing_visible_is_refused(name: str) -> None:
+    with pytest.raises(InvalidValueError) as caught:
+        Passenger.at(0, name=name, email="ada@example.com")
+
+    assert caught.value.field == "passengers[0].name"
+
+
+@pytest.mark.parametrize(
+    "email", ["ada\x00@example.com", "ada@example.com\x1b[0m", "\u200bada@example.com"]
+)
+def test_an_email_with_a_control_or_invisible_character_is_refused(email: str) -> None:
+    with pytest.raises(InvalidValueError) as caught:
+        Passenger.at(0, name="Ada", email=email)
+
+    assert caught.value.field == "passengers[0].email"
+
+
+def test_names_and_emails_are_normalised_to_nfc() -> None:
+    passenger = Passenger.create(name="Zoe\u0308 No\u0308el", email="zoe\u0308@example.com")
+
+    assert passenger.name == "Zo\u00eb N\u00f6el"
+    assert passenger.email == "zo\u00eb@example.com"
+
+
+def test_the_name_and_email_patterns_are_anchored_and_read_alike_in_json_schema() -> None:
+    for pattern in (NAME_PATTERN, EMAIL_PATTERN, TEXT_PATTERN, IATA_PATTERN, CURRENCY_PATTERN):
+        assert pattern.startswith("^")
+        assert pattern.endswith("$")
+        # constructs whose meaning differs between Python and ECMA-262 regular expressions
+        assert not any(token in pattern for token in ("\\s", "\\w", "\\d", "\\b", "(?i"))

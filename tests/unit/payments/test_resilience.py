@@ -93,10 +93,13 @@ def resilient(inner: PaymentGateway, time: FakeTime, **options: float) -> Resili
         inner,
         max_attempts=int(settings.pop("max_attempts")),
         breaker_fail_max=int(settings.pop("breaker_fail_max")),
+        base_delay=settings.pop("base_delay", 0.05),
+        max_delay=settings.pop("max_delay", 2.0),
+        max_elapsed=settings.pop("max_elapsed", 10.0),
+        breaker_reset_timeout=settings.pop("breaker_reset_timeout", 10.0),
         sleep=time.sleep,
         clock=time.clock,
         rng=WidestJitter(),
-        **settings,
     )
 
 

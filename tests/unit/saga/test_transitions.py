@@ -23,6 +23,8 @@ import pytest
 from flightbook.domain.booking import Booking, BookingStatus
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment
+from flightbook.payments.budget import TimeoutBudget
+from flightbook.payments.resilience import ResilientGateway
 from flightbook.saga.jobs import DropJob, Job, JobKind, ScheduleJob
 from flightbook.saga.runner import JobRunner
 from flightbook.saga.steps import SagaSteps, Step
@@ -174,6 +176,26 @@ def confirmed_then_cancelled_and_refunded(d: Driver) -> None:
 def declined(d: Driver) -> None:
     d.saga.request_booking(d.saga.schedule_flight(), token="tok_declined")
     d.saga.settle()
+
+
+@scenario((P.Declined, "booking rejected: payment unavailable"), (B.Rejected, "seats given back"))
+def payer_out_of_timeout_budget(d: Driver) -> None:
+    """The payer's one timeout fills their budget: the retry is declined without a call."""
+    d.saga.runner.gateway = ResilientGateway(
+        d.saga.gateway,
+        max_attempts=1,
+        sleep=lambda _seconds: None,
+        budget=TimeoutBudget(limit=1, window=300.0),
+    )
+    booking_id = d.saga.request_booking(d.saga.schedule_flight(), token="tok_timeout")
+    d.saga.settle()
+    assert d.saga.booking(booking_id).status is S.SEATS_HELD  # the call timed out
+    d.saga.advance(60)  # the job is due again
+    d.saga.settle()
+
+    booking = d.saga.booking(booking_id)
+    assert (booking.status, booking.reason) == (S.REJECTED, "PAYMENT_UNAVAILABLE")
+    assert d.saga.flight(booking.flight_id).held("Y") == 0
 
 
 @scenario((B.Requested, "no seats"))
