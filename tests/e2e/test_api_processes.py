@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -57,35 +59,44 @@ def test_off_the_local_stack_an_api_refuses_a_public_or_short_secret(
     assert lines[0].startswith(f"{api}: error: FLIGHTBOOK_JWT_SECRET ")
 
 
-def _api(
-    name: str, settings: Settings, processes: list[SystemProcess], tmp_path: Path
-) -> tuple[str, str]:
-    """Start ``name``; its public and its ops base URL."""
-    public, ops = free_port(), free_port()
-    prefix = "FLIGHTBOOK_COMMAND" if name == "command-api" else "FLIGHTBOOK_QUERY"
-    process = SystemProcess(
-        SCRIPTS[name], settings, **{f"{prefix}_PORT": str(public), f"{prefix}_OPS_PORT": str(ops)}
-    )
-    process.log = tmp_path / f"{name}.log"
-    processes.append(process.start())
-    process.wait_http(f"http://127.0.0.1:{public}/health/ready")
-    process.wait_http(f"http://127.0.0.1:{ops}/health/ready")
-    return f"http://127.0.0.1:{public}", f"http://127.0.0.1:{ops}"
+StartApi = Callable[..., tuple[str, str]]
+
+
+@pytest.fixture
+def start_api(settings: Settings, processes: list[SystemProcess], tmp_path: Path) -> StartApi:
+    """``start_api(name, **settings_changes)`` starts that API; its public and ops base URL."""
+
+    def start(name: str, **changes: Any) -> tuple[str, str]:
+        public, ops = free_port(), free_port()
+        prefix = "FLIGHTBOOK_COMMAND" if name == "command-api" else "FLIGHTBOOK_QUERY"
+        process = SystemProcess(
+            SCRIPTS[name],
+            msgspec.structs.replace(settings, **changes),
+            **{f"{prefix}_PORT": str(public), f"{prefix}_OPS_PORT": str(ops)},
+        )
+        process.log = tmp_path / f"{name}.log"
+        processes.append(process.start())
+        process.wait_http(f"http://127.0.0.1:{public}/health/ready")
+        process.wait_http(f"http://127.0.0.1:{ops}/health/ready")
+        return f"http://127.0.0.1:{public}", f"http://127.0.0.1:{ops}"
+
+    return start
+
+
+@pytest.fixture
+def alice(settings: Settings) -> dict[str, str]:
+    """A customer's ``Authorization`` header."""
+    return {"Authorization": f"Bearer {mint_token(settings, subject='alice', roles=['customer'])}"}
 
 
 @pytest.mark.parametrize("name", ["command-api", "query-api"])
 def test_metrics_are_on_the_ops_port_only_and_health_stays_public(
-    settings: Settings, processes: list[SystemProcess], tmp_path: Path, name: str
+    start_api: StartApi, name: str, alice: dict[str, str]
 ) -> None:
-    public, ops = _api(name, settings, processes, tmp_path)
-    token = mint_token(settings, subject="alice", roles=["customer"])
+    public, ops = start_api(name)
     path = "/bookings" if name == "query-api" else "/flights"
     # a request, so the request counter has a sample
-    httpx.request(
-        "GET" if name == "query-api" else "POST",
-        public + path,
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    httpx.request("GET" if name == "query-api" else "POST", public + path, headers=alice)
 
     on_public = httpx.get(f"{public}/metrics")
     on_ops = httpx.get(f"{ops}/metrics")
@@ -99,12 +110,8 @@ def test_metrics_are_on_the_ops_port_only_and_health_stays_public(
     assert httpx.get(f"{ops}/health/ready").status_code == 200
 
 
-def test_with_public_metrics_they_are_on_the_public_port_too(
-    settings: Settings, processes: list[SystemProcess], tmp_path: Path
-) -> None:
-    public, ops = _api(
-        "query-api", msgspec.structs.replace(settings, public_metrics=True), processes, tmp_path
-    )
+def test_with_public_metrics_they_are_on_the_public_port_too(start_api: StartApi) -> None:
+    public, ops = start_api("query-api", public_metrics=True)
 
     assert httpx.get(f"{public}/metrics").status_code == 200
     assert httpx.get(f"{ops}/metrics").status_code == 200
@@ -112,16 +119,15 @@ def test_with_public_metrics_they_are_on_the_public_port_too(
 
 @pytest.mark.parametrize("name", ["command-api", "query-api"])
 def test_no_answer_names_the_server_and_every_one_has_the_security_headers(
-    settings: Settings, processes: list[SystemProcess], tmp_path: Path, name: str
+    start_api: StartApi, name: str, alice: dict[str, str]
 ) -> None:
-    public, _ = _api(name, settings, processes, tmp_path)
-    token = mint_token(settings, subject="alice", roles=["customer"])
+    public, _ = start_api(name)
     answers = [
         httpx.get(f"{public}/health/live"),
         httpx.get(f"{public}/schema/openapi.json"),
         httpx.get(f"{public}/bookings"),  # 401 (or 405 on the command API)
         httpx.get(f"{public}/no-such-route"),
-        httpx.post(f"{public}/bookings", headers={"Authorization": f"Bearer {token}"}),
+        httpx.post(f"{public}/bookings", headers=alice),
     ]
 
     for answer in answers:

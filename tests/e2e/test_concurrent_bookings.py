@@ -17,27 +17,13 @@ from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus
 from flightbook.http.tokens import mint_token
 from flightbook.payments.simulated import SimulatedGateway
+from tests.support.api import fare_body, flight_body
 from tests.support.processes import SystemProcess, free_port
 from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
 
-FLIGHT = {
-    "flight_number": "FB101",
-    "origin": "LHR",
-    "destination": "JFK",
-    "departure": "2031-12-24T10:00:00Z",
-    "arrival": "2031-12-24T18:00:00Z",
-    "fares": [
-        {
-            "code": "Y",
-            "cabin": "economy",
-            "price": {"amount": 45000, "currency": "EUR"},
-            "seats": 10,
-            "refundable": False,
-        }
-    ],
-}
+FLIGHT = flight_body(fares=[fare_body(seats=10)])
 
 
 def test_sixty_concurrent_bookings_for_ten_seats_confirm_exactly_ten(

@@ -9,7 +9,6 @@ under it, the query API's MongoDB not there). Then their whole output is scanned
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from flightbook.config.settings import Settings
 from flightbook.http.tokens import mint_token
+from tests.support.api import booking_body, fare_body, flight_body
 from tests.support.processes import SystemProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -72,34 +72,12 @@ def passenger(i: int) -> dict[str, str]:
 
 
 def booking(flight_id: str, **changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "flight_id": flight_id,
-        "fare": "Y",
-        "passengers": [passenger(0), passenger(1), passenger(2)],
-        "payment_token": PAYMENT_TOKENS[0],
-    }
-    body.update(changes)
-    return body
+    people = [passenger(n) for n in range(3)]
+    return booking_body(flight_id, passengers=people, payment_token=PAYMENT_TOKENS[0]) | changes
 
 
 def flight() -> dict[str, Any]:
-    departure = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=30)
-    return {
-        "flight_number": "FB404",
-        "origin": "LHR",
-        "destination": "JFK",
-        "departure": departure.isoformat().replace("+00:00", "Z"),
-        "arrival": (departure + dt.timedelta(hours=8)).isoformat().replace("+00:00", "Z"),
-        "fares": [
-            {
-                "code": "Y",
-                "cabin": "economy",
-                "price": {"amount": 45000, "currency": "EUR"},
-                "seats": 50,
-                "refundable": True,
-            }
-        ],
-    }
+    return flight_body(flight_number="FB404", fares=[fare_body(seats=50, refundable=True)])
 
 
 def drive_command_api(client: httpx.Client, tokens: Tokens, settings: Settings) -> list[int]:

@@ -18,28 +18,19 @@ import pytest
 
 from flightbook.config.settings import Settings
 from flightbook.http.tokens import mint_token
+from tests.support.api import fare_body, flight_body
 from tests.support.processes import SystemProcess, free_port
 
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
 DAY = "2031-12-24"
-FLIGHT = {
-    "flight_number": "FB202",
-    "origin": "LHR",
-    "destination": "JFK",
-    "departure": f"{DAY}T10:00:00Z",
-    "arrival": f"{DAY}T18:00:00Z",
-    "fares": [
-        {
-            "code": "Y",
-            "cabin": "economy",
-            "price": {"amount": 45000, "currency": "EUR"},
-            "seats": 10,
-            "refundable": True,
-        }
-    ],
-}
+FLIGHT = flight_body(
+    flight_number="FB202",
+    departure=f"{DAY}T10:00:00Z",
+    arrival=f"{DAY}T18:00:00Z",
+    fares=[fare_body(seats=10, refundable=True)],
+)
 WORKERS = {
     # composition root -> extra environment (its ops HTTP port: any free one)
     "commands/saga.py": {"FLIGHTBOOK_SAGA_HTTP_PORT": "0"},

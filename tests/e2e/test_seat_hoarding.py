@@ -27,6 +27,7 @@ import pytest
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus
 from flightbook.http.tokens import mint_token
+from tests.support.api import booking_body, fare_body, flight_body
 from tests.support.processes import SystemProcess, free_port
 from tests.support.writeside import WriteSide
 
@@ -37,34 +38,13 @@ NORMAL_SECONDS = 10.0
 FLOOD = 20
 
 
-def flight_body(number: str, destination: str) -> dict[str, Any]:
-    return {
-        "flight_number": number,
-        "origin": "LHR",
-        "destination": destination,
-        "departure": "2031-12-24T10:00:00Z",
-        "arrival": "2031-12-24T18:00:00Z",
-        "fares": [
-            {
-                "code": "Y",
-                "cabin": "economy",
-                "price": {"amount": 45000, "currency": "EUR"},
-                "seats": 45,
-                "refundable": False,
-            }
-        ],
-    }
+def flight_request(number: str, destination: str) -> dict[str, Any]:
+    return flight_body(flight_number=number, destination=destination, fares=[fare_body(seats=45)])
 
 
-def booking_body(flight_id: str, passengers: int, token: str) -> dict[str, Any]:
-    return {
-        "flight_id": flight_id,
-        "fare": "Y",
-        "payment_token": token,
-        "passengers": [
-            {"name": f"Passenger {n}", "email": f"p{n}@example.com"} for n in range(passengers)
-        ],
-    }
+def booking_request(flight_id: str, passengers: int, token: str) -> dict[str, Any]:
+    people = [{"name": f"Passenger {n}", "email": f"p{n}@example.com"} for n in range(passengers)]
+    return booking_body(flight_id, passengers=people, payment_token=token)
 
 
 def wait_for(fact: Callable[[], bool], timeout: float, what: str) -> float:
@@ -106,12 +86,14 @@ def test_a_hoarder_is_capped_and_another_customer_still_books_and_confirms_in_no
 
     flights = []
     for number, destination in (("FB101", "JFK"), ("FB202", "CDG")):
-        answer = post("olga", "ops", "/flights", flight_body(number, destination))
+        answer = post("olga", "ops", "/flights", flight_request(number, destination))
         assert answer.status_code == 201, answer.text
         flights.append(answer.json()["flight_id"])
 
     def hoard(flight_id: str) -> httpx.Response:
-        return post("hoarder", "customer", "/bookings", booking_body(flight_id, 9, "tok_timeout"))
+        return post(
+            "hoarder", "customer", "/bookings", booking_request(flight_id, 9, "tok_timeout")
+        )
 
     held = [hoard(flight_id) for flight_id in flights]
     assert [a.status_code for a in held] == [202, 202], [a.text for a in held]
@@ -127,7 +109,7 @@ def test_a_hoarder_is_capped_and_another_customer_still_books_and_confirms_in_no
 
     def confirm(flight_id: str) -> float:
         started = time.monotonic()
-        answer = post("victoria", "customer", "/bookings", booking_body(flight_id, 1, "tok_ok"))
+        answer = post("victoria", "customer", "/bookings", booking_request(flight_id, 1, "tok_ok"))
         assert answer.status_code == 202, answer.text
         booking_id = uuid.UUID(answer.json()["booking_id"])
         wait_for(

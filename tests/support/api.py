@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,15 +29,20 @@ def flight_body(**changes: Any) -> dict[str, Any]:
         "destination": "JFK",
         "departure": departure.isoformat().replace("+00:00", "Z"),
         "arrival": (departure + dt.timedelta(hours=8)).isoformat().replace("+00:00", "Z"),
-        "fares": [
-            {
-                "code": "Y",
-                "cabin": "economy",
-                "price": {"amount": 45000, "currency": "EUR"},
-                "seats": 150,
-                "refundable": False,
-            }
-        ],
+        "fares": [fare_body()],
+    }
+    body.update(changes)
+    return body
+
+
+def fare_body(**changes: Any) -> dict[str, Any]:
+    """One fare of a flight's body (``flight_body(fares=[fare_body(seats=10)])``)."""
+    body: dict[str, Any] = {
+        "code": "Y",
+        "cabin": "economy",
+        "price": {"amount": 45000, "currency": "EUR"},
+        "seats": 150,
+        "refundable": False,
     }
     body.update(changes)
     return body
@@ -51,6 +57,27 @@ def booking_body(flight_id: str, **changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
+
+
+def edited(body: dict[str, Any], *path: str | int, value: Any) -> dict[str, Any]:
+    """A copy of ``body`` with the member at ``path`` (e.g. ``"fares", 0, "seats"``) set."""
+    changed = copy.deepcopy(body)
+    _holder(changed, path)[path[-1]] = value
+    return changed
+
+
+def without(body: dict[str, Any], *path: str | int) -> dict[str, Any]:
+    """A copy of ``body`` without the member at ``path``."""
+    changed = copy.deepcopy(body)
+    del _holder(changed, path)[path[-1]]
+    return changed
+
+
+def _holder(body: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    place: Any = body
+    for step in path[:-1]:
+        place = place[step]
+    return place
 
 
 @contextlib.contextmanager

@@ -38,10 +38,11 @@ from flightbook.commands.requests import (
 )
 from flightbook.commands.responses import BookingAccepted, FlightCancellation, FlightScheduled
 from flightbook.commands.service import CommandService
-from flightbook.http.app import REQUEST_ID_HEADER, create_app
+from flightbook.http.app import create_app
 from flightbook.http.auth import (
     requires,
 )
+from flightbook.http.correlation import REQUEST_ID_HEADER
 from flightbook.http.openapi import (
     problem_responses,
 )

@@ -1,13 +1,10 @@
-"""What both HTTP APIs share: problem documents, health, metrics, OpenAPI, body limit."""
+"""What both HTTP APIs share: problems, health, OpenAPI, strict bodies, limits, headers, docs."""
 
 from __future__ import annotations
 
-import re
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from litestar import Litestar
-from litestar.datastructures import Headers
 from litestar.exceptions import ValidationException
 from litestar.openapi import OpenAPIConfig
 
@@ -16,32 +13,20 @@ from flightbook.http.bodies import StrictRequest
 from flightbook.http.docs import LocalSwaggerRenderPlugin
 from flightbook.http.headers import security_headers
 from flightbook.http.health import health_handlers
+from flightbook.http.openapi import ClosedStructSchemaPlugin
 from flightbook.http.problems import problem_handlers
+from flightbook.http.ratelimit import RateLimitPlugin
 from flightbook.http.validation import validation_handler
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
 
-    from litestar.types import ControllerRouterHandler, Scope
+    from litestar.types import ControllerRouterHandler
     from prometheus_client import CollectorRegistry
 
     from flightbook.config.settings import Settings
 
-__all__ = ("REQUEST_ID", "REQUEST_ID_HEADER", "correlation_of", "create_app")
-
-REQUEST_ID_HEADER = "X-Request-ID"
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-"""What a caller's X-Request-ID may look like; it becomes the correlation id."""
-
-
-def correlation_of(scope: Scope) -> tuple[str, bool]:
-    """The request's correlation id, and whether the caller's X-Request-ID was acceptable.
-
-    The correlation id is the caller's X-Request-ID when it is acceptable, else a new one.
-    """
-    given = Headers.from_scope(scope).get(REQUEST_ID_HEADER)
-    acceptable = given is None or REQUEST_ID.fullmatch(given) is not None
-    return (given if given and acceptable else str(uuid.uuid4())), acceptable
+__all__ = ("create_app",)
 
 
 def create_app(
@@ -54,9 +39,6 @@ def create_app(
     **litestar_options: Any,
 ) -> Litestar:
     """A Litestar app with flightbook's common behaviour around ``route_handlers``."""
-    from flightbook.http.openapi import ClosedStructSchemaPlugin  # it imports this module
-    from flightbook.http.ratelimit import RateLimitPlugin  # it imports this module
-
     plugins = [
         BearerSecurityPlugin(),
         ClosedStructSchemaPlugin(),

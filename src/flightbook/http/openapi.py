@@ -17,7 +17,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter
 
-from flightbook.http.app import REQUEST_ID, REQUEST_ID_HEADER
+from flightbook.http.correlation import REQUEST_ID, REQUEST_ID_HEADER
 from flightbook.http.problems import PROBLEM_JSON
 
 if TYPE_CHECKING:

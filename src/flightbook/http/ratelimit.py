@@ -57,8 +57,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from flightbook.config.settings import require
-from flightbook.http.app import REQUEST_ID_HEADER, correlation_of
 from flightbook.http.auth import ROLES_OPT_KEY
+from flightbook.http.correlation import REQUEST_ID_HEADER, correlation_of
 from flightbook.http.openapi import ProblemDocument
 from flightbook.http.problems import PROBLEM_JSON, Problem
 from flightbook.http.tokens import InvalidTokenError, verify_token

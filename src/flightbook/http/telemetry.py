@@ -20,7 +20,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from prometheus_client import Counter, Histogram
 
-from flightbook.http.app import REQUEST_ID_HEADER, correlation_of
+from flightbook.http.correlation import REQUEST_ID_HEADER, correlation_of
 from flightbook.http.problems import Problem
 
 if TYPE_CHECKING:

@@ -49,10 +49,11 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 
-from flightbook.http.app import REQUEST_ID_HEADER, create_app
+from flightbook.http.app import create_app
 from flightbook.http.auth import (
     requires,
 )
+from flightbook.http.correlation import REQUEST_ID_HEADER
 from flightbook.http.openapi import (
     problem_responses,
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import uuid
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import pytest
 from flightbook.config.settings import Settings
 from flightbook.eventstore.applications import Inventory
 from flightbook.http.tokens import mint_token
-from tests.support.api import Api, Headers, booking_body, flight_body
+from tests.support.api import Api, Headers, booking_body, edited, flight_body, without
 from tests.support.builders import a_flight
 
 pytestmark = pytest.mark.integration
@@ -62,30 +61,12 @@ class Bad:
 
 def put(*path: str | int, value: Any) -> Edit:
     """Set a nested value of the body (a copy)."""
-
-    def edit(body: dict[str, Any]) -> Body:
-        changed = copy.deepcopy(body)
-        place: Any = changed
-        for step in path[:-1]:
-            place = place[step]
-        place[path[-1]] = value
-        return changed
-
-    return edit
+    return lambda body: edited(body, *path, value=value)
 
 
 def drop(*path: str | int) -> Edit:
     """Remove a nested member of the body (a copy)."""
-
-    def edit(body: dict[str, Any]) -> Body:
-        changed = copy.deepcopy(body)
-        place: Any = changed
-        for step in path[:-1]:
-            place = place[step]
-        del place[path[-1]]
-        return changed
-
-    return edit
+    return lambda body: without(body, *path)
 
 
 def raw(content: bytes) -> Edit:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,31 +12,26 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking, RejectionReason
 from flightbook.domain.inventory import FlightInventory
 from flightbook.eventstore.applications import Bookings, ContextApplication, Inventory
 from flightbook.eventstore.metadata import EventMetadata, recording
 from flightbook.http.positions import decode_positions
 from tests.support.api import Api, Headers, booking_body, flight_body, ops_metrics
+from tests.support.threads import at_once
+from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def bookings(settings: Settings) -> Iterator[Bookings]:
-    assert settings.postgres_url is not None
-    app = Bookings(settings)
-    yield app
-    app.close()
+def bookings(write_side: WriteSide) -> Bookings:
+    return write_side.bookings
 
 
 @pytest.fixture
-def inventory(settings: Settings) -> Iterator[Inventory]:
-    assert settings.postgres_url is not None
-    app = Inventory(settings)
-    yield app
-    app.close()
+def inventory(write_side: WriteSide) -> Inventory:
+    return write_side.inventory
 
 
 def stored(app: ContextApplication) -> list[tuple[Any, EventMetadata]]:
@@ -52,6 +46,13 @@ def book(api: Api, auth: Headers, flight_id: str, key: str, **changes: Any) -> h
         json=booking_body(flight_id, **changes),
         headers=auth("alice", "customer", **{"Idempotency-Key": key}),
     )
+
+
+def assert_answered_as_before(again: httpx.Response, first: httpx.Response) -> None:
+    """A repeated command answers what its first time did: 202, the same body and position."""
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    assert again.headers["X-Flightbook-Position"] == first.headers["X-Flightbook-Position"]
 
 
 def test_ops_schedules_a_flight(api: Api, auth: Headers, inventory: Inventory) -> None:
@@ -106,9 +107,7 @@ def test_the_same_key_and_body_answer_the_first_answer_and_store_nothing(
 
     again = book(api, auth, flight_id, "key-1")
 
-    assert again.status_code == 202, again.text
-    assert again.json() == first.json()
-    assert again.headers["X-Flightbook-Position"] == first.headers["X-Flightbook-Position"]
+    assert_answered_as_before(again, first)
     assert event_counts() == before
 
 
@@ -186,18 +185,7 @@ def test_a_booking_past_a_cap_is_refused_with_a_problem_naming_the_cap(
 def test_twenty_parallel_bookings_of_one_customer_store_no_more_than_the_cap(
     api: Api, auth: Headers, flight_id: str, bookings: Bookings
 ) -> None:
-    barrier = threading.Barrier(20)
-    responses: list[httpx.Response] = []
-
-    def post(n: int) -> None:
-        barrier.wait()
-        responses.append(book(api, auth, flight_id, f"key-{n}"))
-
-    threads = [threading.Thread(target=post, args=(n,)) for n in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    responses = at_once(20, lambda n: book(api, auth, flight_id, f"key-{n}"))
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [202] * 5 + [409] * 15, [r.text for r in responses]
@@ -209,18 +197,7 @@ def test_concurrent_duplicates_make_one_booking(
     api: Api, auth: Headers, flight_id: str, bookings: Bookings
 ) -> None:
     """Eight clients retry the same request at once: one booking, one answer for all."""
-    barrier = threading.Barrier(8)
-    responses: list[httpx.Response] = []
-
-    def post() -> None:
-        barrier.wait()
-        responses.append(book(api, auth, flight_id, "same-key"))
-
-    threads = [threading.Thread(target=post) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    responses = at_once(8, lambda _: book(api, auth, flight_id, "same-key"))
 
     assert [r.status_code for r in responses] == [202] * 8, [r.text for r in responses]
     assert len({r.json()["booking_id"] for r in responses}) == 1
@@ -240,9 +217,7 @@ def test_the_owner_cancels_a_booking_once(
     assert response.status_code == 202, response.text
     assert response.json() == {"booking_id": booking_id, "status": "CANCELLED"}
     assert decode_positions(response.headers["X-Flightbook-Position"]) == {"booking": 2}
-    assert again.status_code == 202
-    assert again.json() == response.json()
-    assert again.headers["X-Flightbook-Position"] == response.headers["X-Flightbook-Position"]
+    assert_answered_as_before(again, response)
     assert event_counts() == before
 
 

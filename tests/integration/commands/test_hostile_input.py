@@ -8,15 +8,14 @@ characters, ANSI escapes and invisible-only strings.
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
-from tests.support.api import Api, Headers, booking_body, flight_body
+from tests.support.api import Api, Headers, booking_body, edited, flight_body
 
 pytestmark = pytest.mark.integration
 
@@ -28,37 +27,43 @@ def nested_in(field: str) -> bytes:
     return b'{"' + field.encode() + b'": ' + DEEP + b"}"
 
 
-def post(api: Api, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    response = api.post(path, content=body, headers={**headers, "Content-Type": "application/json"})
+def customer(auth: Headers) -> dict[str, str]:
+    """alice's headers for a booking request, with a new ``Idempotency-Key``."""
+    return auth("alice", "customer", **{"Idempotency-Key": str(uuid.uuid4())})
+
+
+class Route(NamedTuple):
+    """A command endpoint that takes a body, and the headers of a caller allowed on it."""
+
+    name: str
+    path: str
+    headers: dict[str, str]
+
+
+@pytest.fixture(params=["schedule_flight", "cancel_flight", "request_booking"])
+def route(request: pytest.FixtureRequest, flight_id: str, auth: Headers) -> Route:
+    path, headers = {
+        "schedule_flight": ("/flights", auth("ops-1", "ops")),
+        "cancel_flight": (f"/flights/{flight_id}/cancel", auth("ops-1", "ops")),
+        "request_booking": ("/bookings", customer(auth)),
+    }[request.param]
+    return Route(request.param, path, headers)
+
+
+def post(api: Api, route: Route, body: bytes) -> tuple[int, dict[str, Any]]:
+    headers = {**route.headers, "Content-Type": "application/json"}
+    response = api.post(route.path, content=body, headers=headers)
     assert response.headers["content-type"].startswith("application/problem+json"), response.text
     return response.status_code, response.json()
 
 
-def routes(flight_id: str, auth: Headers) -> dict[str, tuple[str, dict[str, str]]]:
-    return {
-        "schedule_flight": ("/flights", auth("ops-1", "ops")),
-        "cancel_flight": (f"/flights/{flight_id}/cancel", auth("ops-1", "ops")),
-        "request_booking": (
-            "/bookings",
-            auth("alice", "customer", **{"Idempotency-Key": str(uuid.uuid4())}),
-        ),
-    }
-
-
-@pytest.mark.parametrize("route", ["schedule_flight", "cancel_flight", "request_booking"])
 @pytest.mark.parametrize("body", [DEEP, nested_in("fares"), nested_in("passengers")])
 def test_a_body_nested_a_thousand_deep_is_a_400_not_a_500(
-    route: str,
-    body: bytes,
-    api: Api,
-    auth: Headers,
-    flight_id: str,
-    event_counts: Callable[[], dict[str, int]],
+    body: bytes, route: Route, api: Api, event_counts: Callable[[], dict[str, int]]
 ) -> None:
-    path, headers = routes(flight_id, auth)[route]
     before = event_counts()
 
-    status, problem = post(api, path, body, headers)
+    status, problem = post(api, route, body)
 
     assert status == 400, problem
     assert problem["type"].endswith("/malformed_body") or problem["type"].endswith(
@@ -68,43 +73,28 @@ def test_a_body_nested_a_thousand_deep_is_a_400_not_a_500(
     assert event_counts() == before
 
 
-@pytest.mark.parametrize("route", ["schedule_flight", "cancel_flight", "request_booking"])
 def test_a_body_that_is_not_utf8_is_a_400_not_a_500(
-    route: str,
-    api: Api,
-    auth: Headers,
-    flight_id: str,
-    event_counts: Callable[[], dict[str, int]],
+    route: Route, api: Api, flight_id: str, event_counts: Callable[[], dict[str, int]]
 ) -> None:
-    path, headers = routes(flight_id, auth)[route]
     good: dict[str, Any] = {
         "schedule_flight": flight_body(flight_number="FB102"),
         "cancel_flight": {"reason": "Orage à Zoë"},
         "request_booking": booking_body(
             flight_id, passengers=[{"name": "Zoë Noël", "email": "zoe@example.com"}]
         ),
-    }[route]
-    if route == "schedule_flight":
+    }[route.name]
+    if route.name == "schedule_flight":
         good["fares"][0]["cabin"] = "économie"
     latin1 = json.dumps(good, ensure_ascii=False).encode("latin-1")
     before = event_counts()
 
-    status, problem = post(api, path, latin1, headers)
+    status, problem = post(api, route, latin1)
 
     assert status == 400, problem
     assert problem["type"].endswith("/malformed_body"), problem
     assert problem["field"] == "body"
     assert "UTF-8" in problem["detail"]
     assert event_counts() == before
-
-
-def edit(body: dict[str, Any], *path: str | int, value: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(body)
-    place: Any = changed
-    for step in path[:-1]:
-        place = place[step]
-    place[path[-1]] = value
-    return changed
 
 
 COERCIONS = [
@@ -130,7 +120,7 @@ def test_a_number_or_boolean_sent_as_a_string_or_number_is_refused_not_coerced(
     before = event_counts()
 
     response = api.post(
-        "/flights", json=edit(flight_body(), *path, value=value), headers=auth("ops-1", "ops")
+        "/flights", json=edited(flight_body(), *path, value=value), headers=auth("ops-1", "ops")
     )
 
     assert response.status_code == 400, response.text
@@ -166,13 +156,13 @@ def test_a_passenger_name_or_email_with_control_or_only_invisible_characters_is_
     event_counts: Callable[[], dict[str, int]],
 ) -> None:
     value = junk if field == "name" else junk.replace("Ada", "ada@example.com")
-    body = edit(booking_body(flight_id), "passengers", 0, field, value=value)
+    body = edited(booking_body(flight_id), "passengers", 0, field, value=value)
     before = event_counts()
 
     response = api.post(
         "/bookings",
         json=body,
-        headers=auth("alice", "customer", **{"Idempotency-Key": str(uuid.uuid4())}),
+        headers=customer(auth),
     )
 
     assert response.status_code in {400, 422}, response.text
@@ -184,12 +174,12 @@ def test_a_passenger_name_or_email_with_control_or_only_invisible_characters_is_
     "name", ["Zoë Noël", "Zoe\u0308 No\u0308el", "José Ñandú", "李小龍", "Ana-María O'Neil"]
 )
 def test_real_names_are_still_accepted(name: str, api: Api, auth: Headers, flight_id: str) -> None:
-    body = edit(booking_body(flight_id), "passengers", 0, "name", value=name)
+    body = edited(booking_body(flight_id), "passengers", 0, "name", value=name)
 
     response = api.post(
         "/bookings",
         json=body,
-        headers=auth("alice", "customer", **{"Idempotency-Key": str(uuid.uuid4())}),
+        headers=customer(auth),
     )
 
     assert response.status_code == 202, response.text
@@ -198,8 +188,8 @@ def test_real_names_are_still_accepted(name: str, api: Api, auth: Headers, fligh
 def test_an_integral_json_number_is_an_integer_as_json_schema_reads_it(
     api: Api, auth: Headers
 ) -> None:
-    body = edit(flight_body(), "fares", 0, "price", "amount", value=1e3)
-    body = edit(body, "fares", 0, "seats", value=50.0)
+    body = edited(flight_body(), "fares", 0, "price", "amount", value=1e3)
+    body = edited(body, "fares", 0, "seats", value=50.0)
 
     response = api.post("/flights", json=body, headers=auth("ops-1", "ops"))
 

@@ -276,31 +276,31 @@ def test_the_same_key_with_another_body_is_refused_and_stores_nothing(
     assert event_counts(store) == before
 
 
-def test_the_same_key_of_another_customer_is_another_booking(
-    service: CommandService, store: EventStore, flight_id: uuid.UUID
+@pytest.mark.parametrize(
+    ("first", "first_key", "second", "second_key"),
+    [("alice", "key-1", "bob", "key-1"), ("erin:x", "1", "erin", "x:1")],
+    ids=["the-same-key", "subject-and-key-joining-to-the-same-text"],
+)
+def test_another_customer_gets_another_booking(
+    service: CommandService,
+    store: EventStore,
+    flight_id: uuid.UUID,
+    first: str,
+    first_key: str,
+    second: str,
+    second_key: str,
 ) -> None:
-    alice = book(service, flight_id, "key-1", customer="alice")
+    """With the same key, or (review finding 3) with a subject and key that join to the same
+    text as the first's: ``erin:x`` + ``1`` and ``erin`` + ``x:1`` both read ``erin:x:1``."""
+    earlier = book(service, flight_id, first_key, customer=first)
 
-    bob = book(service, flight_id, "key-1", customer="bob")
+    later = book(service, flight_id, second_key, customer=second)
 
-    assert bob.booking_id != alice.booking_id
-    assert not bob.repeated
-    assert store.bookings.booking(bob.booking_id).customer_id == "bob"
-
-
-def test_customers_whose_subject_and_key_join_to_the_same_text_each_get_their_own_booking(
-    service: CommandService, store: EventStore, flight_id: uuid.UUID
-) -> None:
-    """Review finding 3: ``erin:x`` + ``1`` and ``erin`` + ``x:1`` both read ``erin:x:1``."""
-    first = book(service, flight_id, "1", customer="erin:x")
-
-    second = book(service, flight_id, "x:1", customer="erin")
-
-    assert second.booking_id != first.booking_id
-    assert not second.repeated
-    assert store.bookings.booking(first.booking_id).customer_id == "erin:x"
-    assert store.bookings.booking(second.booking_id).customer_id == "erin"
-    assert booking_id_for("erin:x", "1") != booking_id_for("erin", "x:1")
+    assert later.booking_id != earlier.booking_id
+    assert not later.repeated
+    assert store.bookings.booking(earlier.booking_id).customer_id == first
+    assert store.bookings.booking(later.booking_id).customer_id == second
+    assert booking_id_for(first, first_key) != booking_id_for(second, second_key)
 
 
 class LateKeys:

@@ -35,9 +35,9 @@ def business() -> Fare:
     )
 
 
-def scheduled(*fares: Fare) -> FlightInventory:
-    """A scheduled flight whose creation event was already collected."""
-    inventory = FlightInventory.schedule(
+def schedule(*fares: Fare) -> FlightInventory:
+    """FB101 from LHR to JFK with ``fares`` (economy and business if none), just scheduled."""
+    return FlightInventory.schedule(
         flight_number="FB101",
         origin="LHR",
         destination="JFK",
@@ -45,6 +45,11 @@ def scheduled(*fares: Fare) -> FlightInventory:
         arrival=ARRIVAL,
         fares=list(fares) or [economy(), business()],
     )
+
+
+def scheduled(*fares: Fare) -> FlightInventory:
+    """A scheduled flight whose creation event was already collected."""
+    inventory = schedule(*fares)
     inventory.collect_events()
     return inventory
 
@@ -62,14 +67,7 @@ def held(inventory: FlightInventory, seats: int = 1, fare: str = "Y") -> UUID:
 def test_scheduling_a_flight_records_its_route_times_and_fares_as_primitives() -> None:
     fares = [economy(seats=150, overbooking=5), business()]
 
-    inventory = FlightInventory.schedule(
-        flight_number="FB101",
-        origin="LHR",
-        destination="JFK",
-        departure=DEPARTURE,
-        arrival=ARRIVAL,
-        fares=fares,
-    )
+    inventory = schedule(*fares)
 
     (scheduled_event,) = inventory.collect_events()
     assert isinstance(scheduled_event, FlightInventory.Scheduled)
@@ -532,14 +530,7 @@ def test_stored_events_replay_into_the_same_inventory() -> None:
     transcoder.register(UUIDAsHex())
     transcoder.register(DatetimeAsISO())
     mapper: Mapper[UUID] = Mapper(transcoder=transcoder)
-    inventory = FlightInventory.schedule(
-        flight_number="FB101",
-        origin="LHR",
-        destination="JFK",
-        departure=DEPARTURE,
-        arrival=ARRIVAL,
-        fares=[economy(seats=5), business()],
-    )
+    inventory = schedule(economy(seats=5), business())
     a, b, c, d = uuid4(), uuid4(), uuid4(), uuid4()
     inventory.hold_seats(a, "Y", 2, DEADLINE)
     inventory.hold_seats(b, "J", 1, DEADLINE)
