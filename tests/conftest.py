@@ -25,6 +25,7 @@ import redis
 
 from flightbook.config.settings import Settings
 from flightbook.eventstore.applications import EventStore
+from flightbook.eventstore.keks import FileKeyEncryptionKeys
 from flightbook.http.tokens import mint_token
 from flightbook.stack.launcher import LocalStack
 from flightbook.stack.migrate import migrate_all, migrate_postgres
@@ -45,6 +46,8 @@ def _base_settings() -> Settings:
         {
             **env,
             "FLIGHTBOOK_STATE_DIR": str(TEST_STATE_DIR),
+            # the session's key-encryption key, outside every database (made by stack_settings)
+            "FLIGHTBOOK_KEK_FILE": str(TEST_STATE_DIR / "kek.json"),
             "FLIGHTBOOK_STACK_POSTGRES_PORT": "0",
             "FLIGHTBOOK_STACK_REDIS_PORT": "0",
             "FLIGHTBOOK_STACK_KAFKA_PORT": "0",
@@ -69,6 +72,8 @@ def stack_settings() -> Iterator[Settings]:
     """Settings whose URLs point at the session's servers (started here when not configured)."""
     _remove_abandoned_stacks()
     base = _base_settings()
+    assert base.kek_file is not None
+    FileKeyEncryptionKeys.create(base.kek_file)
     stack = LocalStack(base)
     states = stack.up()
     started = [name for name, state in states.items() if state.started]

@@ -138,7 +138,7 @@ def build_command_api(settings: Settings, *, registry: CollectorRegistry | None 
     from flightbook.commands.idempotency import PostgresIdempotencyKeys
     from flightbook.commands.service import CommandService
     from flightbook.eventstore.applications import EventStore
-    from flightbook.eventstore.pii import PersonalDataVault
+    from flightbook.eventstore.pii import build_vault
 
     postgres_url = require(settings.postgres_url, "postgres_url")
     store = EventStore(settings)
@@ -146,7 +146,7 @@ def build_command_api(settings: Settings, *, registry: CollectorRegistry | None 
     service = CommandService(
         store=store,
         keys=PostgresIdempotencyKeys(pool),
-        vault=PersonalDataVault.in_postgres(pool),
+        vault=build_vault(settings, pool),
         settings=settings,
     )
 
@@ -226,6 +226,7 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
     from psycopg_pool import ConnectionPool
 
     from flightbook.eventstore.applications import EventStore
+    from flightbook.eventstore.pii import build_vault
     from flightbook.payments.budget import TimeoutBudget
     from flightbook.payments.resilience import ResilientGateway
     from flightbook.payments.simulated import SimulatedGateway
@@ -254,6 +255,7 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
     saga = SagaProcess(
         store=store,
         gateway=gateway,
+        vault=build_vault(settings, pool),  # opens the sealed payment tokens
         queue=PostgresJobQueue(pool),
         postgres_url=url,
         hold_seconds=settings.hold_seconds,
@@ -366,6 +368,18 @@ _APIS: dict[str, Callable[..., Litestar]] = {
     "command-api": build_command_api,
     "query-api": build_query_api,
 }
+_VAULT_PROCESSES = frozenset({"command-api", "saga", "bookings-projection", "flights-projection"})
+"""The processes that open or seal personal data: they need the key-encryption key file."""
+
+
+def _require_kek(process_name: str, settings: Settings) -> None:
+    """Refuse to start, before connecting anywhere, without a usable KEK file (exit 2)."""
+    from flightbook.eventstore.keks import keks_from_settings
+
+    try:
+        keks_from_settings(settings)
+    except SettingsError as exc:
+        _die(process_name, str(exc), 2)
 
 
 def _run_api(spec: ProcessSpec, settings: Settings, port: int) -> None:
@@ -375,7 +389,10 @@ def _run_api(spec: ProcessSpec, settings: Settings, port: int) -> None:
     except SettingsError as exc:
         _die(spec.name, str(exc), 2)
     registry = _registry()
-    app = _APIS[spec.name](settings, registry=registry)
+    try:
+        app = _APIS[spec.name](settings, registry=registry)
+    except SettingsError as exc:  # e.g. no key-encryption key file (FLIGHTBOOK_KEK_FILE)
+        _die(spec.name, str(exc), 2)
     ops_port = int(getattr(settings, spec.ops_port_setting)) if spec.ops_port_setting else 0
     ops = OpsServer(
         host=settings.host, port=ops_port, registry=registry, ready=_answers(settings.host, port)
@@ -412,10 +429,15 @@ def run(process_name: str) -> None:
     spec = process(process_name)
     settings = load_settings(spec.name)
     port = int(getattr(settings, spec.port_setting)) if spec.port_setting else 0
+    if spec.name in _VAULT_PROCESSES:
+        _require_kek(spec.name, settings)
     if spec.name in _APIS:
         _run_api(spec, settings, port)
         return
-    worker, close = _WORKERS[spec.name](settings)
+    try:
+        worker, close = _WORKERS[spec.name](settings)
+    except SettingsError as exc:  # e.g. no key-encryption key file (FLIGHTBOOK_KEK_FILE)
+        _die(spec.name, str(exc), 2)
     ops = OpsServer(host=settings.host, port=port, registry=worker.registry, ready=worker.ready)
     ops.start()
     try:

@@ -72,9 +72,37 @@ def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
+    import msgspec
+
+    from flightbook.eventstore.keks import keks_from_settings
     from flightbook.stack.supervisor import run_system
 
-    return run_system(settings, say=_say)
+    # the key-encryption key file (made on the local stack if unset), one path for every child
+    kek_file = str(keks_from_settings(settings).path)
+    return run_system(msgspec.structs.replace(settings, kek_file=kek_file), say=_say)
+
+
+def _cmd_privacy_rotate_kek(settings: Settings, args: argparse.Namespace) -> int:
+    from flightbook.eventstore.rotation import run_rotation
+
+    if args.batch_size < 1:
+        _fail("--batch-size must be at least 1", 2)
+    url = settings.postgres_url or _stack_postgres_url(settings)
+    return run_rotation(
+        settings, url, retire_old=args.retire_old, batch_size=args.batch_size, say=_say
+    )
+
+
+def _stack_postgres_url(settings: Settings) -> str:
+    from flightbook.stack.launcher import LocalStack
+
+    state = LocalStack(settings).status().get("postgres")
+    if state is None:
+        raise CliError(
+            "no PostgreSQL: set FLIGHTBOOK_POSTGRES_URL, or start the local stack "
+            "with 'flightbook stack up'"
+        )
+    return state.url
 
 
 def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -164,7 +192,7 @@ def _parser() -> argparse.ArgumentParser:
         "--role",
         action="append",
         required=True,
-        choices=["customer", "agent", "ops", "analyst", "auditor"],
+        choices=["customer", "agent", "ops", "analyst", "auditor", "privacy"],
         help="repeat for several",
     )
     token.add_argument(
@@ -190,6 +218,32 @@ def _parser() -> argparse.ArgumentParser:
     from flightbook.projections.tools.cli import add_projection_commands
 
     add_projection_commands(sub)
+
+    # personal data (ADR 0017): rotate-kek here; erase and export join this group
+    privacy = sub.add_parser("privacy", help="personal data: erasure, export, key rotation")
+    privacy_verbs = privacy.add_subparsers(
+        dest="privacy_command", required=True, metavar="VERB", parser_class=_OneLineParser
+    )
+    rotate = privacy_verbs.add_parser(
+        "rotate-kek", help="make a new key-encryption key current and rewrap every data key"
+    )
+    rotate.add_argument(
+        "--retire-old",
+        action="store_true",
+        help="instead: drop the old key-encryption keys (refused while a key still uses one)",
+    )
+    rotate.add_argument("--batch-size", type=int, default=500, help="keys per transaction")
+    rotate.set_defaults(handler=_cmd_privacy_rotate_kek)
+
+    from flightbook.audit.cli import add_privacy_export
+
+    add_privacy_export(privacy_verbs)
+
+    from flightbook.commands.erasure_cli import add_privacy_erase
+
+    add_privacy_erase(
+        privacy_verbs, postgres_url=lambda s: s.postgres_url or _stack_postgres_url(s)
+    )
     return parser
 
 

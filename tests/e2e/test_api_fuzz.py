@@ -44,7 +44,7 @@ def test_the_command_api_keeps_every_promise_of_its_openapi_document(
     processes.append(api.start())
     base = f"http://127.0.0.1:{port}"
     api.wait_http(f"{base}/health/ready")
-    token = token_for(settings, "fuzz-ops", "ops", "customer")
+    token = token_for(settings, "fuzz-ops", "ops", "customer", "privacy")
     flight = httpx.post(
         f"{base}/flights",
         json=flight_body(fares=[{**flight_body()["fares"][0], "seats": 10_000}]),

@@ -25,7 +25,7 @@ from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.applications import ContextApplication, EventStore
 from flightbook.eventstore.memory import MemoryDatabase
 from flightbook.eventstore.metadata import EventMetadata, recording
-from flightbook.eventstore.pii import MemorySubjectKeys, PersonalDataVault
+from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.payments.memory import InMemoryGateway
 from flightbook.saga.follower import LogFollower
 from flightbook.saga.jobs import JobKind, MemoryJobQueue
@@ -47,6 +47,7 @@ __all__ = (
     "fare",
     "memory_of",
     "memory_store",
+    "memory_vault",
     "request_booking",
     "save",
     "schedule_flight",
@@ -92,13 +93,23 @@ def memory_of(store: EventStore) -> MemoryDatabase:
     return store.memory
 
 
-def command_service(store: EventStore, clock: Clock) -> CommandService:
+def memory_vault(store: EventStore) -> PersonalDataVault:
+    """A vault whose keys are in the store's in-memory tables, under a KEK of its own.
+
+    Two vaults made this way cannot open each other's keys: share one (``MemorySaga.vault``)
+    between the command side and the saga.
+    """
+    return PersonalDataVault.in_memory(memory_of(store))
+
+
+def command_service(
+    store: EventStore, clock: Clock, *, vault: PersonalDataVault | None = None
+) -> CommandService:
     """The command use cases on ``store``, with in-memory keys and vault."""
-    database = memory_of(store)
     return CommandService(
         store=store,
-        keys=MemoryIdempotencyKeys(database),
-        vault=PersonalDataVault(MemorySubjectKeys(database)),
+        keys=MemoryIdempotencyKeys(memory_of(store)),
+        vault=vault if vault is not None else memory_vault(store),
         settings=MEMORY,
         clock=clock,
     )
@@ -251,8 +262,14 @@ class MemorySaga:
             on_step=lambda _source, note: self.notes.append(note),
         )
         self.queue = MemoryJobQueue(memory_of(self.store))
+        self.vault = memory_vault(self.store)
+        """The vault the command side seals with (the saga opens the payment tokens)."""
         self.runner = runner_class(
-            queue=self.queue, store=self.store, gateway=self.gateway, clock=self.clock
+            queue=self.queue,
+            store=self.store,
+            gateway=self.gateway,
+            vault=self.vault,
+            clock=self.clock,
         )
 
     # -- driving --------------------------------------------------------------------------------

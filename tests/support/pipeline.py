@@ -28,6 +28,7 @@ from tests.support.processes import SystemProcess, free_port
 from tests.support.writeside import WriteSide
 
 PROCESSES = {
+    "command-api": ("commands/api.py", "FLIGHTBOOK_COMMAND_PORT"),
     "relay": ("commands/relay.py", "FLIGHTBOOK_RELAY_HTTP_PORT"),
     "saga": ("commands/saga.py", "FLIGHTBOOK_SAGA_HTTP_PORT"),
     "bookings": ("projections/bookings.py", "FLIGHTBOOK_PROJECTION_BOOKINGS_HTTP_PORT"),

@@ -84,6 +84,7 @@ class FakeLookups:
 
     def __init__(self, routes: Mapping[str, tuple[str, str]] | None = None) -> None:
         self.routes = dict(routes or {})
+        self.forgotten: list[str] = []
 
     def route(self, flight_id: str) -> tuple[str, str] | None:
         return self.routes.get(flight_id)
@@ -92,6 +93,9 @@ class FakeLookups:
         return [
             {"name": f"{sealed}-{n}", "email": f"{customer_id}@example.com"} for n in range(count)
         ]
+
+    def forget(self, customer_id: str) -> None:
+        self.forgotten.append(customer_id)
 
 
 def scheduled(*, seats: int = 10, overbooking: int = 0, price: int = 45000) -> FlightScheduled:

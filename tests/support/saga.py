@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from flightbook.config.settings import Settings
+from flightbook.eventstore.pii import build_vault
 from flightbook.payments.budget import TimeoutBudget
 from flightbook.payments.resilience import ResilientGateway
 from flightbook.payments.simulated import SimulatedGateway
@@ -67,6 +68,7 @@ def make_harness(
     saga = SagaProcess(
         store=write_side.store,
         gateway=resilient,
+        vault=build_vault(settings, pool),
         queue=PostgresJobQueue(pool),
         postgres_url=settings.postgres_url,
         hold_seconds=hold_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -13,17 +14,20 @@ import msgspec
 
 from flightbook.audit.integrity import Sealer, check_chain
 from flightbook.audit.log import AuditRecord, EventLog
+from flightbook.audit.privacy import mask_payment_token
 from flightbook.audit.state import state_as_of
 from flightbook.eventstore.contexts import CONTEXT_NAMES
+from flightbook.eventstore.pii import ERASED, is_sealed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from flightbook.config.settings import Settings
 
-__all__ = ("add_audit_commands", "audit_url")
+__all__ = ("add_audit_commands", "add_privacy_export", "audit_url")
 
-_SEALED_PREFIX = "pii1:"
+_HIDDEN = "[sealed personal data]"
+_CREDENTIAL_FIELD = "payment_token"  # the field of Booking.Requested that holds a credential
 
 
 class AuditUsageError(ValueError):
@@ -125,6 +129,19 @@ def add_audit_commands(sub: argparse._SubParsersAction[Any]) -> None:
     verify.set_defaults(handler=_verify)
 
 
+def add_privacy_export(verbs: argparse._SubParsersAction[Any]) -> None:
+    """``flightbook privacy export <customer id> [--output F]`` (under the ``privacy`` group)."""
+    export = verbs.add_parser(
+        "export",
+        help="everything held about one customer as JSON (a data-subject access request)",
+    )
+    export.add_argument("customer_id", help="the customer (the sub of their tokens)")
+    export.add_argument(
+        "--output", help="a file instead of stdout (created readable by its owner only)"
+    )
+    export.set_defaults(handler=_privacy_export)
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -160,7 +177,7 @@ def _open_personal_data(
 
     from psycopg_pool import ConnectionPool
 
-    from flightbook.eventstore.pii import PersonalDataVault
+    from flightbook.eventstore.pii import build_vault
     from flightbook.http.tokens import InvalidTokenError, verify_token
 
     token = args.token or os.environ.get("FLIGHTBOOK_AUDIT_TOKEN")
@@ -174,32 +191,39 @@ def _open_personal_data(
         raise AuditUsageError("--show-personal-data needs a token with the role auditor")
     opened = []
     with ConnectionPool(url, min_size=1, max_size=1) as pool:
-        vault = PersonalDataVault.in_postgres(pool)
+        vault = build_vault(settings, pool)
         for record in records:
             payload = dict(record.payload)
             subject = payload.get("customer_id")
             for key, value in payload.items():
-                if isinstance(value, str) and value.startswith(_SEALED_PREFIX) and subject:
+                if is_sealed(value) and subject:
                     plain = vault.open(str(subject), value)
+                    if key == _CREDENTIAL_FIELD:
+                        payload[key] = plain if plain == ERASED else mask_payment_token(plain)
+                        continue  # a credential: never shown whole (audit/privacy.py)
                     try:
                         payload[key] = json.loads(plain)
                     except ValueError:
                         payload[key] = plain  # erased, or not JSON
+                elif key == _CREDENTIAL_FIELD and isinstance(value, str):
+                    payload[key] = mask_payment_token(value)  # a legacy plain token
             opened.append(msgspec.structs.replace(record, payload=payload))
     return opened
+
+
+def _hidden(key: str, value: object) -> object:
+    """A value as shown without opening personal data: sealed ones and tokens hidden."""
+    if is_sealed(value):
+        return _HIDDEN
+    if key == _CREDENTIAL_FIELD and isinstance(value, str):
+        return mask_payment_token(value)  # a legacy event with the plain token
+    return value
 
 
 def _hide_personal_data(records: list[AuditRecord]) -> list[AuditRecord]:
     hidden = []
     for record in records:
-        payload: dict[str, Any] = {
-            k: (
-                "[sealed personal data]"
-                if isinstance(v, str) and v.startswith(_SEALED_PREFIX)
-                else v
-            )
-            for k, v in record.payload.items()
-        }
+        payload: dict[str, Any] = {k: _hidden(k, v) for k, v in record.payload.items()}
         hidden.append(msgspec.structs.replace(record, payload=payload))
     return hidden
 
@@ -220,8 +244,7 @@ def _state(settings: Settings, args: argparse.Namespace) -> int:
     with EventLog(audit_url(settings)) as log:
         state = state_as_of(log, args.aggregate_id, args.as_of)
     for key, value in list(state.items()):
-        if isinstance(value, str) and value.startswith(_SEALED_PREFIX):
-            state[key] = "[sealed personal data]"
+        state[key] = _hidden(key, value)
     print(json.dumps(state, indent=2, sort_keys=True, default=str))
     return 0
 
@@ -260,6 +283,47 @@ def _trace(settings: Settings, args: argparse.Namespace) -> int:
         raise AuditUsageError(f"no events with correlation id {args.correlation_id!r}")
     _show(records, args.format)
     return 0
+
+
+def _privacy_export(settings: Settings, args: argparse.Namespace) -> int:
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.audit.privacy import export_subject
+    from flightbook.eventstore.pii import build_vault
+
+    customer_id = str(args.customer_id)
+    if not customer_id.strip():
+        raise AuditUsageError("the customer id is empty")
+    url = audit_url(settings)
+    with ConnectionPool(url, min_size=1, max_size=1, name="privacy-export") as pool:
+        vault = build_vault(settings, pool)
+        with EventLog(url) as log:
+            document = export_subject(log, vault, customer_id, say=_say)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        _write_private(args.output, text)
+        _say(f"wrote {len(document['bookings'])} booking(s) to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all, readable by its owner only."""
+    import os
+
+    partial = f"{path}.partial"
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
 
 
 def _progress(context: str) -> Callable[[int], None]:

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psycopg
+from psycopg import sql
 
-from flightbook.eventstore.contexts import CONTEXT_NAMES
+from flightbook.eventstore.contexts import BOOKING, CONTEXT_NAMES
+from flightbook.eventstore.customers import TABLE as CUSTOMER_BOOKINGS
 from flightbook.eventstore.log import LogReader
 
 if TYPE_CHECKING:
@@ -114,6 +116,33 @@ class EventLog:
         if found is None:
             raise UnknownAggregateError(f"no events for aggregate {aggregate_id}")
         return found
+
+    def first_event(self, context: str, aggregate_id: uuid.UUID) -> object | None:
+        """The aggregate's first domain event (version 1), if it has one."""
+        first = self.reader.first_of(context, aggregate_id)
+        return None if first is None else self._mapper.decode(first)[0]
+
+    def customer_bookings(self, customer_id: str) -> list[uuid.UUID]:
+        """The ids of every booking the customer requested, in id order.
+
+        From ``booking.customer_bookings`` (kept with the events, filled from the log by
+        its migration); where that table does not exist yet, from the booking log itself.
+        """
+        table = self._conn.execute("SELECT to_regclass(%s)", (CUSTOMER_BOOKINGS,)).fetchone()
+        if table is not None and table[0] is not None:
+            rows = self._conn.execute(
+                sql.SQL(
+                    "SELECT booking_id FROM {} WHERE customer_id = %s ORDER BY booking_id"
+                ).format(sql.Identifier(*CUSTOMER_BOOKINGS.split("."))),
+                (customer_id,),
+            ).fetchall()
+            return [uuid.UUID(str(row[0])) for row in rows]
+        requested = self.reader.select(
+            BOOKING.name,
+            "topic LIKE %s AND convert_from(state, 'UTF8')::jsonb ->> 'customer_id' = %s",
+            ("%:Booking.Requested", customer_id),
+        )
+        return sorted({uuid.UUID(str(n.originator_id)) for n in requested})
 
     def history(self, aggregate_id: uuid.UUID) -> list[AuditRecord]:
         context = self.context_of(aggregate_id)

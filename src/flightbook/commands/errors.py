@@ -13,6 +13,7 @@ unknown booking (or someone else's), flight    404     -
 invalid value (domain rule), unknown fare,     422     the field (``fares[0].price.amount``,
 unknown flight, reused Idempotency-Key                 ``fare``, ``flight_id``...)
 flight cancelled or departed                   409     ``flight_id``
+erasure while a booking is in progress         409     - (``bookings_in_progress``)
 a business-flow cap reached (``cap_exceeded``) 409     - (the body names ``cap``,
                                                        ``limit``, ``current``, ``requested``)
 illegal transition (e.g. cancel a rejected)    409     -
@@ -45,6 +46,7 @@ from flightbook.domain.errors import (
     IllegalTransitionError,
     SeatsUnavailableError,
 )
+from flightbook.domain.subject import BookingsInProgressError
 from flightbook.http.problems import problem_handlers, problem_response
 from flightbook.http.validation import validation_handler
 
@@ -71,6 +73,7 @@ _CONFLICTS: tuple[type[DomainError], ...] = (
     HoldNotExpiredError,
     CapacityBelowCommitmentsError,
     ConcurrentChangeError,
+    BookingsInProgressError,
 )
 
 

@@ -7,6 +7,8 @@ route                                  roles          answer
 ``POST /flights/{id}/cancel``          ops            ``202 {"flight_id", "status": "CANCELLED"}``
 ``POST /bookings``                     customer       ``202 {"booking_id", "status": "REQUESTED"}``
 ``POST /bookings/{id}/cancel``         owner, agent   ``202 {"booking_id", "status"}``
+``POST /customers/{id}/erasure``       privacy        ``200 {"customer_id", "bookings_erased",
+                                                      "already_erased"}``
 =====================================  =============  ============================================
 
 Every answer carries ``X-Request-ID`` (the caller's, or a new one: it is the correlation
@@ -33,10 +35,16 @@ from flightbook.commands.errors import command_exception_handlers
 from flightbook.commands.requests import (
     DEFAULT_CANCELLATION_REASON,
     BookingRequest,
+    ErasureRequest,
     FlightCancellationRequest,
     FlightRequest,
 )
-from flightbook.commands.responses import BookingAccepted, FlightCancellation, FlightScheduled
+from flightbook.commands.responses import (
+    BookingAccepted,
+    ErasureDone,
+    FlightCancellation,
+    FlightScheduled,
+)
 from flightbook.commands.service import CommandService
 from flightbook.http.app import create_app
 from flightbook.http.auth import (
@@ -66,6 +74,7 @@ __all__ = (
     "REQUEST_ID_HEADER",
     "TELEMETRY",
     "BookingController",
+    "CustomerController",
     "FlightController",
     "create_command_app",
 )
@@ -269,13 +278,59 @@ class BookingController(Controller):
         return _answer(answer, 202, result.positions)
 
 
+class CustomerController(Controller):
+    path = "/customers"
+    tags = ("privacy",)
+
+    @post(
+        "/{customer_id:str}/erasure",
+        name="erase_personal_data",
+        status_code=200,
+        sync_to_thread=True,
+        opt=requires("privacy"),
+        summary="Erase a customer's personal data (GDPR Art. 17); recorded with who and why",
+        description=(
+            "Erases every key the customer's personal data (passengers, payment tokens) was "
+            "sealed with, and records `PassengersErased` on each of their bookings and "
+            "`DataSubjectErased` (actor, time, reason code; no personal data) in one "
+            "transaction; the read models then show `[erased]`. Refused with 409 "
+            "`bookings_in_progress` while a booking of theirs is not yet confirmed, rejected "
+            "or cancelled. Idempotent: asking again stores nothing and answers "
+            "`already_erased: true`. The customer may book again afterwards (a new key)."
+        ),
+        responses=_problems(400, 401, 403, 409, 413, 422),
+    )
+    def erase_personal_data(
+        self,
+        customer_id: FromPath[str],
+        data: JSONBody[ErasureRequest],
+        request: Request[Any, Any, Any],
+        service: NamedDependency[CommandService],
+        principal: NamedDependency[Principal],
+    ) -> Response[ErasureDone]:
+        trace = trace_of(request)
+        result = service.erase_personal_data(
+            customer_id,
+            reason=data.reason,
+            actor=principal.subject,
+            correlation_id=trace.correlation_id,
+        )
+        trace.repeated = result.already
+        body = ErasureDone(
+            customer_id=customer_id,
+            bookings_erased=result.bookings,
+            already_erased=result.already,
+        )
+        return _answer(body, 200, result.positions)
+
+
 def command_router(
     settings: Settings, *, service: CommandService, registry: CollectorRegistry
 ) -> Router:
     """The command routes with their guard, dependencies, error handlers and telemetry."""
     return api_router(
         settings,
-        route_handlers=[FlightController, BookingController],
+        route_handlers=[FlightController, BookingController, CustomerController],
         service=Provide(lambda: service, sync_to_thread=False),
         telemetry=TELEMETRY,
         registry=registry,

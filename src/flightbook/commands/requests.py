@@ -18,6 +18,7 @@ from uuid import UUID
 import msgspec
 
 from flightbook.domain.booking import MAX_PASSENGERS
+from flightbook.domain.subject import ErasureReason
 from flightbook.domain.values import (
     CURRENCY_PATTERN,
     EMAIL_PATTERN,
@@ -36,6 +37,7 @@ __all__ = (
     "MAX_AMOUNT",
     "MAX_FARES",
     "BookingRequest",
+    "ErasureRequest",
     "FareRequest",
     "FlightCancellationRequest",
     "FlightRequest",
@@ -178,3 +180,18 @@ class FlightCancellationRequest(
     """``POST /flights/{id}/cancel`` (optional body): why the flight is cancelled."""
 
     reason: Annotated[Text, msgspec.Meta(max_length=500)] = DEFAULT_CANCELLATION_REASON
+
+
+class ErasureRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``POST /customers/{customer_id}/erasure``: why the customer's personal data goes.
+
+    A code, never free text: the reason is stored in the event log for good.
+    """
+
+    reason: Annotated[
+        ErasureReason,
+        msgspec.Meta(
+            description="customer_request (GDPR Art. 17), retention, or legal_order",
+            examples=["customer_request"],
+        ),
+    ]

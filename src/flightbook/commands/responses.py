@@ -9,7 +9,7 @@ import msgspec
 from flightbook.domain.booking import BookingStatus
 from flightbook.domain.inventory import FlightStatus
 
-__all__ = ("BookingAccepted", "FlightCancellation", "FlightScheduled")
+__all__ = ("BookingAccepted", "ErasureDone", "FlightCancellation", "FlightScheduled")
 
 
 class FlightScheduled(msgspec.Struct, frozen=True, kw_only=True):
@@ -33,3 +33,16 @@ class FlightCancellation(msgspec.Struct, frozen=True, kw_only=True):
 
     flight_id: UUID
     status: FlightStatus
+
+
+class ErasureDone(msgspec.Struct, frozen=True, kw_only=True):
+    """``200`` to ``POST /customers/{customer_id}/erasure``: the customer's data is erased.
+
+    Every key of the customer is gone; read models follow within seconds.
+    """
+
+    customer_id: str
+    bookings_erased: int
+    """Bookings whose passengers this request erased (0 when ``already_erased``)."""
+    already_erased: bool
+    """True when nothing was left to erase: an earlier erasure did it (nothing stored)."""

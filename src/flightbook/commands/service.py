@@ -20,12 +20,19 @@ from eventsourcing.persistence import IntegrityError
 
 from flightbook.commands.idempotency import IdempotencyRecord
 from flightbook.commands.requests import DEFAULT_CANCELLATION_REASON
-from flightbook.domain.booking import Booking, BookingStatus, CancellationReason
+from flightbook.domain.booking import ERASABLE, Booking, BookingStatus, CancellationReason
 from flightbook.domain.caps import BookingCaps
 from flightbook.domain.errors import DomainError, FlightNotBookableError, InvalidValueError
 from flightbook.domain.inventory import FlightInventory, FlightStatus
+from flightbook.domain.subject import (
+    BookingsInProgressError,
+    DataSubject,
+    ErasureReason,
+    erasure_reason,
+)
 from flightbook.domain.values import Fare, Money, Passenger
 from flightbook.eventstore.applications import ContextApplication, retry_conflicts
+from flightbook.eventstore.customers import ErasureGuard
 from flightbook.eventstore.inprogress import CapsGuard
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import SealedDataError
@@ -47,6 +54,7 @@ __all__ = (
     "BookingResult",
     "CommandService",
     "ConcurrentChangeError",
+    "ErasureResult",
     "FlightCancellationResult",
     "FlightScheduledResult",
     "IdempotencyKeyReusedError",
@@ -122,6 +130,15 @@ class FlightCancellationResult(NamedTuple):
     status: FlightStatus
     positions: Positions
     repeated: bool = False
+
+
+class ErasureResult(NamedTuple):
+    bookings: int
+    """Bookings whose personal data this erasure recorded as erased."""
+    already: bool
+    """True when nothing was stored: the customer's personal data was erased before."""
+    positions: Positions
+    """Where the erasure's events are (for an erasure done before: its latest one)."""
 
 
 def booking_id_for(customer_id: str, idempotency_key: str) -> uuid.UUID:
@@ -306,6 +323,57 @@ class CommandService:
         with recording(actor=actor, correlation_id=correlation_id):
             return self._retrying(attempt, f"flight {flight_id}")
 
+    def erase_personal_data(
+        self,
+        customer_id: str,
+        *,
+        reason: ErasureReason | str,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> ErasureResult:
+        """Erase a customer's personal data (role ``privacy``): crypto-shredding, recorded.
+
+        ONE transaction stores every booking's ``Booking.PassengersErased``, the
+        ``DataSubject.Erased`` (who: ``actor``, why: ``reason``, a code) and the erasure
+        of every key of the customer (``vault.erasure_row``); the vault's cached keys of the
+        customer are then dropped. Refused with
+        :class:`~flightbook.domain.subject.BookingsInProgressError` while a booking of
+        theirs is in progress (checked again in that transaction, under the lock new
+        bookings of the customer take). Idempotent: when nothing was added since the last
+        erasure, nothing is stored and ``already`` is True. A customer erased may book
+        again (the vault makes a new key); a later erasure erases those bookings too.
+        """
+        code = erasure_reason(reason)
+        customer_id = _customer_id(customer_id)
+
+        def attempt() -> ErasureResult:
+            ids = self.bookings.customer_bookings(customer_id)
+            bookings = [self.bookings.booking(booking_id) for booking_id in ids]
+            in_progress = [b for b in bookings if b.status not in ERASABLE]
+            if in_progress:
+                raise BookingsInProgressError(customer_id, len(in_progress))
+            pending = [b for b in bookings if not b.personal_data_erased]
+            subject = self.bookings.find_data_subject(customer_id)
+            if subject is not None and subject.erased and not pending:
+                return ErasureResult(0, True, _position(self.bookings, subject.id))
+            for booking in pending:
+                booking.erase_personal_data(code)
+            if subject is None:
+                subject = DataSubject.open(customer_id)
+            subject.erase(code, bookings=len(pending))
+            recordings = self.bookings.record(
+                *pending,
+                subject,
+                rows=[self.vault.erasure_row(customer_id)],
+                guards=[ErasureGuard(customer_id, frozenset(ids))],
+            )
+            return ErasureResult(len(pending), False, _positions("booking", recordings))
+
+        with recording(actor=actor, correlation_id=correlation_id):
+            result = self._retrying(attempt, f"the bookings of customer {customer_id}")
+        self.vault.forget(customer_id)  # this process; the others within the keys' TTL
+        return result
+
     # -- helpers ------------------------------------------------------------------------------
 
     def _new_booking(
@@ -328,6 +396,7 @@ class CommandService:
             sealed = self.vault.seal(customer_id, plaintext)
         except SealedDataError as exc:
             raise DomainError(str(exc), code="personal_data_erased") from None
+        token = self.vault.seal(customer_id, request.payment_token)  # opened by the saga
         price = fare.price.multiply(len(passengers))
         return Booking.request(
             booking_id=booking_id,
@@ -339,7 +408,7 @@ class CommandService:
             price_amount=price.amount,
             currency=price.currency,
             refundable=fare.refundable,
-            payment_token=request.payment_token,
+            payment_token=token,
         )
 
     def _earlier_answer(
@@ -372,6 +441,12 @@ class CommandService:
             return retry_conflicts(attempt)
         except IntegrityError:
             raise ConcurrentChangeError(what) from None
+
+
+def _customer_id(value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+        raise InvalidValueError("customer_id", "customer_id must be 1 to 200 characters")
+    return value
 
 
 def _positions(context: str, recordings: Sequence[Recording[uuid.UUID]]) -> Positions:

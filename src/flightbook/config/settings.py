@@ -76,6 +76,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # the longest lifetime (exp - iat) a token may have; longer ones are refused
     jwt_max_ttl_seconds: Positive = 24 * 3600
 
+    # personal data (ADR 0017): the key-encryption key file, never in the database. Unset:
+    # on the local stack <state_dir>/kek.json (created if missing); elsewhere required
+    kek_file: str | None = None
+
     # abuse protection (ADR 0016). Rate limits in the `limits` notation, several joined by
     # ";" ("5/second;60/minute"); the state is in Redis, shared by every API process
     rate_limit_enabled: bool = True

@@ -23,6 +23,7 @@ __all__ = (
     "BookingRejected",
     "BookingRequested",
     "BookingSeatsHeld",
+    "DataSubjectErased",
     "FareChanged",
     "FareTerms",
     "FlightCancelled",
@@ -31,6 +32,7 @@ __all__ = (
     "HoldExpired",
     "HoldReleased",
     "Money",
+    "PassengersErased",
     "Payload",
     "PaymentAuthorized",
     "PaymentCaptured",
@@ -130,6 +132,34 @@ class BookingCancelled(Payload, frozen=True, kw_only=True, tag="booking.cancelle
     """In the booking's currency (``booking.requested`` ``price.currency``); 0 = no refund."""
     was_confirmed: bool
     status: Literal["CANCELLED"] = "CANCELLED"
+
+
+class PassengersErased(Payload, frozen=True, kw_only=True, tag="booking.passengers_erased"):
+    """The booking's personal data was erased: its sealed passengers can no longer be opened.
+
+    The booking keeps its status (this payload has none). A read model that holds the
+    opened passengers replaces each field with ``"[erased]"``. The customer is the one of
+    ``booking.requested``; the ``booking.data_subject_erased`` that follows names them.
+    """
+
+    booking_id: UUID
+    reason: str
+    """``customer_request``, ``retention`` or ``legal_order`` (a code, never free text)."""
+
+
+class DataSubjectErased(Payload, frozen=True, kw_only=True, tag="booking.data_subject_erased"):
+    """Every personal datum of a customer was erased (their keys are gone).
+
+    The aggregate is the data subject (not a booking); the ``booking.passengers_erased`` of
+    each of their bookings precede it in the same transaction. A consumer that caches the
+    customer's keys or opened data drops them.
+    """
+
+    customer_id: str
+    reason: str
+    """``customer_request``, ``retention`` or ``legal_order``."""
+    bookings: Annotated[int, msgspec.Meta(ge=0)]
+    """How many bookings were erased."""
 
 
 # inventory context: one aggregate per scheduled flight
@@ -238,6 +268,8 @@ AnyPayload = (
     | BookingConfirmed
     | BookingRejected
     | BookingCancelled
+    | PassengersErased
+    | DataSubjectErased
     | FlightScheduled
     | SeatsHeld
     | HoldConfirmed
@@ -260,6 +292,8 @@ PAYLOAD_TYPES: tuple[type[Payload], ...] = (
     BookingConfirmed,
     BookingRejected,
     BookingCancelled,
+    PassengersErased,
+    DataSubjectErased,
     FlightScheduled,
     SeatsHeld,
     HoldConfirmed,

@@ -21,10 +21,12 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from flightbook.domain.errors import IllegalTransitionError, InvalidValueError
+from flightbook.domain.subject import ErasureReason, erasure_reason
 from flightbook.domain.values import Money, fare_code, utc_datetime
 
 __all__ = (
     "ALLOWED_TRANSITIONS",
+    "ERASABLE",
     "MAX_PASSENGERS",
     "Booking",
     "BookingStatus",
@@ -69,6 +71,9 @@ ALLOWED_TRANSITIONS: dict[BookingStatus, frozenset[BookingStatus]] = {
 }
 """The status graph: where each status may go next."""
 
+ERASABLE = frozenset({_S.CONFIRMED, _S.REJECTED, _S.CANCELLED})
+"""Statuses in which a booking's personal data may be erased (the saga is done with it)."""
+
 
 def _text(value: object, field: str, *, max_length: int | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
@@ -105,6 +110,7 @@ class Booking(Aggregate):
         currency: str
         refundable: bool
         payment_token: str
+        """Sealed like ``passengers`` (``pii...``); a legacy event holds the plain token."""
         channel: str
 
         @staticmethod
@@ -129,6 +135,14 @@ class Booking(Aggregate):
         refund_amount: int
         """Minor units of the booking's currency to refund (0 if nothing was captured)."""
         was_confirmed: bool
+
+    class PassengersErased(Aggregate.Event):
+        """The customer's personal data was erased: the sealed fields no longer open.
+
+        ``reason`` is an :class:`~flightbook.domain.subject.ErasureReason` code.
+        """
+
+        reason: str
 
     @event(Requested)
     def __init__(
@@ -162,6 +176,8 @@ class Booking(Aggregate):
         self.cancelled_by: str | None = None
         self.was_confirmed = False
         """Cancelled after it was confirmed (the fare's refund rule applies to the payment)."""
+        self.personal_data_erased = False
+        """Its sealed fields were erased: they read ``[erased]`` (the text stays, unreadable)."""
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -196,7 +212,8 @@ class Booking(Aggregate):
         price = Money.create(price_amount, currency, field="price")
         if not isinstance(refundable, bool):
             raise InvalidValueError("refundable", "refundable must be a boolean")
-        payment_token = _text(payment_token, "payment_token", max_length=200)
+        # sealed: 200 characters of token (the request's limit) seal to about 350
+        payment_token = _text(payment_token, "payment_token", max_length=1000)
         channel = _text(channel, "channel", max_length=32)
         # eventsourcing 9.5: BaseAggregate._create(event_class, id=...) uses the given
         # id as the originator id instead of calling create_id() (uuid4 by default).
@@ -254,6 +271,25 @@ class Booking(Aggregate):
         if was_confirmed and (self.refundable or reason is CancellationReason.FLIGHT_CANCELLED):
             refund = self.price_amount
         self._cancelled(reason.value, by, refund, was_confirmed)
+
+    def erase_personal_data(self, reason: ErasureReason) -> None:
+        """Record that the customer's personal data was erased (a no-op the second time).
+
+        Only once the saga is done with the booking (:data:`ERASABLE`): until then it needs
+        the sealed payment token.
+        """
+        reason = erasure_reason(reason)
+        if self.personal_data_erased:
+            return
+        if self.status not in ERASABLE:
+            raise IllegalTransitionError(
+                "booking",
+                self.status.value,
+                "PASSENGERS_ERASED",
+                detail="its personal data can be erased once it is confirmed, rejected or "
+                "cancelled",
+            )
+        self._passengers_erased(reason.value)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -314,3 +350,7 @@ class Booking(Aggregate):
         self.cancelled_by = by
         self.refund_amount = refund_amount
         self.was_confirmed = was_confirmed
+
+    @event(PassengersErased)
+    def _passengers_erased(self, reason: str) -> None:
+        self.personal_data_erased = True

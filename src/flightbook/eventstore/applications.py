@@ -26,7 +26,9 @@ from flightbook.config.settings import require
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment, payment_id_for
+from flightbook.domain.subject import DataSubject, data_subject_id
 from flightbook.eventstore.contexts import BOOKING, INVENTORY, PAYMENT
+from flightbook.eventstore.customers import bookings_of, customer_booking_rows
 from flightbook.eventstore.inprogress import in_progress_rows
 from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.memory import MemoryDatabase, MemoryRecorder
@@ -167,8 +169,20 @@ class Bookings(ContextApplication):
     spec = BOOKING
 
     def rows_for(self, events: Sequence[object]) -> list[Row]:
-        """Keep ``booking.bookings_in_progress`` in step with every booking event stored."""
-        return in_progress_rows(events)
+        """Keep ``booking.bookings_in_progress`` and ``booking.customer_bookings`` in step."""
+        return [*in_progress_rows(events), *customer_booking_rows(events)]
+
+    def customer_bookings(self, customer_id: str) -> list[UUID]:
+        """The ids of every booking the customer requested (``booking.customer_bookings``)."""
+        return bookings_of(self.recorder, customer_id)
+
+    def find_data_subject(self, customer_id: str) -> DataSubject | None:
+        """The customer's data subject, if an erasure was ever recorded for them."""
+        try:
+            found: object = self.repository.get(data_subject_id(customer_id))
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, DataSubject) else None
 
     def booking(self, booking_id: UUID) -> Booking:
         """The booking (raises ``AggregateNotFoundError``)."""

@@ -44,6 +44,7 @@ __all__ = (
     "MemoryBookingsInProgress",
     "PostgresBookingsInProgress",
     "in_progress_rows",
+    "lock_customer",
 )
 
 TABLE = "booking.bookings_in_progress"
@@ -125,6 +126,14 @@ def in_progress_rows(events: Sequence[object]) -> list[Row]:
 # -- the guard: checked first in the transaction of a new booking ----------------------------
 
 
+def lock_customer(cursor: Cursor[DictRow], customer_id: str) -> None:
+    """Take the customer's transaction-level advisory lock (new bookings, erasures)."""
+    cursor.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+        (_LOCK_NAMESPACE + customer_id,),
+    )
+
+
 @dataclass(frozen=True)
 class CapsGuard:
     """Refuse a new booking that would take its customer past a cap (a :class:`Guard`).
@@ -144,10 +153,7 @@ class CapsGuard:
     seats: int
 
     def verify(self, cursor: Cursor[DictRow]) -> None:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-            (_LOCK_NAMESPACE + self.customer_id,),
-        )
+        lock_customer(cursor, self.customer_id)
         cursor.execute(_SELECT, (self.customer_id, self.booking_id))
         self._decide([_from_row(row) for row in cursor.fetchall()])
 

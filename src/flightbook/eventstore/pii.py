@@ -1,60 +1,212 @@
 """Personal data sealed per data subject, so it can be erased without rewriting the log.
 
-Each subject (a customer) gets a random AES-256-GCM key in ``pii.subject_keys``. Events
-carry only the sealed text; :meth:`PersonalDataVault.erase` deletes the key, after which
-every sealed value of that subject reads as erased (crypto-shredding).
+Envelope encryption (ADR 0009, ADR 0017). Each subject (a customer) has at most one live
+AES-256-GCM *data key* at a time, in ``pii.data_keys``, stored only wrapped by a
+key-encryption key (KEK, :mod:`flightbook.eventstore.keks`) that never lives in the
+database. Events carry only sealed text::
+
+    pii2:<key id, 32 hex>:<base64(nonce + ciphertext)>   associated data "<subject>|<key id>"
+
+Erasure (:meth:`PersonalDataVault.erasure_row`, written in the transaction of the
+erasure's events, or :meth:`PersonalDataVault.erase`) drops every wrapped key of the
+subject; every value sealed under them then reads as :data:`ERASED` (crypto-shredding).
+The next :meth:`~PersonalDataVault.seal` for that subject makes a NEW key, so an erased
+customer can book again while the old bookings stay erased.
+
+Legacy ``pii1:<base64>`` values (before the key hierarchy) were sealed with the raw key of
+``pii.subject_keys`` (associated data: the subject id). They still open while that row
+has its key; ``flightbook privacy rotate-kek`` wraps those raw keys in place (columns
+``wrapped``, ``kek_id``) and clears ``key``, so after it no raw key is left anywhere.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import os
+import threading
 import time
+import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from flightbook.eventstore.keks import (
+    KeyEncryptionKeyError,
+    MemoryKeyEncryptionKeys,
+    keks_from_settings,
+)
+
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from contextlib import AbstractContextManager
+
     from psycopg_pool import ConnectionPool
 
+    from flightbook.config.settings import Settings
+    from flightbook.eventstore.keks import KeyEncryptionKeys
     from flightbook.eventstore.memory import MemoryDatabase
+    from flightbook.eventstore.rows import Statement
 
 __all__ = (
     "ERASED",
-    "MemorySubjectKeys",
+    "SEALED_PREFIXES",
+    "DataKeys",
+    "KeyCounts",
+    "KeyEncryptionKeyError",
+    "MemoryDataKeys",
     "PersonalDataVault",
-    "PostgresSubjectKeys",
+    "PostgresDataKeys",
+    "RotationRunningError",
     "SealedDataError",
-    "SubjectKeys",
+    "SubjectErasure",
+    "WrappedKey",
+    "build_vault",
+    "is_sealed",
 )
 
-_PREFIX = "pii1:"
+_V1 = "pii1:"
+_V2 = "pii2:"
+SEALED_PREFIXES = (_V1, _V2)
+"""How a sealed value begins (every format this code opens)."""
 ERASED = "[erased]"
-_KEY_TTL = 30.0  # seconds a key is cached: an erasure reaches every process within this
+_KEY_TTL = 30.0  # seconds a key is cached for opening: an erasure reaches every process within
+_NONCE = 12
+_LEGACY_REF = "subject:"
+DATA_KEYS = "pii.data_keys"
+SUBJECT_KEYS = "pii.subject_keys"
+_ROTATION_LOCK = 0x_F11_9B_4E7  # pg_try_advisory_lock key: one rotate-kek at a time
 
 
 class SealedDataError(ValueError):
     """A sealed value is malformed or was sealed for another subject."""
 
 
-class SubjectKeys(Protocol):
-    """Where the subjects' keys are kept."""
+def is_sealed(value: object) -> bool:
+    """Whether ``value`` is a sealed string (of any format)."""
+    return isinstance(value, str) and value.startswith(SEALED_PREFIXES)
 
-    def key(self, subject_id: str, *, create: bool) -> tuple[bool, bytes | None]:
-        """Whether the subject has a key row, and its key (None once erased).
 
-        With ``create``, a subject that has no row gets a new key first.
-        """
+@dataclass(frozen=True)
+class WrappedKey:
+    """A data key as stored, for rotation.
+
+    ``ref`` is what the wrap is bound to (the associated data): the key id for a data key,
+    ``subject:<id>`` for a subject's legacy key. ``kek_id`` None: a legacy raw key, not
+    wrapped yet (``material`` is the key itself); otherwise ``material`` is wrapped.
+    """
+
+    ref: str
+    subject_id: str
+    kek_id: str | None
+    material: bytes
+
+    @property
+    def legacy(self) -> bool:
+        return self.ref.startswith(_LEGACY_REF)
+
+
+@dataclass(frozen=True)
+class KeyCounts:
+    """Live keys (data and legacy): all, those under another KEK, legacy ones not wrapped."""
+
+    live: int
+    under_other_kek: int
+    raw: int
+
+
+class RotationRunningError(RuntimeError):
+    """Another rotation of the key-encryption key is rewrapping keys right now."""
+
+
+def _legacy_ref(subject_id: str) -> str:
+    return _LEGACY_REF + subject_id
+
+
+class DataKeys(Protocol):
+    """Where the wrapped data keys are kept (``pii.data_keys``, ``pii.subject_keys``)."""
+
+    def live(self, subject_id: str) -> tuple[uuid.UUID, WrappedKey] | None:
+        """The subject's live data key, if it has one."""
+        ...
+
+    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> None:
+        """Store a new live key, unless the subject has a live key already (then nothing)."""
+        ...
+
+    def find(self, key_id: uuid.UUID) -> tuple[str, WrappedKey | None] | None:
+        """``(subject_id, key or None once erased)``; None if there is no such key."""
+        ...
+
+    def legacy(self, subject_id: str) -> WrappedKey | None:
+        """The subject's pre-hierarchy key (``pii1`` values), None if none or erased."""
         ...
 
     def erase(self, subject_id: str) -> None:
-        """Forget the subject's key for good (it can never be made again)."""
+        """Erase every key of the subject, now (its own transaction)."""
+        ...
+
+    def not_under(self, kek_id: str, limit: int) -> list[WrappedKey]:
+        """Up to ``limit`` live keys not wrapped by ``kek_id`` (legacy raw keys too)."""
+        ...
+
+    def replace(self, changes: Sequence[tuple[WrappedKey, str, bytes]]) -> int:
+        """Rewrap: each ``(old, kek_id, wrapped)`` if the key is still ``old``; how many."""
+        ...
+
+    def counts(self, kek_id: str) -> KeyCounts:
+        """How many live keys there are, how many not under ``kek_id``, how many raw."""
+        ...
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Held while keys are rewrapped: one rotation at a time (raises if one runs)."""
         ...
 
 
-class PostgresSubjectKeys:
-    """Keys in ``pii.subject_keys``.
+# -- the erasure, as a row of the erasure's transaction ---------------------------------------
+
+
+@dataclass(frozen=True)
+class SubjectErasure:
+    """Every key of a subject erased: data keys and the legacy key lose their material.
+
+    A :class:`~flightbook.eventstore.rows.Row`; erasing twice changes nothing more.
+    """
+
+    subject_id: str
+
+    def sql(self) -> Statement:
+        return (
+            "WITH erased AS ("
+            " UPDATE pii.data_keys SET wrapped = NULL, erased_at = now()"
+            " WHERE subject_id = %s AND wrapped IS NOT NULL RETURNING key_id)"
+            " UPDATE pii.subject_keys SET key = NULL, wrapped = NULL, kek_id = NULL,"
+            " erased_at = COALESCE(erased_at, now())"
+            " WHERE subject_id = %s AND (key IS NOT NULL OR wrapped IS NOT NULL)",
+            (self.subject_id, self.subject_id),
+        )
+
+    def check(self, database: MemoryDatabase) -> None:
+        pass  # nothing unique: erasing is idempotent
+
+    def apply(self, database: MemoryDatabase) -> None:
+        now = time.time()
+        for row in database.table(DATA_KEYS).values():
+            if row["subject_id"] == self.subject_id and row["wrapped"] is not None:
+                row.update(wrapped=None, erased_at=now)
+        legacy = database.table(SUBJECT_KEYS).get(self.subject_id)
+        if legacy is not None and (legacy.get("key") or legacy.get("wrapped")):
+            legacy.update(key=None, wrapped=None, kek_id=None, erased_at=now)
+
+
+# -- the stores -------------------------------------------------------------------------------
+
+
+class PostgresDataKeys:
+    """Data keys in ``pii.data_keys`` (and legacy keys in ``pii.subject_keys``).
 
     Args:
         pool: connections to the event store database (``pii`` schema from migrations).
@@ -63,96 +215,439 @@ class PostgresSubjectKeys:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def key(self, subject_id: str, *, create: bool) -> tuple[bool, bytes | None]:
+    def live(self, subject_id: str) -> tuple[uuid.UUID, WrappedKey] | None:
         with self._pool.connection() as conn:
-            if create:
-                conn.execute(
-                    "INSERT INTO pii.subject_keys (subject_id, key) VALUES (%s, %s) "
-                    "ON CONFLICT (subject_id) DO NOTHING",
-                    (subject_id, AESGCM.generate_key(bit_length=256)),
-                )
             row = conn.execute(
-                "SELECT key FROM pii.subject_keys WHERE subject_id = %s", (subject_id,)
+                "SELECT key_id, kek_id, wrapped FROM pii.data_keys "
+                "WHERE subject_id = %s AND wrapped IS NOT NULL",
+                (subject_id,),
             ).fetchone()
         if row is None:
-            return False, None  # never sealed anything: nothing to open
-        return True, bytes(row[0]) if row[0] is not None else None
+            return None
+        key_id: uuid.UUID = row[0]
+        return key_id, WrappedKey(str(key_id), subject_id, row[1], bytes(row[2]))
 
-    def erase(self, subject_id: str) -> None:
+    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> None:
         with self._pool.connection() as conn:
             conn.execute(
-                "INSERT INTO pii.subject_keys (subject_id, key, erased_at) "
-                "VALUES (%s, NULL, now()) "
-                "ON CONFLICT (subject_id) DO UPDATE SET key = NULL, erased_at = now()",
-                (subject_id,),
+                "INSERT INTO pii.data_keys (key_id, subject_id, wrapped, kek_id) "
+                "VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (subject_id) WHERE wrapped IS NOT NULL DO NOTHING",
+                (key_id, subject_id, wrapped, kek_id),
             )
 
+    def find(self, key_id: uuid.UUID) -> tuple[str, WrappedKey | None] | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT subject_id, kek_id, wrapped FROM pii.data_keys WHERE key_id = %s",
+                (key_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        subject_id: str = row[0]
+        if row[2] is None:
+            return subject_id, None
+        return subject_id, WrappedKey(str(key_id), subject_id, row[1], bytes(row[2]))
 
-class MemorySubjectKeys:
-    """Keys in the in-memory event store's tables (``pii.subject_keys``)."""
+    def legacy(self, subject_id: str) -> WrappedKey | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT key, kek_id, wrapped FROM pii.subject_keys WHERE subject_id = %s",
+                (subject_id,),
+            ).fetchone()
+        return None if row is None else _legacy_key(subject_id, row[0], row[1], row[2])
+
+    def erase(self, subject_id: str) -> None:
+        statement, params = SubjectErasure(subject_id).sql()
+        with self._pool.connection() as conn:
+            conn.execute(statement, params)  # type: ignore[arg-type]
+
+    def not_under(self, kek_id: str, limit: int) -> list[WrappedKey]:
+        with self._pool.connection() as conn:
+            data = conn.execute(
+                "SELECT key_id, subject_id, kek_id, wrapped FROM pii.data_keys "
+                "WHERE wrapped IS NOT NULL AND kek_id <> %s ORDER BY key_id LIMIT %s",
+                (kek_id, limit),
+            ).fetchall()
+            found = [WrappedKey(str(r[0]), r[1], r[2], bytes(r[3])) for r in data]
+            if len(found) < limit:
+                legacy = conn.execute(
+                    "SELECT subject_id, key, kek_id, wrapped FROM pii.subject_keys "
+                    "WHERE key IS NOT NULL OR (wrapped IS NOT NULL AND kek_id <> %s) "
+                    "ORDER BY subject_id LIMIT %s",
+                    (kek_id, limit - len(found)),
+                ).fetchall()
+                found += [
+                    key for r in legacy if (key := _legacy_key(r[0], r[1], r[2], r[3])) is not None
+                ]
+        return found
+
+    def replace(self, changes: Sequence[tuple[WrappedKey, str, bytes]]) -> int:
+        done = 0
+        with self._pool.connection() as conn, conn.transaction():
+            for old, kek_id, wrapped in changes:
+                done += conn.execute(*_replace_statement(old, kek_id, wrapped)).rowcount  # type: ignore[arg-type]
+        return done
+
+    def counts(self, kek_id: str) -> KeyCounts:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT"
+                " (SELECT count(*) FROM pii.data_keys WHERE wrapped IS NOT NULL)"
+                " + (SELECT count(*) FROM pii.subject_keys"
+                "    WHERE key IS NOT NULL OR wrapped IS NOT NULL),"
+                " (SELECT count(*) FROM pii.data_keys WHERE wrapped IS NOT NULL AND kek_id <> %s)"
+                " + (SELECT count(*) FROM pii.subject_keys"
+                "    WHERE key IS NULL AND wrapped IS NOT NULL AND kek_id <> %s),"
+                " (SELECT count(*) FROM pii.subject_keys WHERE key IS NOT NULL)",
+                (kek_id, kek_id),
+            ).fetchone()
+        assert row is not None  # noqa: S101 - an aggregate always has a row
+        return KeyCounts(live=int(row[0]), under_other_kek=int(row[1]), raw=int(row[2]))
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._pool.connection() as conn:
+            conn.autocommit = True  # no transaction open for the whole rotation
+            try:
+                held = conn.execute("SELECT pg_try_advisory_lock(%s)", (_ROTATION_LOCK,))
+                if not bool((held.fetchone() or (False,))[0]):
+                    raise RotationRunningError("another rotate-kek is rewrapping keys right now")
+                try:
+                    yield
+                finally:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_ROTATION_LOCK,))
+            finally:
+                conn.autocommit = False
+
+
+def _replace_statement(old: WrappedKey, kek_id: str, wrapped: bytes) -> Statement:
+    if not old.legacy:
+        return (
+            "UPDATE pii.data_keys SET wrapped = %s, kek_id = %s WHERE key_id = %s AND wrapped = %s",
+            (wrapped, kek_id, uuid.UUID(old.ref), old.material),
+        )
+    if old.kek_id is None:  # a raw legacy key: wrap it in place, the raw key goes
+        return (
+            "UPDATE pii.subject_keys SET key = NULL, wrapped = %s, kek_id = %s "
+            "WHERE subject_id = %s AND key = %s",
+            (wrapped, kek_id, old.subject_id, old.material),
+        )
+    return (
+        "UPDATE pii.subject_keys SET wrapped = %s, kek_id = %s "
+        "WHERE subject_id = %s AND key IS NULL AND wrapped = %s",
+        (wrapped, kek_id, old.subject_id, old.material),
+    )
+
+
+def _legacy_key(
+    subject_id: str, raw: bytes | None, kek_id: str | None, wrapped: bytes | None
+) -> WrappedKey | None:
+    if raw is not None:
+        return WrappedKey(_legacy_ref(subject_id), subject_id, None, bytes(raw))
+    if wrapped is not None and kek_id is not None:
+        return WrappedKey(_legacy_ref(subject_id), subject_id, kek_id, bytes(wrapped))
+    return None
+
+
+class MemoryDataKeys:
+    """Data keys in the in-memory event store's tables (``pii.data_keys``, ``pii.subject_keys``)."""
 
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
 
-    def key(self, subject_id: str, *, create: bool) -> tuple[bool, bytes | None]:
+    def live(self, subject_id: str) -> tuple[uuid.UUID, WrappedKey] | None:
         with self._database.lock:
-            table = self._database.table("pii.subject_keys")
-            if create and subject_id not in table:
-                table[subject_id] = {"key": AESGCM.generate_key(bit_length=256)}
-            row = table.get(subject_id)
-            return (False, None) if row is None else (True, row["key"])
+            for key_id, row in self._database.table(DATA_KEYS).items():
+                if row["subject_id"] == subject_id and row["wrapped"] is not None:
+                    return uuid.UUID(str(key_id)), WrappedKey(
+                        str(key_id), subject_id, row["kek_id"], row["wrapped"]
+                    )
+        return None
+
+    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> None:
+        with self._database.lock:
+            if self.live(subject_id) is None:
+                self._database.table(DATA_KEYS)[key_id] = {
+                    "subject_id": subject_id,
+                    "kek_id": kek_id,
+                    "wrapped": wrapped,
+                    "erased_at": None,
+                }
+
+    def find(self, key_id: uuid.UUID) -> tuple[str, WrappedKey | None] | None:
+        with self._database.lock:
+            row = self._database.table(DATA_KEYS).get(key_id)
+            if row is None:
+                return None
+            subject_id: str = row["subject_id"]
+            if row["wrapped"] is None:
+                return subject_id, None
+            return subject_id, WrappedKey(str(key_id), subject_id, row["kek_id"], row["wrapped"])
+
+    def legacy(self, subject_id: str) -> WrappedKey | None:
+        with self._database.lock:
+            row = self._database.table(SUBJECT_KEYS).get(subject_id)
+            if row is None:
+                return None
+            return _legacy_key(subject_id, row.get("key"), row.get("kek_id"), row.get("wrapped"))
 
     def erase(self, subject_id: str) -> None:
         with self._database.lock:
-            self._database.table("pii.subject_keys")[subject_id] = {"key": None}
+            SubjectErasure(subject_id).apply(self._database)
+
+    def not_under(self, kek_id: str, limit: int) -> list[WrappedKey]:
+        found: list[WrappedKey] = []
+        with self._database.lock:
+            for key_id, row in sorted(
+                self._database.table(DATA_KEYS).items(), key=lambda i: str(i[0])
+            ):
+                if row["wrapped"] is not None and row["kek_id"] != kek_id:
+                    found.append(
+                        WrappedKey(str(key_id), row["subject_id"], row["kek_id"], row["wrapped"])
+                    )
+            for subject_id in sorted(self._database.table(SUBJECT_KEYS), key=str):
+                key = self.legacy(str(subject_id))
+                if key is not None and key.kek_id != kek_id:
+                    found.append(key)
+        return found[:limit]
+
+    def replace(self, changes: Sequence[tuple[WrappedKey, str, bytes]]) -> int:
+        done = 0
+        with self._database.lock:
+            for old, kek_id, wrapped in changes:
+                if not old.legacy:
+                    row = self._database.table(DATA_KEYS).get(uuid.UUID(old.ref))
+                    if row is not None and row["wrapped"] == old.material:
+                        row.update(wrapped=wrapped, kek_id=kek_id)
+                        done += 1
+                    continue
+                current = self.legacy(old.subject_id)
+                if current == old:
+                    self._database.table(SUBJECT_KEYS)[old.subject_id].update(
+                        key=None, wrapped=wrapped, kek_id=kek_id
+                    )
+                    done += 1
+        return done
+
+    def counts(self, kek_id: str) -> KeyCounts:
+        with self._database.lock:
+            live = under = raw = 0
+            for row in self._database.table(DATA_KEYS).values():
+                if row["wrapped"] is not None:
+                    live += 1
+                    under += row["kek_id"] != kek_id
+            for subject_id in self._database.table(SUBJECT_KEYS):
+                key = self.legacy(str(subject_id))
+                if key is not None:
+                    live += 1
+                    raw += key.kek_id is None
+                    under += key.kek_id is not None and key.kek_id != kek_id
+            return KeyCounts(live=live, under_other_kek=under, raw=raw)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._database.lock:
+            flags = self._database.table("pii.rotation")
+            if "running" in flags:
+                raise RotationRunningError("another rotate-kek is rewrapping keys right now")
+            flags["running"] = {}
+        try:
+            yield
+        finally:
+            with self._database.lock:
+                flags.pop("running", None)
+
+
+# -- the vault --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Cached:
+    at: float
+    subject_id: str
+    key: bytes | None  # None: erased
 
 
 class PersonalDataVault:
-    """Seals and opens personal data with a key per subject.
+    """Seals and opens personal data with a data key per subject, wrapped by a KEK.
 
     Args:
-        keys: where the subjects' keys are kept.
+        keys: where the wrapped data keys are kept.
+        keks: the key-encryption keys (outside the database).
+        clock: seconds, for the key cache (monotonic).
     """
 
-    def __init__(self, keys: SubjectKeys) -> None:
-        self._keys = keys
-        self._cache: dict[str, tuple[float, bytes | None]] = {}
+    def __init__(
+        self,
+        keys: DataKeys,
+        keks: KeyEncryptionKeys,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.keys = keys
+        self.keks = keks
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[str, _Cached] = {}
 
     @classmethod
-    def in_postgres(cls, pool: ConnectionPool) -> PersonalDataVault:
-        """A vault whose keys are in ``pii.subject_keys`` of the event store database."""
-        return cls(PostgresSubjectKeys(pool))
+    def in_postgres(cls, pool: ConnectionPool, keks: KeyEncryptionKeys) -> PersonalDataVault:
+        """A vault whose keys are in the ``pii`` schema of the event store database."""
+        return cls(PostgresDataKeys(pool), keks)
+
+    @classmethod
+    def in_memory(
+        cls, database: MemoryDatabase, keks: KeyEncryptionKeys | None = None
+    ) -> PersonalDataVault:
+        """A vault on the in-memory event store's tables (a random KEK unless given)."""
+        return cls(MemoryDataKeys(database), keks or MemoryKeyEncryptionKeys())
+
+    # -- the API ------------------------------------------------------------------------------
 
     def seal(self, subject_id: str, plaintext: str) -> str:
-        key = self._key(subject_id, create=True)
-        if key is None:
-            raise SealedDataError(f"subject {subject_id} was erased; nothing can be sealed for it")
-        nonce = os.urandom(12)
-        box = AESGCM(key).encrypt(nonce, plaintext.encode(), subject_id.encode())
-        return _PREFIX + base64.b64encode(nonce + box).decode()
+        """``plaintext`` sealed under the subject's live key (made now if none is live).
+
+        The live key is looked up each time (never cached), so a subject erased by another
+        process a moment ago gets a new key rather than one already shredded.
+        """
+        key_id, wrapped = self._live_key(subject_id)
+        key = self._key_of(key_id, subject_id, wrapped)
+        nonce = os.urandom(_NONCE)
+        box = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(subject_id, key_id))
+        return f"{_V2}{key_id.hex}:{base64.b64encode(nonce + box).decode()}"
 
     def open(self, subject_id: str, sealed: str) -> str:
-        """The plaintext, or :data:`ERASED` when the subject's key was erased."""
-        if not sealed.startswith(_PREFIX):
+        """The plaintext, or :data:`ERASED` when the key it was sealed under was erased.
+
+        Raises:
+            SealedDataError: not a sealed value, altered, or sealed for another subject.
+            KeyEncryptionKeyError: the key's KEK is not in this process's KEK file.
+        """
+        if sealed.startswith(_V2):
+            key_id, raw = _parse_v2(sealed)
+            key = self._key_by_id(subject_id, key_id)
+            aad = _aad(subject_id, key_id)
+        elif sealed.startswith(_V1):
+            raw = _b64(sealed.removeprefix(_V1))
+            key = self._legacy_key(subject_id)
+            aad = subject_id.encode()
+        else:
             raise SealedDataError("not a sealed value")
-        key = self._key(subject_id, create=False)
         if key is None:
             return ERASED
-        raw = base64.b64decode(sealed.removeprefix(_PREFIX))
         try:
-            return AESGCM(key).decrypt(raw[:12], raw[12:], subject_id.encode()).decode()
-        except InvalidTag as exc:
+            return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], aad).decode()
+        except (InvalidTag, ValueError) as exc:
             raise SealedDataError("sealed for another subject, or altered") from exc
 
-    def erase(self, subject_id: str) -> None:
-        self._keys.erase(subject_id)
-        self._cache[subject_id] = (time.monotonic(), None)
+    def erasure_row(self, subject_id: str) -> SubjectErasure:
+        """The row that erases every key of the subject, for the erasure's transaction."""
+        return SubjectErasure(subject_id)
 
-    def _key(self, subject_id: str, *, create: bool) -> bytes | None:
-        cached = self._cache.get(subject_id)
-        if cached is not None and time.monotonic() - cached[0] < _KEY_TTL:
-            return cached[1]
-        exists, key = self._keys.key(subject_id, create=create)
-        if exists:
-            self._cache[subject_id] = (time.monotonic(), key)
+    def forget(self, subject_id: str) -> None:
+        """Drop this process's cached keys of the subject (after its erasure)."""
+        with self._lock:
+            for name in [n for n, c in self._cache.items() if c.subject_id == subject_id]:
+                del self._cache[name]
+
+    def erase(self, subject_id: str) -> None:
+        """Erase every key of the subject now, in a transaction of its own (tools, tests)."""
+        self.keys.erase(subject_id)
+        self.forget(subject_id)
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def _live_key(self, subject_id: str) -> tuple[uuid.UUID, WrappedKey]:
+        for _ in range(3):  # another process may make (or erase) it at the same moment
+            found = self.keys.live(subject_id)
+            if found is not None:
+                return found
+            key_id = uuid.uuid4()
+            kek_id, wrapped = self.keks.wrap(str(key_id), AESGCM.generate_key(bit_length=256))
+            self.keys.add(key_id, subject_id, kek_id, wrapped)
+        raise SealedDataError(f"no key could be made for subject {subject_id}")
+
+    def _key_of(self, key_id: uuid.UUID, subject_id: str, wrapped: WrappedKey) -> bytes:
+        cached = self._cached(key_id.hex)
+        if cached is not None and cached.key is not None:
+            return cached.key
+        key = self._unwrap(wrapped)
+        self._remember(key_id.hex, subject_id, key)
         return key
+
+    def _key_by_id(self, subject_id: str, key_id: uuid.UUID) -> bytes | None:
+        cached = self._cached(key_id.hex)
+        if cached is None:
+            found = self.keys.find(key_id)
+            if found is None:
+                raise SealedDataError("sealed under a key this database does not have")
+            owner, wrapped = found
+            cached = self._remember(
+                key_id.hex, owner, None if wrapped is None else self._unwrap(wrapped)
+            )
+        if cached.subject_id != subject_id:
+            raise SealedDataError("sealed for another subject")
+        return cached.key
+
+    def _legacy_key(self, subject_id: str) -> bytes | None:
+        name = _legacy_ref(subject_id)
+        cached = self._cached(name)
+        if cached is None:
+            wrapped = self.keys.legacy(subject_id)
+            key = None if wrapped is None else self._unwrap(wrapped)
+            cached = self._remember(name, subject_id, key)
+        return cached.key
+
+    def _unwrap(self, wrapped: WrappedKey) -> bytes:
+        if wrapped.kek_id is None:
+            return wrapped.material  # a legacy key not yet wrapped by rotate-kek
+        return self.keks.unwrap(wrapped.kek_id, wrapped.ref, wrapped.material)
+
+    def _cached(self, name: str) -> _Cached | None:
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None and self._clock() - cached.at >= _KEY_TTL:
+                del self._cache[name]
+                return None
+            return cached
+
+    def _remember(self, name: str, subject_id: str, key: bytes | None) -> _Cached:
+        cached = _Cached(self._clock(), subject_id, key)
+        with self._lock:
+            self._cache[name] = cached
+        return cached
+
+
+def _aad(subject_id: str, key_id: uuid.UUID) -> bytes:
+    return f"{subject_id}|{key_id.hex}".encode()
+
+
+def _parse_v2(sealed: str) -> tuple[uuid.UUID, bytes]:
+    key_hex, colon, body = sealed.removeprefix(_V2).partition(":")
+    if not colon or len(key_hex) != 32:  # a uuid in hex
+        raise SealedDataError("not a sealed value")
+    try:
+        key_id = uuid.UUID(hex=key_hex)
+    except ValueError:
+        raise SealedDataError("not a sealed value") from None
+    return key_id, _b64(body)
+
+
+def _b64(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SealedDataError("not a sealed value") from None
+    if len(raw) <= _NONCE:
+        raise SealedDataError("not a sealed value")
+    return raw
+
+
+def build_vault(settings: Settings, pool: ConnectionPool) -> PersonalDataVault:
+    """The vault of a process: its keys in PostgreSQL, its KEKs from ``FLIGHTBOOK_KEK_FILE``.
+
+    Raises:
+        SettingsError: no usable KEK file (one line naming ``FLIGHTBOOK_KEK_FILE``).
+    """
+    return PersonalDataVault.in_postgres(pool, keks_from_settings(settings))

@@ -29,8 +29,8 @@ __all__ = (
 )
 
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm (or "none") is refused
-Role = Literal["customer", "agent", "ops", "analyst", "auditor"]
-ROLES: frozenset[str] = frozenset({"customer", "agent", "ops", "analyst", "auditor"})
+Role = Literal["customer", "agent", "ops", "analyst", "auditor", "privacy"]
+ROLES: frozenset[str] = frozenset({"customer", "agent", "ops", "analyst", "auditor", "privacy"})
 LEEWAY_SECONDS = 30
 """Clock skew allowed between the issuer and us (``iat`` slightly ahead, ``exp`` just past)."""
 

@@ -8,6 +8,7 @@ may retry freely. A :class:`Declined` authorization is a normal answer, not an e
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,7 @@ import msgspec
 
 __all__ = (
     "DECLINE_REASONS",
+    "OK_WITH_REFERENCE",
     "PAYER_BUDGET_EXHAUSTED",
     "Authorization",
     "Capture",
@@ -35,6 +37,8 @@ __all__ = (
     "PaymentLedger",
     "Refund",
     "refuse_malformed",
+    "simulated_card",
+    "token_fingerprint",
 )
 
 Operation = Literal["authorize", "capture", "void", "refund"]
@@ -56,6 +60,27 @@ class CardToken(StrEnum):
     INSUFFICIENT_FUNDS = "tok_insufficient_funds"
     TIMEOUT = "tok_timeout"
     FLAKY = "tok_flaky"
+
+
+OK_WITH_REFERENCE = "tok_ok_"
+"""``tok_ok_<reference>`` authorizes like ``tok_ok``: a test card whose token is unique, so a
+test can search every store for it (the personal-data erasure test does)."""
+
+
+def simulated_card(token: str) -> str:
+    """The test card a token stands for in the simulated adapters (``tok_ok_<ref>``: ``tok_ok``)."""
+    if token.startswith(OK_WITH_REFERENCE) and len(token) > len(OK_WITH_REFERENCE):
+        return CardToken.OK
+    return token
+
+
+def token_fingerprint(token: str) -> str:
+    """What a simulated provider keeps of a token to recognise a repeated call: never the token.
+
+    A payment token is the customer's card by another name; the provider's idempotency
+    records only need to tell whether a repeat carries the same one.
+    """
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 DECLINE_REASONS: dict[str, str] = {

@@ -60,12 +60,13 @@ class _Auth:
 class InMemoryGateway(gateway.PaymentLedger):
     """A payment provider held in process memory, with the test tokens of the simulator.
 
-    Tokens: ``tok_ok`` authorizes; ``tok_declined`` and ``tok_insufficient_funds``
-    decline; ``tok_timeout`` sleeps ``timeout`` then raises
+    Tokens: ``tok_ok`` and ``tok_ok_<reference>`` authorize; ``tok_declined`` and
+    ``tok_insufficient_funds`` decline; ``tok_timeout`` sleeps ``timeout`` then raises
     :class:`gateway.GatewayUnavailableError` and records nothing; ``tok_flaky`` fails the first
     ``flaky_failures`` attempts of each idempotency key (also for the capture, void
     and refund of an authorization made with it); any other token declines with
-    ``"invalid_token"``. Idempotency keys behave as in :class:`SimulatedGateway`.
+    ``"invalid_token"``. Idempotency keys behave as in :class:`SimulatedGateway` (which keeps
+    a token's fingerprint, never the token).
 
     Args:
         latency: Seconds slept at the start of every call.
@@ -98,16 +99,17 @@ class InMemoryGateway(gateway.PaymentLedger):
         self, *, idempotency_key: str, token: str, amount: int, currency: str
     ) -> gateway.Authorization | gateway.Declined:
         self._before_call(amount=amount, currency=currency)
-        if token == gateway.CardToken.TIMEOUT:
+        card = gateway.simulated_card(token)
+        if card == gateway.CardToken.TIMEOUT:
             self._sleep(self._timeout)
             raise gateway.GatewayUnavailableError("timeout")
-        request = ("authorize", token, amount, currency)
+        request = ("authorize", gateway.token_fingerprint(token), amount, currency)
         with self._lock:
-            if token == gateway.CardToken.FLAKY:
+            if card == gateway.CardToken.FLAKY:
                 self._maybe_flake(idempotency_key)
             outcome = self._replay(idempotency_key, request)
             if outcome is None:
-                outcome = self._authorize(idempotency_key, token, amount, currency)
+                outcome = self._authorize(idempotency_key, card, amount, currency)
                 self._keys[idempotency_key] = (request, outcome)
         if isinstance(outcome, _Rejected):
             raise gateway.GatewayRejectedError(outcome.reason)

@@ -118,13 +118,15 @@ _DDL: tuple[sql.SQL, ...] = (
 class SimulatedGateway(gateway.PaymentLedger):
     """A payment provider simulated on PostgreSQL, with test tokens and a durable ledger.
 
-    Tokens (see :class:`~flightbook.payments.gateway.CardToken`): ``tok_ok`` authorizes;
+    Tokens (see :class:`~flightbook.payments.gateway.CardToken`): ``tok_ok`` and
+    ``tok_ok_<reference>`` authorize;
     ``tok_declined`` and ``tok_insufficient_funds`` decline; ``tok_timeout`` hangs for
     ``timeout`` seconds, then raises :class:`gateway.GatewayUnavailableError` ("timeout") and
     records nothing; ``tok_flaky`` fails the first ``flaky_failures`` attempts of each
     idempotency key with :class:`gateway.GatewayUnavailableError` (attempts are counted in the
     database; the capture, void and refund of a flaky authorization flake the same
-    way); any other token declines with ``"invalid_token"``.
+    way); any other token declines with ``"invalid_token"``. A token is never stored: the
+    idempotency records keep its SHA-256 fingerprint (:func:`gateway.token_fingerprint`).
 
     Rejections (:class:`gateway.GatewayRejectedError`): ``invalid_amount``, ``invalid_currency``
     (not stored), ``idempotency_key_reused``, ``unknown_authorization``,
@@ -202,17 +204,22 @@ class SimulatedGateway(gateway.PaymentLedger):
         self, *, idempotency_key: str, token: str, amount: int, currency: str
     ) -> gateway.Authorization | gateway.Declined:
         self._before_call(amount=amount, currency=currency)
-        if token == gateway.CardToken.TIMEOUT:
+        card = gateway.simulated_card(token)
+        if card == gateway.CardToken.TIMEOUT:
             time.sleep(self._timeout)
             raise gateway.GatewayUnavailableError("timeout")
         self.ensure_schema()
-        request = {"operation": "authorize", "token": token, "amount": amount, "currency": currency}
-        if token == gateway.CardToken.FLAKY:
+        request = {"operation": "authorize", "amount": amount, "currency": currency}
+        # the token itself is never stored: only its fingerprint (rows stored before that
+        # hold the plain token, and a repeat of one of them still matches it)
+        legacy = {**request, "token": token}
+        request["token"] = gateway.token_fingerprint(token)
+        if card == gateway.CardToken.FLAKY:
             self._maybe_flake(idempotency_key)
         with _unavailable_on_db_errors(), self._pool.connection() as conn:
-            kind, body = self._claim_key(conn, idempotency_key, request)
+            kind, body = self._claim_key(conn, idempotency_key, request, legacy=legacy)
             if kind is None:
-                kind, body = self._authorize(conn, idempotency_key, token, amount, currency)
+                kind, body = self._authorize(conn, idempotency_key, card, amount, currency)
                 self._store_outcome(conn, idempotency_key, kind, body)
         if kind == "declined":
             return msgspec.convert(body, gateway.Declined)
@@ -298,7 +305,12 @@ class SimulatedGateway(gateway.PaymentLedger):
             )
 
     def _claim_key(
-        self, conn: psycopg.Connection[TupleRow], idempotency_key: str, request: dict[str, Any]
+        self,
+        conn: psycopg.Connection[TupleRow],
+        idempotency_key: str,
+        request: dict[str, Any],
+        *,
+        legacy: dict[str, Any] | None = None,
     ) -> tuple[_OutcomeKind | None, Any]:
         """Lock the key's row for this transaction; return its stored outcome, if any.
 
@@ -326,7 +338,7 @@ class SimulatedGateway(gateway.PaymentLedger):
         if row is None:  # pragma: no cover - the row was inserted or committed just above
             raise gateway.GatewayUnavailableError("idempotency key vanished")
         stored_request, kind, body = row
-        if stored_request != request:
+        if stored_request != request and (legacy is None or stored_request != legacy):
             raise gateway.GatewayRejectedError("idempotency_key_reused")
         return kind, body
 

@@ -2,7 +2,9 @@
 
 For one worker kind (bookings or flights) and one batch:
 
-1. Group the envelopes by aggregate, in version order.
+1. Let the kind absorb the envelopes that belong to no document (a data subject's
+   erasure: the bookings kind drops the customer's cached keys; counted as applied and
+   marked like any other), then group the rest by aggregate, in version order.
 2. For every version of the document read model being written (the active one, and the
    one a rebuild is building), read the current documents, fold each aggregate's
    envelopes into its document with the pure projector, and write it back guarded by
@@ -210,14 +212,20 @@ class Engine:
             result.positions.add(envelope.position)
             if envelope.correlation_id:
                 result.correlation_ids.add(envelope.correlation_id)
-        if not envelopes or not targets.documents:
+        if not targets.documents:
             return result
+        kept: list[Envelope] = []
+        for envelope in sorted(envelopes, key=lambda e: e.position):
+            if self.kind.absorb(envelope):
+                result.applied += 1  # applied without a document (its marker follows)
+            else:
+                kept.append(envelope)
         groups: dict[str, list[Envelope]] = defaultdict(list)
-        for envelope in sorted(envelopes, key=lambda e: (e.aggregate_version, e.position)):
+        for envelope in sorted(kept, key=lambda e: (e.aggregate_version, e.position)):
             groups[str(envelope.aggregate_id)].append(envelope)
 
         source: dict[str, Document] = {}
-        for index, version in enumerate(targets.documents):
+        for index, version in enumerate(targets.documents if groups else ()):
             name = collection(self.kind.collection, version)
             self._documents.ensure_indexes(name, INDEXES[self.kind.collection])
             folded = self._fold(name, groups)

@@ -165,6 +165,10 @@ class StoreLookups:
     def passengers(self, customer_id: str, sealed: str, count: int) -> list[dict[str, str]]:
         return open_passengers(self._vault, customer_id, sealed, count)
 
+    def forget(self, customer_id: str) -> None:
+        if self._vault is not None:
+            self._vault.forget(customer_id)
+
 
 def open_passengers(
     vault: PersonalDataVault | None, customer_id: str, sealed: str, count: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from flightbook.contracts import payloads
 from flightbook.contracts.readmodels import (
     Projection,
     booking_key,
@@ -61,6 +62,15 @@ class Kind(Protocol):
 
     def evolve(self, doc: Document | None, envelope: Envelope) -> Document: ...
 
+    def absorb(self, envelope: Envelope) -> bool:
+        """Act on an envelope that no document is folded from, and say so.
+
+        True for such an event (a data subject's erasure: the kind drops the customer's
+        cached keys), which the engine then counts as applied without a document; False
+        for the events of its documents.
+        """
+        ...
+
     def hashes(self, doc: Document) -> list[tuple[str, dict[str, str]]]:
         """``(key after the version prefix, fields)`` of the Redis hashes of a document."""
         ...
@@ -111,6 +121,15 @@ class BookingsKind(_SpecKind):
     def evolve(self, doc: Document | None, envelope: Envelope) -> Document:
         return evolve_booking(doc, envelope, self._lookups)
 
+    def absorb(self, envelope: Envelope) -> bool:
+        payload = envelope.payload
+        if not isinstance(payload, payloads.DataSubjectErased):
+            return False
+        # Its bookings' own ``booking.passengers_erased`` redact their documents; what is
+        # left is this process's cache of the erased keys (the vault keeps them 30 s).
+        self._lookups.forget(payload.customer_id)
+        return True
+
     def hashes(self, doc: Document) -> list[tuple[str, dict[str, str]]]:
         return [(booking_key(str(doc["_id"])), booking_hash(doc))]
 
@@ -144,6 +163,9 @@ class FlightsKind(_SpecKind):
 
     def evolve(self, doc: Document | None, envelope: Envelope) -> Document:
         return evolve_flight(doc, envelope)
+
+    def absorb(self, envelope: Envelope) -> bool:
+        return False
 
     def hashes(self, doc: Document) -> list[tuple[str, dict[str, str]]]:
         return [(seats_key(str(doc["_id"])), seats_hash(doc))]

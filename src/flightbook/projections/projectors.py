@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from flightbook.contracts import payloads
 from flightbook.contracts.readmodels import search_key
+from flightbook.eventstore.pii import ERASED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -34,6 +35,7 @@ __all__ = (
     "Document",
     "ProjectionError",
     "booking_hash",
+    "erased_booking",
     "evolve_booking",
     "evolve_flight",
     "funnel_daily_documents",
@@ -75,6 +77,10 @@ class BookingLookups(Protocol):
 
     def passengers(self, customer_id: str, sealed: str, count: int) -> list[dict[str, str]]:
         """The passengers' ``{name, email}``, opened from the sealed text."""
+        ...
+
+    def forget(self, customer_id: str) -> None:
+        """Drop whatever this process keeps of the customer's keys (they were erased)."""
         ...
 
 
@@ -135,6 +141,8 @@ def evolve_booking(doc: Document | None, envelope: Envelope, lookups: BookingLoo
         return _versioned(new, envelope)
     if doc is None:
         raise ProjectionError(f"{envelope.type} for booking {envelope.aggregate_id}, not requested")
+    if isinstance(payload, payloads.PassengersErased):
+        return _versioned(erased_booking(doc, at), envelope)
     new = dict(doc)
     new["reached"] = dict(doc.get("reached") or dict.fromkeys(STATUSES))
     if isinstance(payload, payloads.BookingSeatsHeld):
@@ -156,6 +164,23 @@ def evolve_booking(doc: Document | None, envelope: Envelope, lookups: BookingLoo
         new["reached"][payload.status] = at
     new["updated_at"] = at
     return _versioned(new, envelope)
+
+
+def erased_booking(doc: Document, at: dt.datetime) -> Document:
+    """The booking document once its personal data was erased (at ``at``).
+
+    Every passenger field reads ``"[erased]"``, one entry per booked passenger whatever the
+    document held before (names, ``"[unreadable]"`` or already ``"[erased]"``), so the live
+    document and one rebuilt after the erasure (whose passengers open as erased) are equal.
+    The status and the times each status was reached stay.
+    """
+    erased = {"name": ERASED, "email": ERASED}
+    return {
+        **doc,
+        "passengers": [dict(erased) for _ in range(int(doc["passenger_count"]))],
+        "personal_data_erased": True,
+        "updated_at": at,
+    }
 
 
 def _versioned(doc: Document, envelope: Envelope) -> Document:

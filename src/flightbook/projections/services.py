@@ -15,7 +15,7 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from flightbook.config.settings import require
-from flightbook.eventstore.pii import PersonalDataVault
+from flightbook.eventstore.pii import PersonalDataVault, build_vault
 from flightbook.projections.engine import Engine
 from flightbook.projections.history import EventStoreReader, StoreLookups
 from flightbook.projections.kinds import kind_for
@@ -51,7 +51,7 @@ class ProjectionServices:
         # The adapters follow from the three clients.
         self.database = self.mongo[self.settings.mongo_database]
         self.reader = EventStoreReader(self.pool)
-        self.vault = PersonalDataVault.in_postgres(self.pool)
+        self.vault = build_vault(self.settings, self.pool)
         self.documents = MongoDocuments(self.database)
         self.hashes = RedisHashes(self.redis)
         self.progress = MongoProgress(self.database)

@@ -15,6 +15,8 @@ from uuid import UUID
 
 import msgspec
 
+from flightbook.eventstore.pii import ERASED
+
 __all__ = (
     "ERASED",
     "BookingPage",
@@ -39,8 +41,6 @@ __all__ = (
     "with_seats_left",
 )
 
-ERASED = "[erased]"
-"""What a passenger's name shows once their personal data was erased (crypto-shredding)."""
 
 BookingStatusName = Literal[
     "REQUESTED", "SEATS_HELD", "PAYMENT_AUTHORIZED", "CONFIRMED", "REJECTED", "CANCELLED"
@@ -87,7 +87,7 @@ class FlightPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PassengerView(msgspec.Struct, frozen=True, kw_only=True):
-    """A passenger; ``name`` is ``"[erased]"`` and ``email`` null once erased."""
+    """A passenger; both fields read ``"[erased]"`` once the customer's data was erased."""
 
     name: str
     email: str | None
@@ -109,6 +109,8 @@ class BookingView(msgspec.Struct, frozen=True, kw_only=True):
     """Why it was rejected or cancelled (``NO_SEATS``, ``CUSTOMER``...), else null."""
     refund: Money | None = None
     """What a cancellation refunded, else null."""
+    personal_data_erased: bool = False
+    """The customer's personal data was erased: every passenger field reads ``"[erased]"``."""
 
 
 class BookingPage(msgspec.Struct, frozen=True, kw_only=True):
@@ -237,7 +239,7 @@ def with_seats_left(flight: FlightView, seats_left: Mapping[str, int]) -> Flight
 
 
 def _passenger(value: object) -> PassengerView:
-    # A passenger whose key was shredded is stored as a plain "[erased]"-style string.
+    # Documents hold {name, email}; older ones held a plain "[erased]"-style string.
     if isinstance(value, Mapping):
         name = value.get("name")
         email = value.get("email")
@@ -264,6 +266,7 @@ def booking_from_document(doc: Mapping[str, Any]) -> BookingView:
         updated_at=_utc(doc["updated_at"]),
         reason=str(reason) if reason is not None else None,
         refund=_money(refund) if refund else None,
+        personal_data_erased=doc.get("personal_data_erased") is True,
     )
 
 

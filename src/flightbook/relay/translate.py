@@ -21,6 +21,7 @@ from flightbook.contracts.envelope import CONTRACT_VERSION, Envelope, payload_ty
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment
+from flightbook.domain.subject import DataSubject
 
 if TYPE_CHECKING:
     from eventsourcing.persistence import Notification
@@ -63,6 +64,18 @@ def _booking_requested(e: Booking.Requested) -> payloads.BookingRequested:
         price=payloads.Money(amount=e.price_amount, currency=e.currency),
         refundable=e.refundable,
         channel=e.channel,
+    )
+
+
+@to_payload.register(Booking.PassengersErased)
+def _passengers_erased(e: Booking.PassengersErased) -> payloads.PassengersErased:
+    return payloads.PassengersErased(booking_id=_uuid(e.originator_id), reason=e.reason)
+
+
+@to_payload.register(DataSubject.Erased)
+def _data_subject_erased(e: DataSubject.Erased) -> payloads.DataSubjectErased:
+    return payloads.DataSubjectErased(
+        customer_id=e.customer_id, reason=e.reason, bookings=e.bookings
     )
 
 

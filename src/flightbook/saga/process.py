@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from flightbook.eventstore.applications import EventStore
+    from flightbook.eventstore.pii import PersonalDataVault
     from flightbook.payments.gateway import PaymentGateway
     from flightbook.saga.jobs import JobQueue
 
@@ -43,6 +44,7 @@ class SagaProcess:
         *,
         store: EventStore,
         gateway: PaymentGateway,
+        vault: PersonalDataVault,
         queue: JobQueue,
         postgres_url: str,
         hold_seconds: float,
@@ -98,6 +100,7 @@ class SagaProcess:
             queue=self.queue,
             store=store,
             gateway=gateway,
+            vault=vault,
             clock=clock,
             on_job=lambda kind, outcome: jobs_total.labels(kind, outcome).inc(),
             on_conflict=lambda _attempt: conflicts.inc(),

@@ -9,6 +9,13 @@ at once, without a call, and the saga rejects the booking ``PAYMENT_UNAVAILABLE`
 gateway that does not answer leaves the job to be retried later with exponential backoff;
 a crash mid-job re-runs it after its lease, and the gateway's idempotency makes the
 repeat harmless.
+
+The booking's payment token is sealed in its ``Booking.Requested`` like its passengers
+(issue 17); it is opened with the vault just before the call, and only held in memory for
+it. A legacy event's plain token (not :func:`~flightbook.eventstore.pii.is_sealed`) is used
+as it is. A token that reads
+erased (it cannot: an erasure waits for the customer's bookings in progress) is declined
+``payment_token_erased`` without a call.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from flightbook.domain.booking import BookingStatus
 from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
 from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
+from flightbook.eventstore.pii import ERASED, is_sealed
 from flightbook.payments.gateway import (
     Authorization,
     Declined,
@@ -39,12 +47,14 @@ if TYPE_CHECKING:
 
     from flightbook.domain.booking import Booking
     from flightbook.eventstore.applications import EventStore
+    from flightbook.eventstore.pii import PersonalDataVault
     from flightbook.payments.gateway import PaymentGateway
 
 __all__ = ("JobRunner",)
 
 _log = structlog.get_logger()
 _MAX_BACKOFF = 60.0
+TOKEN_ERASED = "payment_token_erased"  # noqa: S105 - a decline reason, not a secret
 
 
 class JobRunner:
@@ -54,6 +64,7 @@ class JobRunner:
         queue: the job table.
         store: the applications.
         gateway: the payment gateway (already wrapped in retry + circuit breaker).
+        vault: opens the bookings' sealed payment tokens.
         clock: the current UTC time.
     """
 
@@ -63,6 +74,7 @@ class JobRunner:
         queue: JobQueue,
         store: EventStore,
         gateway: PaymentGateway,
+        vault: PersonalDataVault,
         clock: Callable[[], dt.datetime],
         on_job: Callable[[str, str], None] | None = None,
         on_conflict: Callable[[int], None] | None = None,
@@ -72,6 +84,7 @@ class JobRunner:
         self.inventory = store.inventory
         self.payments = store.payments
         self.gateway = gateway
+        self.vault = vault
         self.clock = clock
         self._on_conflict = on_conflict
         self._on_job = on_job or (lambda _kind, _outcome: None)
@@ -136,12 +149,17 @@ class JobRunner:
         gateway = self.gateway
         if isinstance(gateway, PayerScopedGateway):
             gateway = gateway.for_payer(booking.customer_id)
+        token = self._payment_token(booking)
         try:
-            answer: Authorization | Declined = gateway.authorize(
-                idempotency_key=f"{booking.id}:authorize",
-                token=booking.payment_token,
-                amount=booking.price_amount,
-                currency=booking.currency,
+            answer: Authorization | Declined = (
+                Declined(reason=TOKEN_ERASED)
+                if token == ERASED
+                else gateway.authorize(
+                    idempotency_key=f"{booking.id}:authorize",
+                    token=token,
+                    amount=booking.price_amount,
+                    currency=booking.currency,
+                )
             )
         except PayerBudgetExhaustedError as exc:
             # This customer's payments kept timing out: fail fast (the saga rejects the
@@ -167,6 +185,12 @@ class JobRunner:
             outcome = f"declined: {answer.reason}"
         self.payments.record(payment, rows=[complete_job(job)])
         return outcome
+
+    def _payment_token(self, booking: Booking) -> str:
+        """The booking's payment token opened (a legacy plain one as it is), or ERASED."""
+        if not is_sealed(booking.payment_token):
+            return booking.payment_token
+        return self.vault.open(booking.customer_id, booking.payment_token)
 
     def _expire_hold(self, job: Job) -> str:
         booking = self.bookings.booking(job.booking_id)

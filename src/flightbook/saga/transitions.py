@@ -17,7 +17,10 @@ of the answered event and its job rows, in one transaction), the events it may s
 there and the jobs it may schedule. :data:`JOBS` says the same of the jobs.
 ``tests/unit/saga/test_transitions.py`` runs every branch of
 :class:`~flightbook.saga.steps.SagaSteps` and checks each against this table, so the
-table cannot drift from the code.
+table cannot drift from the code. :data:`UNANSWERED` names every other event of the three
+logs, so a new event type must be put in one of the two (a test checks it): an erasure of
+personal data (``Booking.PassengersErased``, ``DataSubject``) is nothing the saga acts on,
+since it is refused while a booking is in progress.
 """
 
 from __future__ import annotations
@@ -28,12 +31,21 @@ from typing import TYPE_CHECKING
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment
+from flightbook.domain.subject import DataSubject
 from flightbook.saga.jobs import JobKind
 
 if TYPE_CHECKING:
     from flightbook.eventstore.contexts import Context
 
-__all__ = ("JOBS", "TRANSITIONS", "JobTransition", "Transition", "answered_events", "transition")
+__all__ = (
+    "JOBS",
+    "TRANSITIONS",
+    "UNANSWERED",
+    "JobTransition",
+    "Transition",
+    "answered_events",
+    "transition",
+)
 
 B, F, P = Booking, FlightInventory, Payment
 EXPIRE, AUTHORIZE, SETTLE = JobKind.EXPIRE_HOLD, JobKind.AUTHORIZE_PAYMENT, JobKind.SETTLE_PAYMENT
@@ -101,6 +113,15 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(P.Declined, ("booking rejected: payment unavailable",), "booking", (B.Rejected,)),
     Transition(P.Declined, ("booking already ended",), "booking"),
 )
+
+UNANSWERED: frozenset[type] = frozenset({
+    B.PassengersErased,  # only on a finished booking: nothing left to do
+    F.Scheduled, F.FareChanged,  # a booking's request asks for the seats
+    F.HoldReleased, F.SoldSeatsReturned,  # what the saga itself does when a booking ends
+    P.Captured, P.Voided, P.Refunded,  # the end of a payment's settle job
+    DataSubject.Opened, DataSubject.Erased,  # an erasure: for the read models, not the saga
+})
+"""The events of the logs the saga reads and does not answer (the follower skips them)."""
 
 JOBS: tuple[JobTransition, ...] = (
     JobTransition(EXPIRE, "inventory", (F.HoldExpired,)),

@@ -15,7 +15,7 @@ import redis
 from psycopg_pool import ConnectionPool
 
 from flightbook.config.settings import Settings
-from flightbook.eventstore.pii import PersonalDataVault
+from flightbook.eventstore.pii import PersonalDataVault, build_vault
 from tests.support.pipeline import Pipeline, Process
 from tests.support.writeside import WriteSide
 
@@ -44,7 +44,7 @@ def started() -> Iterator[list[Process]]:
 def vault(settings: Settings) -> Iterator[PersonalDataVault]:
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=2) as pool:
-        yield PersonalDataVault.in_postgres(pool)
+        yield build_vault(settings, pool)
 
 
 @pytest.fixture

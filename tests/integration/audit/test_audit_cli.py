@@ -15,7 +15,7 @@ from flightbook.cli import main
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.eventstore.metadata import recording
-from flightbook.eventstore.pii import PersonalDataVault
+from flightbook.eventstore.pii import build_vault
 from flightbook.http.tokens import mint_token
 from tests.support.builders import a_booking
 from tests.support.saga import SagaHarness, make_harness
@@ -101,7 +101,7 @@ def test_personal_data_shows_only_with_the_flag_and_an_auditors_token(
 ) -> None:
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=1) as pool:
-        sealed = PersonalDataVault.in_postgres(pool).seal("carol", '[{"name": "Ada Lovelace"}]')
+        sealed = build_vault(settings, pool).seal("carol", '[{"name": "Ada Lovelace"}]')
     booking = a_booking(uuid.uuid4(), customer="carol", sealed=sealed, price=100)
     write_side.bookings.record(booking)
     auditor = mint_token(settings, subject="audrey", roles=["auditor"])

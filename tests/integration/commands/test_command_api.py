@@ -95,7 +95,7 @@ def test_a_booking_is_accepted_as_requested_with_its_position(
     assert (booking.price_amount, booking.currency) == (90000, "EUR")
     assert booking.passenger_count == 2
     assert booking.refundable is False
-    assert booking.passengers.startswith("pii1:")
+    assert booking.passengers.startswith("pii2:")
     assert "ada@example.com" not in booking.passengers
 
 

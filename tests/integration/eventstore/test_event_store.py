@@ -11,7 +11,7 @@ from psycopg_pool import ConnectionPool
 
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking
-from flightbook.eventstore.pii import ERASED, PersonalDataVault
+from flightbook.eventstore.pii import ERASED, build_vault
 from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.integration
@@ -76,12 +76,12 @@ def test_every_stored_event_carries_its_metadata(write_side: WriteSide) -> None:
 def test_personal_data_is_sealed_per_subject_and_erasable(settings: Settings) -> None:
     assert settings.postgres_url is not None
     with ConnectionPool(settings.postgres_url, min_size=1, max_size=2) as pool:
-        vault = PersonalDataVault.in_postgres(pool)
+        vault = build_vault(settings, pool)
         sealed = vault.seal("alice", '[{"name": "Ada Lovelace"}]')
 
         opened = vault.open("alice", sealed)
         vault.erase("alice")
-        after = PersonalDataVault.in_postgres(pool).open("alice", sealed)
+        after = build_vault(settings, pool).open("alice", sealed)
 
     assert "Ada" not in sealed
     assert opened == '[{"name": "Ada Lovelace"}]'

@@ -8,7 +8,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from flightbook.payments.gateway import (
     Authorization,
@@ -19,6 +21,7 @@ from flightbook.payments.gateway import (
     GatewayUnavailableError,
     PaymentGateway,
     PaymentLedger,
+    token_fingerprint,
 )
 from flightbook.payments.memory import InMemoryGateway
 from flightbook.payments.simulated import SimulatedGateway
@@ -326,6 +329,61 @@ def test_state_and_attempt_counts_survive_a_new_gateway_process(
 
     assert replayed == capture
     assert [e.operation for e in entries] == ["authorize", "capture"]
+
+
+def test_a_token_with_a_reference_authorizes_like_tok_ok_and_a_repeat_must_carry_it(
+    gateway: InspectableGateway, booking: str
+) -> None:
+    token = f"tok_ok_{uuid.uuid4().hex}"
+
+    first = authorize(gateway, booking, token=token)
+    again = authorize(gateway, booking, token=token)
+
+    assert again == first
+    with pytest.raises(GatewayRejectedError, match="idempotency_key_reused"):
+        authorize(gateway, booking, token=f"tok_ok_{uuid.uuid4().hex}")
+    assert [e.operation for e in gateway.entries_for_booking(booking)] == ["authorize"]
+
+
+def test_the_simulated_provider_keeps_a_fingerprint_of_a_token_never_the_token(
+    postgres_gateway: SimulatedGateway, postgres_url: str, isolated_schema: str, booking: str
+) -> None:
+    token = f"tok_ok_{uuid.uuid4().hex}"
+
+    authorize(postgres_gateway, booking, token=token)
+
+    with psycopg.connect(postgres_url) as conn:
+        stored = [
+            str(row)
+            for table in ("idempotency_keys", "authorizations", "ledger")
+            for row in conn.execute(
+                sql.SQL("SELECT t::text FROM {}.{} t").format(
+                    sql.Identifier(isolated_schema), sql.Identifier(table)
+                )
+            )
+        ]
+    assert stored
+    assert not [row for row in stored if token in row]
+    assert any(token_fingerprint(token) in row for row in stored)
+
+
+def test_a_repeat_of_a_call_stored_with_the_plain_token_still_matches_it(
+    postgres_gateway: SimulatedGateway, postgres_url: str, isolated_schema: str, booking: str
+) -> None:
+    """Rows written before fingerprints keep the token; a saga retrying one is not refused."""
+    first = authorize(postgres_gateway, booking)
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {}.idempotency_keys SET request = request || %s::jsonb "
+                "WHERE idempotency_key = %s"
+            ).format(sql.Identifier(isolated_schema)),
+            ('{"token": "tok_ok"}', f"{booking}:authorize"),
+        )
+
+    again = authorize(postgres_gateway, booking)
+
+    assert again == first
 
 
 def test_gateway_adapters_are_payment_gateways(gateway: InspectableGateway) -> None:

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
+from flightbook.projections.projectors import erased_booking
 from tests.support import documents
 from tests.support.api import Api, Headers, ops_metrics
 from tests.support.readside import ServerReadSide
@@ -141,7 +142,27 @@ def test_a_booking_is_shown_to_its_owner_an_agent_and_an_auditor(
         "updated_at": "2026-11-01T09:30:02.123000Z",
         "reason": None,
         "refund": None,
+        "personal_data_erased": False,
     }
+
+
+@pytest.mark.parametrize(("subject", "role"), [("alice", "customer"), ("andy", "agent")])
+def test_an_erased_booking_shows_erased_passengers_to_its_owner_and_an_agent(
+    query_api: Api, auth: Headers, servers: ServerReadSide, subject: str, role: str
+) -> None:
+    doc = documents.booking_doc(customer_id="alice", status="CONFIRMED")
+    erased = erased_booking(doc, documents.CREATED + dt.timedelta(minutes=5))
+    servers.put_document("bookings_v1", erased)  # what the bookings worker writes
+
+    response = query_api.get(f"/bookings/{doc['_id']}", headers=auth(subject, role))
+    mine = query_api.get("/bookings", headers=auth("alice", "customer"))
+
+    assert response.status_code == 200, response.text
+    assert body(response)["passengers"] == [{"name": "[erased]", "email": "[erased]"}]
+    assert body(response)["personal_data_erased"] is True
+    assert body(response)["updated_at"] == "2026-11-01T09:35:00.123000Z"
+    assert body(mine)["items"] == [body(response)]
+    assert "Ada" not in response.text + mine.text
 
 
 @pytest.mark.parametrize(

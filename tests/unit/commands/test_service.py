@@ -33,7 +33,6 @@ from flightbook.commands.service import (
 )
 from flightbook.domain.booking import BookingStatus, RejectionReason
 from flightbook.domain.errors import (
-    DomainError,
     FlightNotBookableError,
     IllegalTransitionError,
     InvalidValueError,
@@ -42,7 +41,7 @@ from flightbook.domain.errors import (
 from flightbook.domain.inventory import FlightStatus
 from flightbook.domain.values import Cabin
 from flightbook.eventstore.applications import EventStore
-from flightbook.eventstore.pii import MemorySubjectKeys, PersonalDataVault
+from flightbook.eventstore.pii import ERASED, is_sealed
 from flightbook.http.tokens import Principal
 from tests.support.memory import (
     MEMORY,
@@ -236,7 +235,7 @@ def test_a_booking_is_requested_under_an_id_made_of_the_customer_and_the_key(
     assert (booking.passenger_count, booking.price_amount) == (2, 2 * PRICE)
     assert booking.currency == "EUR"
     assert booking.refundable is True
-    assert booking.payment_token == "tok_flaky"
+    assert service.vault.open("alice", booking.payment_token) == "tok_flaky"  # sealed
     assert keys_used(store) == 1
 
 
@@ -326,7 +325,7 @@ def test_a_concurrent_duplicate_stores_no_second_booking_and_gets_the_first_answ
     racing = CommandService(
         store=store,
         keys=LateKeys(MemoryIdempotencyKeys(database)),
-        vault=PersonalDataVault(MemorySubjectKeys(database)),
+        vault=service.vault,  # one KEK: a vault of its own could not unwrap the first's key
         settings=MEMORY,
         clock=clock,
     )
@@ -412,7 +411,7 @@ def test_passengers_are_stored_sealed_for_their_customer_never_in_plain_text(
     result = book(service, flight_id, passengers=(padded, CHARLES))
 
     booking = store.bookings.booking(result.booking_id)
-    assert booking.passengers.startswith("pii1:")
+    assert booking.passengers.startswith("pii2:")
     raw = b"".join(n.state for n in store.bookings.recorder.select_notifications(1, 100))
     for secret in (b"Ada Lovelace", b"ada@example.com", b"Charles", b"charles@example.com"):
         assert secret not in raw
@@ -423,16 +422,29 @@ def test_passengers_are_stored_sealed_for_their_customer_never_in_plain_text(
     ]
 
 
-def test_a_customer_whose_personal_data_was_erased_cannot_book(
+def test_the_payment_token_is_stored_sealed_and_opens_for_the_saga(
     service: CommandService, store: EventStore, flight_id: uuid.UUID
 ) -> None:
+    result = book(service, flight_id, token="tok_ok_4242-distinctive")
+
+    booking = store.bookings.booking(result.booking_id)
+    assert is_sealed(booking.payment_token)
+    raw = b"".join(n.state for n in store.bookings.recorder.select_notifications(1, 100))
+    assert b"4242-distinctive" not in raw
+    assert service.vault.open("alice", booking.payment_token) == "tok_ok_4242-distinctive"
+
+
+def test_a_customer_whose_keys_were_erased_books_again_under_a_new_key(
+    service: CommandService, store: EventStore, flight_id: uuid.UUID
+) -> None:
+    old = store.bookings.booking(book(service, flight_id, "key-1").booking_id)
     service.vault.erase("alice")
 
-    with pytest.raises(DomainError) as refused:
-        book(service, flight_id)
+    again = book(service, flight_id, "key-2")
 
-    assert refused.value.code == "personal_data_erased"
-    assert event_counts(store)["booking"] == keys_used(store) == 0
+    new = store.bookings.booking(again.booking_id)
+    assert service.vault.open("alice", new.passengers) != ERASED
+    assert service.vault.open("alice", old.passengers) == ERASED
 
 
 # -- cancelling a booking ----------------------------------------------------------------------

@@ -36,6 +36,7 @@ from flightbook.contracts.payloads import PAYLOAD_TYPES, Payload
 from flightbook.domain.booking import Booking, CancellationReason, RejectionReason
 from flightbook.domain.inventory import FlightInventory
 from flightbook.domain.payment import Payment
+from flightbook.domain.subject import DataSubject, ErasureReason
 from flightbook.domain.values import Cabin, Fare, Money
 from flightbook.eventstore.contexts import CONTEXT_NAMES, Context
 from flightbook.eventstore.mapper import MetadataMapper
@@ -47,17 +48,18 @@ from tests.support.processes import ROOT
 pytestmark = pytest.mark.unit
 
 SCHEMA_FILE = ROOT / "docs" / "contracts.schema.json"
-AGGREGATES: tuple[type[Aggregate], ...] = (Booking, FlightInventory, Payment)
+AGGREGATES: tuple[type[Aggregate], ...] = (Booking, DataSubject, FlightInventory, Payment)
 CONTEXT_OF: dict[type[Aggregate], Context] = {
     Booking: "booking",
+    DataSubject: "booking",
     FlightInventory: "inventory",
     Payment: "payment",
 }
 
-PRIVATE_EVENTS: frozenset[type[object]] = frozenset()
-"""Recorded domain events that are deliberately not published. None today: every event
-of the three aggregates is public (the payment token of ``Booking.Requested`` is left out
-field by field instead)."""
+PRIVATE_EVENTS: frozenset[type[object]] = frozenset({DataSubject.Opened})
+"""Recorded domain events that are deliberately not published: a data subject's opening
+(its erasure is what consumers act on). The payment token of ``Booking.Requested`` is left
+out field by field instead."""
 
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -184,6 +186,9 @@ def every_event() -> list[CanMutateAggregate[uuid.UUID]]:
     confirmed.confirm()
     confirmed.cancel(CancellationReason.CUSTOMER, by="alice")
     rejected.reject(RejectionReason.NO_SEATS)
+    rejected.erase_personal_data(ErasureReason.CUSTOMER_REQUEST)
+    subject = DataSubject.open("alice")
+    subject.erase(ErasureReason.CUSTOMER_REQUEST, bookings=1)
 
     captured = Payment.authorized(
         payment_id=uuid.uuid4(),
@@ -201,7 +206,7 @@ def every_event() -> list[CanMutateAggregate[uuid.UUID]]:
     declined = Payment.declined(
         payment_id=uuid.uuid4(), booking_id=rejected.id, amount=1, currency="EUR", reason="card"
     )
-    aggregates = (flight, confirmed, rejected, captured, voided, declined)
+    aggregates = (flight, confirmed, rejected, subject, captured, voided, declined)
     return [e for a in aggregates for e in a.collect_events()]
 
 
@@ -235,7 +240,7 @@ def test_stored_events_decode_into_envelopes_with_their_position_and_metadata() 
     with recording(actor="ops", correlation_id="req-1", causation_id="cmd-1"):
         stored = [mapper.to_stored_event(e) for e in events]
 
-    envelopes_ = []
+    envelopes_: list[Envelope | None] = []
     for position, item in enumerate(stored, start=1):
         notification = Notification(
             id=position,
@@ -248,9 +253,10 @@ def test_stored_events_decode_into_envelopes_with_their_position_and_metadata() 
         context = CONTEXT_OF[next(a for a in AGGREGATES if isinstance(domain_event, a.Event))]
         envelopes_.append(to_envelope(context, notification, domain_event, meta))
 
-    assert all(e is not None for e in envelopes_)
+    assert [e is None for e in envelopes_] == [type(e) in PRIVATE_EVENTS for e in events]
     for original, envelope in zip(events, envelopes_, strict=True):
-        assert envelope is not None
+        if envelope is None:
+            continue
         assert envelope.aggregate_id == original.originator_id
         assert envelope.aggregate_version == original.originator_version
         assert envelope.occurred_at == original.timestamp
@@ -264,7 +270,11 @@ def test_stored_events_decode_into_envelopes_with_their_position_and_metadata() 
         assert envelope.type == payload_type_name(type(envelope.payload))
         assert envelope.version == CONTRACT_VERSION
         assert decoder.decode(encoder.encode(envelope)) == envelope
-    assert [e.position for e in envelopes_ if e is not None] == list(range(1, len(events) + 1))
+    assert [e.position for e in envelopes_ if e is not None] == [
+        position
+        for position, event in enumerate(events, start=1)
+        if type(event) not in PRIVATE_EVENTS
+    ]
 
 
 def test_a_booking_request_publishes_the_sealed_passengers_and_never_the_payment_token() -> None:
@@ -279,6 +289,33 @@ def test_a_booking_request_publishes_the_sealed_passengers_and_never_the_payment
     assert payload.price == payloads.Money(amount=90000, currency="EUR")
     assert b"tok_ok" not in wire
     assert b"payment_token" not in wire
+
+
+def test_an_erasure_publishes_which_booking_and_which_customer_and_no_personal_data() -> None:
+    events = every_event()
+    erased = next(e for e in events if isinstance(e, Booking.PassengersErased))
+    subject = next(e for e in events if isinstance(e, DataSubject.Erased))
+
+    booking_payload = to_payload(erased)
+    subject_payload = to_payload(subject)
+
+    assert booking_payload == payloads.PassengersErased(
+        booking_id=erased.originator_id, reason="customer_request"
+    )
+    assert subject_payload == payloads.DataSubjectErased(
+        customer_id="alice", reason="customer_request", bookings=1
+    )
+    assert msgspec.json.decode(encoder.encode(booking_payload)) == {
+        "type": "booking.passengers_erased",
+        "booking_id": str(erased.originator_id),
+        "reason": "customer_request",
+    }
+    assert msgspec.json.decode(encoder.encode(subject_payload)) == {
+        "type": "booking.data_subject_erased",
+        "customer_id": "alice",
+        "reason": "customer_request",
+        "bookings": 1,
+    }
 
 
 def test_an_event_the_contract_does_not_know_stays_private() -> None:
@@ -346,3 +383,26 @@ def test_the_schema_file_in_docs_is_the_current_schema() -> None:
         "docs/contracts.schema.json is out of date; regenerate it with "
         "`.venv/bin/python -m flightbook.contracts > docs/contracts.schema.json`"
     )
+
+
+def test_the_contract_page_documents_every_payload_type_and_its_fields() -> None:
+    """docs/contracts.md has a row per payload type naming each of its fields."""
+    page = (ROOT / "docs" / "contracts.md").read_text()
+    rows = {
+        line.split("|")[1].strip().strip("`"): line
+        for line in page.splitlines()
+        if line.startswith("| `") and line.count("|") >= 4
+    }
+    missing = []
+    for payload_type in PAYLOAD_TYPES:
+        row = rows.get(payload_type_name(payload_type))
+        if row is None:
+            missing.append(payload_type_name(payload_type))
+            continue
+        missing += [
+            f"{payload_type_name(payload_type)}.{field.name}"
+            for field in msgspec.structs.fields(payload_type)
+            if f"`{field.name}`" not in row
+        ]
+
+    assert missing == [], "docs/contracts.md does not document these payload types or fields"

@@ -15,8 +15,10 @@ from flightbook.contracts.payloads import (
     BookingRejected,
     BookingRequested,
     BookingSeatsHeld,
+    DataSubjectErased,
     HoldConfirmed,
     Money,
+    PassengersErased,
     SeatsHeld,
 )
 from flightbook.projections.engine import Engine, RepairError, Targets
@@ -105,6 +107,36 @@ def test_a_history_applied_twice_changes_nothing_the_second_time(setup: Setup) -
     docs = setup.documents.collections["bookings_v1"]
     assert sorted(d["status"] for d in docs.values()) == ["CONFIRMED"] * 3 + ["REJECTED"]
     assert {d["_v"] for d in docs.values() if d["status"] == "CONFIRMED"} == {4}
+
+
+def test_an_erasure_replayed_any_number_of_times_leaves_the_same_redacted_documents(
+    setup: Setup,
+) -> None:
+    kept, erased = setup.book(), setup.book(confirm=False)
+    subject = uuid.uuid4()
+    setup.bookings.add(erased, PassengersErased(booking_id=erased, reason="customer_request"))
+    setup.bookings.add(
+        subject, DataSubjectErased(customer_id="alice", reason="customer_request", bookings=1)
+    )
+    engine = setup.engine("bookings")
+
+    first = engine.apply(setup.bookings.envelopes, LIVE)
+    after_first = setup.snapshot()
+    again = engine.apply(setup.bookings.envelopes, LIVE)
+    one_by_one = [engine.apply([e], LIVE) for e in setup.bookings.envelopes]
+
+    docs = setup.documents.collections["bookings_v1"]
+    assert set(docs) == {str(kept), str(erased)}  # no document for the data subject
+    assert docs[str(erased)]["passengers"] == [{"name": "[erased]", "email": "[erased]"}]
+    assert docs[str(erased)]["personal_data_erased"] is True
+    assert docs[str(kept)]["passengers"] == [{"name": "sealed-0", "email": "alice@example.com"}]
+    assert (first.applied, first.duplicates) == (9, 0)  # 4 + 4 booking events + the subject's
+    assert (again.applied, again.duplicates) == (1, 8)  # the subject's is not a document's
+    assert setup.snapshot() == after_first
+    assert sum(r.duplicates for r in one_by_one) == 8
+    assert setup.lookups.forgotten == ["alice"] * 2 + ["alice"]  # its cached keys, each time
+    positions = set(range(1, setup.bookings.position + 1))
+    assert setup.progress.applied_between("bookings", "booking", 0, 100) == positions
 
 
 def test_envelopes_of_one_aggregate_are_applied_in_version_order_whatever_their_order(

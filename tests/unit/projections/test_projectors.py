@@ -26,6 +26,17 @@ pytestmark = pytest.mark.unit
 
 FLIGHT = uuid.UUID("11111111-2222-4333-8444-555555555555")
 LOOKUPS = FakeLookups({str(FLIGHT): ("LHR", "JFK")})
+CHANGED_BY_ERASURE = {"passengers", "personal_data_erased", "updated_at", "_v", "_pos"}
+
+
+class ErasedLookups(FakeLookups):
+    """The customer's key is gone: every passenger opens as erased."""
+
+    def __init__(self) -> None:
+        super().__init__({str(FLIGHT): ("LHR", "JFK")})
+
+    def passengers(self, customer_id: str, sealed: str, count: int) -> list[dict[str, str]]:
+        return [{"name": "[erased]", "email": "[erased]"} for _ in range(count)]
 
 
 def requested(passengers: int = 2, price: int = 90000) -> payloads.BookingRequested:
@@ -135,6 +146,46 @@ def test_a_rejected_booking_keeps_its_reason(booking_log: Log) -> None:
 
     assert (doc["status"], doc["reason"], doc["_v"]) == ("REJECTED", "NO_SEATS", 2)
     assert doc["reached"]["REJECTED"] is not None
+
+
+def test_an_erasure_redacts_every_passenger_field_and_keeps_the_status(booking_log: Log) -> None:
+    booking = uuid.uuid4()
+    doc = evolve_booking(None, booking_log.add(booking, requested(passengers=2)), LOOKUPS)
+    doc = evolve_booking(doc, booking_log.add(booking, payloads.BookingConfirmed()), LOOKUPS)
+    erasure = booking_log.add(
+        booking, payloads.PassengersErased(booking_id=booking, reason="customer_request")
+    )
+
+    erased = evolve_booking(doc, erasure, LOOKUPS)
+
+    assert erased["passengers"] == [{"name": "[erased]", "email": "[erased]"}] * 2
+    assert erased["personal_data_erased"] is True
+    assert (erased["status"], erased["reached"]) == ("CONFIRMED", doc["reached"])
+    assert (erased["updated_at"], erased["_v"], erased["_pos"]) == (ms(erasure.occurred_at), 3, 3)
+    assert {k: v for k, v in erased.items() if k not in CHANGED_BY_ERASURE} == {
+        k: v for k, v in doc.items() if k not in CHANGED_BY_ERASURE
+    }
+    assert "personal_data_erased" not in doc  # absent until an erasure (older documents too)
+    assert booking_hash(erased) == {"_v": "3", "status": "CONFIRMED"}  # no personal data
+
+
+def test_an_erased_booking_is_the_same_whether_it_was_opened_before_or_after_the_erasure(
+    booking_log: Log,
+) -> None:
+    """Live, the names were opened and then erased; rebuilt, they open as erased: one result."""
+    booking = uuid.uuid4()
+    envelopes = [
+        booking_log.add(booking, requested(passengers=3)),
+        booking_log.add(booking, payloads.BookingRejected(reason="NO_SEATS")),
+        booking_log.add(booking, payloads.PassengersErased(booking_id=booking, reason="retention")),
+    ]
+
+    live = rebuilt = None
+    for envelope in envelopes:
+        live = evolve_booking(live, envelope, LOOKUPS)
+        rebuilt = evolve_booking(rebuilt, envelope, ErasedLookups())
+
+    assert live == rebuilt
 
 
 def test_a_booking_of_an_unknown_flight_has_no_route(booking_log: Log) -> None:

@@ -41,7 +41,9 @@ def test_a_booking_shows_the_contract_fields_and_nothing_internal() -> None:
         "updated_at",
         "reason",
         "refund",
+        "personal_data_erased",
     }
+    assert body["personal_data_erased"] is False
     assert body["booking_id"] == doc["_id"]
     assert body["passengers"] == [{"name": "Ada Lovelace", "email": "ada@example.com"}]
     assert body["price"] == {"amount": 45000, "currency": "EUR"}
@@ -59,6 +61,18 @@ def test_erased_passengers_show_as_erased_without_email() -> None:
         ("[erased]", None),
         ("[erased]", None),
     ]
+
+
+def test_a_booking_whose_personal_data_was_erased_says_so_and_shows_only_erased_fields() -> None:
+    doc = documents.booking_doc(
+        status="CONFIRMED", passengers=[{"name": "[erased]", "email": "[erased]"}] * 2
+    )
+    doc["personal_data_erased"] = True
+
+    body = msgspec.json.decode(msgspec.json.encode(booking_from_document(doc)))
+
+    assert body["passengers"] == [{"name": "[erased]", "email": "[erased]"}] * 2
+    assert (body["personal_data_erased"], body["status"]) == (True, "CONFIRMED")
 
 
 def test_naive_and_offset_times_come_out_in_utc() -> None:

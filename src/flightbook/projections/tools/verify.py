@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from flightbook.config.settings import require
 from flightbook.contracts.readmodels import COLLECTIONS, collection, redis_version_prefix
-from flightbook.eventstore.pii import PersonalDataVault
+from flightbook.eventstore.pii import PersonalDataVault, build_vault
 from flightbook.projections.engine import Engine, Targets, recompute_analytics, replay
 from flightbook.projections.history import EventStoreReader, StoreLookups
 from flightbook.projections.kinds import BookingsKind, FlightsKind
@@ -174,7 +174,7 @@ def replay_read_models(
     with ConnectionPool(url, min_size=1, max_size=2, name="verify") as pool:
         reader = EventStoreReader(pool)
         return expected_from_event_store(
-            reader, PersonalDataVault.in_postgres(pool), redis_prefix=settings.redis_prefix, say=say
+            reader, build_vault(settings, pool), redis_prefix=settings.redis_prefix, say=say
         )
 
 
