@@ -84,25 +84,17 @@ def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _cmd_privacy_rotate_kek(settings: Settings, args: argparse.Namespace) -> int:
     from flightbook.eventstore.rotation import run_rotation
+    from flightbook.stack.launcher import postgres_url
 
     if args.batch_size < 1:
         _fail("--batch-size must be at least 1", 2)
-    url = settings.postgres_url or _stack_postgres_url(settings)
     return run_rotation(
-        settings, url, retire_old=args.retire_old, batch_size=args.batch_size, say=_say
+        settings,
+        postgres_url(settings),
+        retire_old=args.retire_old,
+        batch_size=args.batch_size,
+        say=_say,
     )
-
-
-def _stack_postgres_url(settings: Settings) -> str:
-    from flightbook.stack.launcher import LocalStack
-
-    state = LocalStack(settings).status().get("postgres")
-    if state is None:
-        raise CliError(
-            "no PostgreSQL: set FLIGHTBOOK_POSTGRES_URL, or start the local stack "
-            "with 'flightbook stack up'"
-        )
-    return state.url
 
 
 def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -240,10 +232,9 @@ def _parser() -> argparse.ArgumentParser:
     add_privacy_export(privacy_verbs)
 
     from flightbook.commands.erasure_cli import add_privacy_erase
+    from flightbook.stack.launcher import postgres_url
 
-    add_privacy_erase(
-        privacy_verbs, postgres_url=lambda s: s.postgres_url or _stack_postgres_url(s)
-    )
+    add_privacy_erase(privacy_verbs, postgres_url=postgres_url)
     return parser
 
 

@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,9 +37,10 @@ from flightbook.http.tokens import mint_token
 from flightbook.stack.servers import KIND_BY_NAME, Postgres
 from tests.support.api import fare_body, flight_body
 from tests.support.builders import a_booking
-from tests.support.pipeline import fast, wait_for_read_models, wait_until
+from tests.support.pipeline import fast, final_bookings, wait_for_read_models, wait_until
 from tests.support.scan import Needles, scan_files, scan_postgres
-from tests.support.system import FINAL, RunningSystem, eventually, flightbook
+from tests.support.system import FINAL, RunningSystem, eventually, flightbook, running_system
+from tests.support.threads import Background
 from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +56,8 @@ def kek_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def system(kek_settings: Settings, tmp_path: Path) -> Iterator[RunningSystem]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    running = RunningSystem(fast(kek_settings, query_wait_seconds=20.0), logs)
-    try:
-        yield running.start()
-    finally:
-        running.stop()
+    with running_system(fast(kek_settings, query_wait_seconds=20.0), tmp_path) as up:
+        yield up
 
 
 def sealed_fields(url: str) -> list[tuple[str, str, str, str]]:
@@ -275,7 +270,7 @@ def test_a_copy_of_the_database_without_the_kek_opens_no_sealed_field(
 # -- rotating the KEK while the system books ----------------------------------------------------
 
 
-class Booker:
+class Booker(Background):
     """Customers booking through the command API in a thread until told to stop."""
 
     def __init__(self, system: RunningSystem, flight_id: str, customers: int) -> None:
@@ -287,20 +282,14 @@ class Booker:
         self.sent: dict[str, tuple[str, list[dict[str, str]], str]] = {}
         self.errors: list[str] = []
         self.capped = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="booker", daemon=True)
-
-    def start(self) -> Booker:
-        self._thread.start()
-        return self
+        super().__init__("booker")
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
+        self.halt(60)
 
-    def _run(self) -> None:
+    def work(self) -> None:
         n = 0
-        while not self._stop.is_set():
+        while not self.stopping:
             customer = self.customers[n % len(self.customers)]
             passengers = [{"name": f"Rotating Passenger {n}", "email": f"rot{n}@kek.example"}]
             token = f"tok_ok_rotation{n}x{uuid.uuid4().hex[:6]}"
@@ -345,17 +334,6 @@ def other_customers(settings: Settings, kek_path: Path, count: int) -> dict[str,
             f"cust-other-{n}": vault.seal(f"cust-other-{n}", f"datum {n}")
             for n in range(0, count, 10)
         }
-
-
-def final_bookings(settings: Settings) -> dict[str, str]:
-    assert settings.postgres_url is not None
-    with psycopg.connect(settings.postgres_url) as conn:
-        rows = conn.execute(
-            "SELECT originator_id::text, split_part(topic, '.', -1) FROM booking.bookings_events "
-            "WHERE topic LIKE %s OR topic LIKE %s OR topic LIKE %s",
-            ("%Booking.Confirmed", "%Booking.Rejected", "%Booking.Cancelled"),
-        ).fetchall()
-    return {str(b): str(kind) for b, kind in rows}
 
 
 def test_rotating_the_kek_while_the_system_books_loses_nothing_and_every_field_still_opens(

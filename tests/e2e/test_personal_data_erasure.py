@@ -33,7 +33,14 @@ from tests.support.scan import (
     scan_postgres,
     scan_redis,
 )
-from tests.support.system import FINAL, Caller, RunningSystem, eventually, flightbook
+from tests.support.system import (
+    FINAL,
+    Caller,
+    RunningSystem,
+    eventually,
+    flightbook,
+    running_system,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -61,13 +68,8 @@ def needles() -> Needles:
 
 @pytest.fixture
 def system(settings: Settings, tmp_path: Path) -> Iterator[RunningSystem]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    running = RunningSystem(fast(settings, query_wait_seconds=20.0, log_level="debug"), logs)
-    try:
-        yield running.start()
-    finally:
-        running.stop()
+    with running_system(fast(settings, query_wait_seconds=20.0, log_level="debug"), tmp_path) as up:
+        yield up
 
 
 def status_of(reader: Caller, booking_id: str) -> str | None:

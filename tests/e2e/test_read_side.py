@@ -7,23 +7,20 @@ their command did; what the saga does afterwards shows up by polling with a dead
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 
 from flightbook.config.settings import Settings
-from flightbook.http.tokens import mint_token
 from tests.support.api import fare_body, flight_body
-from tests.support.processes import SystemProcess, free_port
+from tests.support.system import RunningSystem, eventually, running_system
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 DAY = "2031-12-24"
 FLIGHT = flight_body(
     flight_number="FB202",
@@ -31,43 +28,6 @@ FLIGHT = flight_body(
     arrival=f"{DAY}T18:00:00Z",
     fares=[fare_body(seats=10, refundable=True)],
 )
-WORKERS = {
-    # composition root -> extra environment (its ops HTTP port: any free one)
-    "commands/saga.py": {"FLIGHTBOOK_SAGA_HTTP_PORT": "0"},
-    "commands/relay.py": {"FLIGHTBOOK_RELAY_HTTP_PORT": "0"},
-    "projections/bookings.py": {"FLIGHTBOOK_PROJECTION_BOOKINGS_HTTP_PORT": "0"},
-    "projections/flights.py": {"FLIGHTBOOK_PROJECTION_FLIGHTS_HTTP_PORT": "0"},
-}
-
-
-def eventually(probe: Callable[[], T], done: Callable[[T], bool], *, within: float = 60.0) -> T:
-    """Call ``probe`` until ``done`` says yes about its answer; the last answer otherwise."""
-    deadline = time.monotonic() + within
-    answer = probe()
-    while not done(answer) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        answer = probe()
-    return answer
-
-
-class Caller:
-    """Someone with a token, calling one of the APIs."""
-
-    def __init__(self, base: str, settings: Settings, subject: str, role: str) -> None:
-        self.base = base
-        self.token = mint_token(settings, subject=subject, roles=[role])
-
-    def headers(self, **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", **extra}
-
-    def get(self, path: str, *, after: str | None = None) -> httpx.Response:
-        extra = {"X-Flightbook-After": after} if after else {}
-        return httpx.get(f"{self.base}{path}", headers=self.headers(**extra), timeout=30)
-
-    def post(self, path: str, body: Any = None, **headers: str) -> httpx.Response:
-        return httpx.post(
-            f"{self.base}{path}", json=body, headers=self.headers(**headers), timeout=30
-        )
 
 
 def seats_left(search: httpx.Response, flight_id: str) -> int | None:
@@ -77,9 +37,8 @@ def seats_left(search: httpx.Response, flight_id: str) -> int | None:
     return None
 
 
-def test_a_booking_is_read_back_at_once_confirmed_then_cancelled_and_seats_follow(
-    settings: Settings, processes: list[SystemProcess]
-) -> None:
+@pytest.fixture
+def system(settings: Settings, tmp_path: Path) -> Iterator[RunningSystem]:
     fast = msgspec.structs.replace(
         settings,
         saga_workers=2,
@@ -88,20 +47,17 @@ def test_a_booking_is_read_back_at_once_confirmed_then_cancelled_and_seats_follo
         projection_poll_seconds=0.1,
         query_wait_seconds=20.0,  # the first read may meet workers still joining their group
     )
-    command_port, query_port = free_port(), free_port()
-    command_api = SystemProcess(
-        "commands/api.py", fast, FLIGHTBOOK_COMMAND_PORT=str(command_port)
-    ).start()
-    query_api = SystemProcess("queries/api.py", fast, FLIGHTBOOK_QUERY_PORT=str(query_port)).start()
-    processes += [command_api, query_api]
-    processes += [SystemProcess(script, fast, **env).start() for script, env in WORKERS.items()]
-    commands, queries = f"http://127.0.0.1:{command_port}", f"http://127.0.0.1:{query_port}"
-    command_api.wait_http(f"{commands}/health/ready")
-    query_api.wait_http(f"{queries}/health/ready")
-    ops = Caller(commands, settings, "olga", "ops")
-    alice = Caller(commands, settings, "alice", "customer")
-    alice_reads = Caller(queries, settings, "alice", "customer")
-    bob_reads = Caller(queries, settings, "bob", "customer")
+    with running_system(fast, tmp_path) as up:
+        yield up
+
+
+def test_a_booking_is_read_back_at_once_confirmed_then_cancelled_and_seats_follow(
+    system: RunningSystem,
+) -> None:
+    ops = system.command_caller("olga", "ops")
+    alice = system.command_caller("alice", "customer")
+    alice_reads = system.query_caller("alice", "customer")
+    bob_reads = system.query_caller("bob", "customer")
     search = f"/flights?origin=LHR&destination=JFK&date={DAY}"
 
     scheduled = ops.post("/flights", FLIGHT)

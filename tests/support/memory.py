@@ -78,6 +78,16 @@ class Clock:
         return self.now
 
 
+class Seconds:
+    """A monotonic clock in seconds (as ``time.monotonic``), moved by setting :attr:`now`."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
 # -- the write side ----------------------------------------------------------------------------
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.projections.tools.verify import Difference, compare_read_models, replay_read_models
 from tests.support.builders import a_booking, a_flight
 from tests.support.processes import SystemProcess, free_port
+from tests.support.threads import Background
 from tests.support.writeside import WriteSide
 
 PROCESSES = {
@@ -111,17 +111,25 @@ def book_many(
     return made
 
 
-def saga_done(settings: Settings, count: int) -> bool:
-    """Every booking final and no saga job waiting."""
+def final_bookings(settings: Settings) -> dict[str, str]:
+    """Each booking in a final state, by id: the last word of its final event's topic."""
     assert settings.postgres_url is not None
     with psycopg.connect(settings.postgres_url) as conn:
-        row = conn.execute(
-            "SELECT count(DISTINCT originator_id) FROM booking.bookings_events "
-            "WHERE topic LIKE %s OR topic LIKE %s OR topic LIKE %s",
+        rows = conn.execute(
+            "SELECT originator_id::text, split_part(topic, '.', -1) FROM booking.bookings_events "
+            "WHERE topic LIKE %s OR topic LIKE %s OR topic LIKE %s ORDER BY notification_id",
             ("%Booking.Confirmed", "%Booking.Rejected", "%Booking.Cancelled"),
-        ).fetchone()
+        ).fetchall()
+    return {str(b): str(kind) for b, kind in rows}
+
+
+def saga_done(settings: Settings, count: int) -> bool:
+    """Every booking final and no saga job waiting."""
+    final = len(final_bookings(settings))
+    assert settings.postgres_url is not None
+    with psycopg.connect(settings.postgres_url) as conn:
         jobs = conn.execute("SELECT count(*) FROM saga.jobs").fetchone()
-    return row is not None and jobs is not None and row[0] >= count and jobs[0] == 0
+    return final >= count and jobs is not None and jobs[0] == 0
 
 
 def heads(settings: Settings) -> dict[str, int]:
@@ -174,7 +182,7 @@ def wait_for_read_models(
         time.sleep(1.0)
 
 
-class Duplicator:
+class Duplicator(Background):
     """Publishes every message of the topics a second time (same key, same partition).
 
     Copies carry the header ``dup: 1`` and are not copied again. Started before the relay
@@ -190,31 +198,16 @@ class Duplicator:
         self.partitions = settings.kafka_partitions
         self.copied = 0
         self.seen_at = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="duplicator", daemon=True)
-        self.error: BaseException | None = None
-
-    def start(self) -> Duplicator:
-        self._thread.start()
-        return self
+        super().__init__("duplicator")
 
     def stop(self) -> int:
-        self._stop.set()
-        self._thread.join(30)
-        if self.error is not None:
-            raise self.error
+        self.halt(30)
         return self.copied
 
     def idle_for(self, seconds: float) -> bool:
         return time.monotonic() - self.seen_at >= seconds
 
-    def _run(self) -> None:
-        try:
-            self._copy()
-        except BaseException as exc:  # reported by stop()
-            self.error = exc
-
-    def _copy(self) -> None:
+    def work(self) -> None:
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
@@ -225,7 +218,7 @@ class Duplicator:
         )
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
         try:
-            while not self._stop.is_set():
+            while not self.stopping:
                 try:
                     consumer.assign(
                         [
@@ -237,7 +230,7 @@ class Duplicator:
                     break
                 except KafkaException:
                     time.sleep(0.2)
-            while not self._stop.is_set():
+            while not self.stopping:
                 for message in consumer.consume(num_messages=1000, timeout=0.2):
                     if message.error() is not None:
                         continue

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
@@ -21,6 +22,27 @@ from flightbook.stack.servers import KIND_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 """The project folder (composition roots, migrations)."""
+
+
+def run_child(
+    argv: list[str], env: Mapping[str, str], *, stdin: str | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` run to its end in the project folder: its exit status and output, as text."""
+    return subprocess.run(
+        argv,
+        env=dict(env),
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def without_flightbook_settings() -> dict[str, str]:
+    """This process's environment without any ``FLIGHTBOOK_*`` variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTBOOK_")}
 
 
 def free_port() -> int:

@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,9 +22,9 @@ import httpx
 from flightbook.config.settings import Settings
 from flightbook.http.tokens import mint_token
 from tests.support.pipeline import Process
-from tests.support.processes import ROOT
+from tests.support.processes import run_child
 
-__all__ = ("FINAL", "Caller", "RunningSystem", "eventually", "flightbook")
+__all__ = ("FINAL", "Caller", "RunningSystem", "eventually", "flightbook", "running_system")
 
 T = TypeVar("T")
 FINAL = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
@@ -136,18 +137,23 @@ class RunningSystem:
         return booking_id
 
 
+@contextmanager
+def running_system(settings: Settings, tmp_path: Path) -> Iterator[RunningSystem]:
+    """Every process started with ``settings`` (logs in ``tmp_path/logs``); stopped after."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    system = RunningSystem(settings, logs)
+    try:
+        yield system.start()
+    finally:
+        system.stop()
+
+
 def flightbook(
     settings: Settings, *args: str, stdin: str | None = None, timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     """``flightbook <args>`` in a child process with these settings; its exit code and output."""
     env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "flightbook.cli", *args],
-        env=env,
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    return run_child(
+        [sys.executable, "-m", "flightbook.cli", *args], env, stdin=stdin, timeout=timeout
     )

@@ -20,7 +20,7 @@ from flightbook.eventstore.contexts import CONTEXT_NAMES
 from flightbook.eventstore.pii import ERASED, is_sealed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from flightbook.config.settings import Settings
 
@@ -38,17 +38,11 @@ def audit_url(settings: Settings) -> str:
     """The auditors' PostgreSQL URL: the read-only one, the configured one, or the local stack's."""
     if settings.audit_postgres_url:
         return settings.audit_postgres_url
-    if settings.postgres_url:
-        return settings.postgres_url
-    from flightbook.stack.launcher import LocalStack
+    from flightbook.stack.launcher import postgres_url
 
-    state = LocalStack(settings).status().get("postgres")
-    if state is None:
-        raise AuditUsageError(
-            "no PostgreSQL: set FLIGHTBOOK_POSTGRES_URL (or FLIGHTBOOK_AUDIT_POSTGRES_URL), "
-            "or start the local stack with 'flightbook stack up'"
-        )
-    return state.url
+    return postgres_url(
+        settings, set_one_of="FLIGHTBOOK_POSTGRES_URL (or FLIGHTBOOK_AUDIT_POSTGRES_URL)"
+    )
 
 
 def _uuid(text: str) -> uuid.UUID:
@@ -211,19 +205,50 @@ def _open_personal_data(
     return opened
 
 
-def _hidden(key: str, value: object) -> object:
-    """A value as shown without opening personal data: sealed ones and tokens hidden."""
+if TYPE_CHECKING:
+    Erased = Callable[[str, str], bool]
+    """Whether a sealed value of a subject was erased (no KEK needed, nothing opened)."""
+
+
+def _hidden(key: str, value: object, subject: object, erased: Erased) -> object:
+    """A value as shown without opening personal data: sealed ones and tokens hidden.
+
+    A sealed value whose key was erased reads :data:`ERASED`, others stay hidden.
+    """
     if is_sealed(value):
-        return _HIDDEN
+        return ERASED if subject and erased(str(subject), str(value)) else _HIDDEN
     if key == _CREDENTIAL_FIELD and isinstance(value, str):
         return mask_payment_token(value)  # a legacy event with the plain token
     return value
 
 
-def _hide_personal_data(records: list[AuditRecord]) -> list[AuditRecord]:
+@contextlib.contextmanager
+def _erasures(url: str) -> Iterator[Erased]:
+    """Tell erased sealed values from the data keys' table, each key looked up once."""
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.eventstore.pii import PostgresDataKeys, is_erased, key_id_of
+
+    seen: dict[tuple[str, object], bool] = {}
+    with ConnectionPool(url, min_size=1, max_size=1, name="audit-erasures") as pool:
+        keys = PostgresDataKeys(pool)
+
+        def erased(subject: str, sealed: str) -> bool:
+            name = (subject, key_id_of(sealed))
+            if name not in seen:
+                seen[name] = is_erased(keys, subject, sealed)
+            return seen[name]
+
+        yield erased
+
+
+def _hide_personal_data(records: list[AuditRecord], erased: Erased) -> list[AuditRecord]:
     hidden = []
     for record in records:
-        payload: dict[str, Any] = {k: _hidden(k, v) for k, v in record.payload.items()}
+        subject = record.payload.get("customer_id")
+        payload: dict[str, Any] = {
+            k: _hidden(k, v, subject, erased) for k, v in record.payload.items()
+        }
         hidden.append(msgspec.structs.replace(record, payload=payload))
     return hidden
 
@@ -235,16 +260,19 @@ def _history(settings: Settings, args: argparse.Namespace) -> int:
     if args.show_personal_data:
         records = _open_personal_data(settings, args, url, records)
     else:
-        records = _hide_personal_data(records)
+        with _erasures(url) as erased:
+            records = _hide_personal_data(records, erased)
     _show(records, args.format)
     return 0
 
 
 def _state(settings: Settings, args: argparse.Namespace) -> int:
-    with EventLog(audit_url(settings)) as log:
+    url = audit_url(settings)
+    with EventLog(url) as log:
         state = state_as_of(log, args.aggregate_id, args.as_of)
-    for key, value in list(state.items()):
-        state[key] = _hidden(key, value)
+    with _erasures(url) as erased:
+        for key, value in list(state.items()):
+            state[key] = _hidden(key, value, state.get("customer_id"), erased)
     print(json.dumps(state, indent=2, sort_keys=True, default=str))
     return 0
 
@@ -254,8 +282,9 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
     encoder = msgspec.json.Encoder()
     out: TextIO = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
     written = 0
+    url = audit_url(settings)
     try:
-        with EventLog(audit_url(settings)) as log:
+        with EventLog(url) as log, _erasures(url) as erased:
             for context in contexts:
                 head = (
                     log.head(context)
@@ -263,7 +292,7 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
                     else min(args.to_position, log.head(context))
                 )
                 for notification in log.stream(context, start=args.from_position, stop=head):
-                    record = _hide_personal_data([log.record(context, notification)])[0]
+                    record = _hide_personal_data([log.record(context, notification)], erased)[0]
                     out.write(encoder.encode(record).decode())
                     out.write("\n")
                     written += 1
@@ -277,8 +306,9 @@ def _export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _trace(settings: Settings, args: argparse.Namespace) -> int:
-    with EventLog(audit_url(settings)) as log:
-        records = _hide_personal_data(log.trace(args.correlation_id))
+    url = audit_url(settings)
+    with EventLog(url) as log, _erasures(url) as erased:
+        records = _hide_personal_data(log.trace(args.correlation_id), erased)
     if not records:
         raise AuditUsageError(f"no events with correlation id {args.correlation_id!r}")
     _show(records, args.format)

@@ -35,7 +35,7 @@ from flightbook.eventstore.applications import ContextApplication, retry_conflic
 from flightbook.eventstore.customers import ErasureGuard
 from flightbook.eventstore.inprogress import CapsGuard
 from flightbook.eventstore.metadata import recording
-from flightbook.eventstore.pii import SealedDataError
+from flightbook.eventstore.pii import LiveKeysGuard, SealedDataError, SealedUnderErasedKeyError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -255,18 +255,11 @@ class CommandService:
         if earlier is not None:
             return earlier
 
-        booking = self._new_booking(request, booking_id, customer_id)
         key = IdempotencyRecord(customer_id, idempotency_key, digest, booking_id)
-        caps = CapsGuard(
-            caps=self.caps,
-            customer_id=customer_id,
-            booking_id=booking_id,
-            flight_id=booking.flight_id,
-            seats=booking.passenger_count,
-        )
         try:
-            with recording(actor=actor, correlation_id=correlation_id):
-                recordings = self.bookings.record(booking, rows=[key], guards=[caps])
+            booking, recordings = self._record_new_booking(
+                request, booking_id, customer_id, key, actor, correlation_id
+            )
         except IntegrityError:
             # A concurrent duplicate committed first (the key, or the booking id, exists).
             earlier = self._earlier_answer(customer_id, idempotency_key, digest)
@@ -274,6 +267,44 @@ class CommandService:
                 raise ConcurrentChangeError(f"booking {booking_id}") from None
             return earlier
         return BookingResult(booking_id, booking.status, _positions("booking", recordings))
+
+    def _record_new_booking(
+        self,
+        request: BookingRequest,
+        booking_id: uuid.UUID,
+        customer_id: str,
+        key: IdempotencyRecord,
+        actor: str,
+        correlation_id: str | None,
+    ) -> tuple[Booking, list[Recording[uuid.UUID]]]:
+        """Seal and store the new booking with its key, under the caps and the live-key check.
+
+        An erasure of the customer that commits between the sealing and the booking's
+        transaction erased the key the booking was sealed under; the booking is then sealed
+        again under the customer's new key (the erasure holds the same customer lock).
+        """
+        for _ in range(3):
+            booking = self._new_booking(request, booking_id, customer_id)
+            caps = CapsGuard(
+                caps=self.caps,
+                customer_id=customer_id,
+                booking_id=booking_id,
+                flight_id=booking.flight_id,
+                seats=booking.passenger_count,
+            )
+            sealed_with = {
+                self.vault.key_id_of(booking.passengers),
+                self.vault.key_id_of(booking.payment_token),
+            }
+            live = LiveKeysGuard(tuple(k for k in sealed_with if k is not None))
+            try:
+                with recording(actor=actor, correlation_id=correlation_id):
+                    return booking, self.bookings.record(booking, rows=[key], guards=[caps, live])
+            except SealedUnderErasedKeyError:
+                continue  # erased in between: seal again under the new key
+        raise DomainError(
+            "the customer's personal data is being erased; try again", code="personal_data_erased"
+        )
 
     def cancel_booking(
         self, booking_id: uuid.UUID, principal: Principal, *, correlation_id: str | None = None

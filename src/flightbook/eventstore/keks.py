@@ -255,14 +255,9 @@ class FileKeyEncryptionKeys:
         """Read the file again if it changed since it was last read (call under the lock)."""
         try:
             info = self.path.stat()
-        except OSError as exc:
-            raise KeyEncryptionKeyError(
-                f"key-encryption key file {self.path}: {exc.strerror}"
-            ) from None
-        stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
-        if stamp == self._stamp:
-            return
-        try:
+            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
+            if stamp == self._stamp:
+                return
             text = self.path.read_text()
         except OSError as exc:
             raise KeyEncryptionKeyError(

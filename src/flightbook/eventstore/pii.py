@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
     from contextlib import AbstractContextManager
 
+    from psycopg import Cursor
+    from psycopg.rows import DictRow
     from psycopg_pool import ConnectionPool
 
     from flightbook.config.settings import Settings
@@ -57,15 +59,19 @@ __all__ = (
     "DataKeys",
     "KeyCounts",
     "KeyEncryptionKeyError",
+    "LiveKeysGuard",
     "MemoryDataKeys",
     "PersonalDataVault",
     "PostgresDataKeys",
     "RotationRunningError",
     "SealedDataError",
+    "SealedUnderErasedKeyError",
     "SubjectErasure",
     "WrappedKey",
     "build_vault",
+    "is_erased",
     "is_sealed",
+    "key_id_of",
 )
 
 _V1 = "pii1:"
@@ -200,6 +206,42 @@ class SubjectErasure:
         legacy = database.table(SUBJECT_KEYS).get(self.subject_id)
         if legacy is not None and (legacy.get("key") or legacy.get("wrapped")):
             legacy.update(key=None, wrapped=None, kek_id=None, erased_at=now)
+
+
+class SealedUnderErasedKeyError(SealedDataError):
+    """Values were sealed under a key that an erasure committed in the meantime erased."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKeysGuard:
+    """Refuse a transaction whose sealed values' keys were erased after they were sealed.
+
+    A :class:`~flightbook.eventstore.rows.Guard`, placed after the guard that takes the
+    customer's lock (the erasure takes the same lock): a booking sealed a moment before an
+    erasure committed is then refused with :class:`SealedUnderErasedKeyError` and sealed
+    again under a new key, instead of being stored already unreadable.
+    """
+
+    key_ids: tuple[uuid.UUID, ...]
+
+    def verify(self, cursor: Cursor[DictRow]) -> None:
+        if not self.key_ids:
+            return
+        cursor.execute(
+            "SELECT count(*) AS erased FROM pii.data_keys"
+            " WHERE key_id = ANY(%s) AND wrapped IS NULL",
+            (list(self.key_ids),),
+        )
+        row = cursor.fetchone()
+        if row is not None and int(row["erased"]) > 0:
+            raise SealedUnderErasedKeyError("sealed under a key erased since")
+
+    def check(self, database: MemoryDatabase) -> None:
+        table = database.table(DATA_KEYS)
+        for key_id in self.key_ids:
+            row = table.get(key_id)
+            if row is not None and row["wrapped"] is None:
+                raise SealedUnderErasedKeyError("sealed under a key erased since")
 
 
 # -- the stores -------------------------------------------------------------------------------
@@ -541,6 +583,14 @@ class PersonalDataVault:
         except (InvalidTag, ValueError) as exc:
             raise SealedDataError("sealed for another subject, or altered") from exc
 
+    def key_id_of(self, sealed: str) -> uuid.UUID | None:
+        """The data key a ``pii2`` value was sealed under (None for a legacy value)."""
+        return key_id_of(sealed)
+
+    def is_erased(self, subject_id: str, sealed: str) -> bool:
+        """Whether the value's key was erased: it tells without the KEK and opens nothing."""
+        return is_erased(self.keys, subject_id, sealed)
+
     def erasure_row(self, subject_id: str) -> SubjectErasure:
         """The row that erases every key of the subject, for the erasure's transaction."""
         return SubjectErasure(subject_id)
@@ -617,6 +667,28 @@ class PersonalDataVault:
         with self._lock:
             self._cache[name] = cached
         return cached
+
+
+def key_id_of(sealed: str) -> uuid.UUID | None:
+    """The data key a ``pii2`` value was sealed under (None for a legacy ``pii1`` value).
+
+    Raises:
+        SealedDataError: not a sealed value.
+    """
+    if sealed.startswith(_V2):
+        return _parse_v2(sealed)[0]
+    if sealed.startswith(_V1):
+        return None
+    raise SealedDataError("not a sealed value")
+
+
+def is_erased(keys: DataKeys, subject_id: str, sealed: str) -> bool:
+    """Whether the key ``sealed`` was sealed under is erased (needs no KEK, opens nothing)."""
+    key_id = key_id_of(sealed)
+    if key_id is None:
+        return keys.legacy(subject_id) is None
+    found = keys.find(key_id)
+    return found is None or found[1] is None
 
 
 def _aad(subject_id: str, key_id: uuid.UUID) -> bytes:

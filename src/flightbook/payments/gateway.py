@@ -12,9 +12,12 @@ import hashlib
 from abc import ABC, abstractmethod
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = (
     "DECLINE_REASONS",
@@ -72,6 +75,19 @@ def simulated_card(token: str) -> str:
     if token.startswith(OK_WITH_REFERENCE) and len(token) > len(OK_WITH_REFERENCE):
         return CardToken.OK
     return token
+
+
+def card_or_timeout(token: str, timeout: float, sleep: Callable[[float], None]) -> str:
+    """The test card ``token`` stands for (:func:`simulated_card`), for an authorization.
+
+    Raises:
+        GatewayUnavailableError: the card is ``tok_timeout``; raised after ``sleep(timeout)``.
+    """
+    card = simulated_card(token)
+    if card == CardToken.TIMEOUT:
+        sleep(timeout)
+        raise GatewayUnavailableError("timeout")
+    return card
 
 
 def token_fingerprint(token: str) -> str:

@@ -99,10 +99,7 @@ class InMemoryGateway(gateway.PaymentLedger):
         self, *, idempotency_key: str, token: str, amount: int, currency: str
     ) -> gateway.Authorization | gateway.Declined:
         self._before_call(amount=amount, currency=currency)
-        card = gateway.simulated_card(token)
-        if card == gateway.CardToken.TIMEOUT:
-            self._sleep(self._timeout)
-            raise gateway.GatewayUnavailableError("timeout")
+        card = gateway.card_or_timeout(token, self._timeout, self._sleep)
         request = ("authorize", gateway.token_fingerprint(token), amount, currency)
         with self._lock:
             if card == gateway.CardToken.FLAKY:

@@ -204,10 +204,7 @@ class SimulatedGateway(gateway.PaymentLedger):
         self, *, idempotency_key: str, token: str, amount: int, currency: str
     ) -> gateway.Authorization | gateway.Declined:
         self._before_call(amount=amount, currency=currency)
-        card = gateway.simulated_card(token)
-        if card == gateway.CardToken.TIMEOUT:
-            time.sleep(self._timeout)
-            raise gateway.GatewayUnavailableError("timeout")
+        card = gateway.card_or_timeout(token, self._timeout, time.sleep)
         self.ensure_schema()
         request = {"operation": "authorize", "amount": amount, "currency": currency}
         # the token itself is never stored: only its fingerprint (rows stored before that

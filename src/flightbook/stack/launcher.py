@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from flightbook.config.settings import Settings
 
-__all__ = ("LocalStack", "ServerState", "StackError")
+__all__ = ("LocalStack", "ServerState", "StackError", "postgres_url")
 
 _READY_TIMEOUT = 60.0
 
@@ -223,6 +223,22 @@ class LocalStack:
         raise StackError(
             f"{kind.name} did not answer at {state.url}; log {log}: {' | '.join(tail)}"
         )
+
+
+def postgres_url(settings: Settings, *, set_one_of: str = "FLIGHTBOOK_POSTGRES_URL") -> str:
+    """The configured PostgreSQL URL, else that of the local stack's PostgreSQL if it runs.
+
+    Raises:
+        StackError: there is neither (the message names ``set_one_of``, what to set).
+    """
+    if settings.postgres_url:
+        return settings.postgres_url
+    state = LocalStack(settings).status().get("postgres")
+    if state is None:
+        raise StackError(
+            f"no PostgreSQL: set {set_one_of}, or start the local stack with 'flightbook stack up'"
+        )
+    return state.url
 
 
 def _terminate(process: psutil.Process, sig: int, timeout: float = 15.0) -> None:

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from flightbook.cli import main
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import BookingStatus, CancellationReason
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import build_vault
 from flightbook.http.tokens import mint_token
 from tests.support.builders import a_booking
+from tests.support.cli import run_cli, use_settings
 from tests.support.saga import SagaHarness, make_harness
 from tests.support.writeside import WriteSide
 
@@ -60,24 +60,13 @@ def history(settings: Settings, write_side: WriteSide) -> Iterator[History]:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in settings.to_env().items():
-        monkeypatch.setenv(key, value)
-    return settings
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return use_settings(settings, monkeypatch)
 
 
 def test_history_lists_every_event_of_a_booking_with_its_metadata(
     history: History, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _run(capsys, "audit", "history", str(history.confirmed), "--format", "json")
+    code, out, _ = run_cli(capsys, "audit", "history", str(history.confirmed), "--format", "json")
 
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0
@@ -107,9 +96,9 @@ def test_personal_data_shows_only_with_the_flag_and_an_auditors_token(
     auditor = mint_token(settings, subject="audrey", roles=["auditor"])
     agent = mint_token(settings, subject="andy", roles=["agent"])
 
-    _, hidden, hidden_err = _run(capsys, "audit", "history", str(booking.id), "--format", "json")
+    _, hidden, hidden_err = run_cli(capsys, "audit", "history", str(booking.id), "--format", "json")
     assert hidden_err == ""
-    code, shown, _ = _run(
+    code, shown, _ = run_cli(
         capsys,
         "audit",
         "history",
@@ -120,7 +109,7 @@ def test_personal_data_shows_only_with_the_flag_and_an_auditors_token(
         "--token",
         auditor,
     )
-    refused, _, err = _run(
+    refused, _, err = run_cli(
         capsys, "audit", "history", str(booking.id), "--show-personal-data", "--token", agent
     )
 
@@ -136,23 +125,23 @@ def test_personal_data_shows_only_with_the_flag_and_an_auditors_token(
 def test_state_as_of_shows_the_status_the_booking_had_at_each_moment(
     history: History, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, out, _ = _run(capsys, "audit", "history", str(history.confirmed), "--format", "json")
+    _, out, _ = run_cli(capsys, "audit", "history", str(history.confirmed), "--format", "json")
     records = [json.loads(line) for line in out.splitlines()]
     before = dt.datetime.fromisoformat(records[0]["occurred_at"]) - dt.timedelta(seconds=1)
 
     seen = []
     for record in records:
-        code, state, _ = _run(
+        code, state, _ = run_cli(
             capsys, "audit", "state", str(history.confirmed), "--as-of", record["occurred_at"]
         )
         assert code == 0
         seen.append(json.loads(state)["status"])
     by_position = json.loads(
-        _run(
+        run_cli(
             capsys, "audit", "state", str(history.confirmed), "--as-of", str(records[1]["position"])
         )[1]
     )["status"]
-    too_early = _run(
+    too_early = run_cli(
         capsys, "audit", "state", str(history.confirmed), "--as-of", before.isoformat()
     )
 
@@ -165,9 +154,9 @@ def test_state_as_of_shows_the_status_the_booking_had_at_each_moment(
 def test_export_streams_every_event_as_json_lines_with_position_filters(
     history: History, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _run(capsys, "audit", "export")
+    code, out, err = run_cli(capsys, "audit", "export")
     everything = [json.loads(line) for line in out.splitlines()]
-    _, some, _ = _run(
+    _, some, _ = run_cli(
         capsys,
         "audit",
         "export",
@@ -192,7 +181,7 @@ def test_export_streams_every_event_as_json_lines_with_position_filters(
 def test_trace_shows_everything_one_request_caused_across_contexts(
     history: History, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _run(capsys, "audit", "trace", "req-cancel", "--format", "json")
+    code, out, _ = run_cli(capsys, "audit", "trace", "req-cancel", "--format", "json")
 
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0
@@ -211,9 +200,9 @@ def test_cancelled_flight_history_is_visible_to_auditors(history: History) -> No
 def test_unknown_ids_and_bad_times_are_one_line_errors(
     history: History, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    unknown = _run(capsys, "audit", "history", str(uuid.uuid4()))
-    not_a_uuid = _run(capsys, "audit", "history", "nope")
-    bad_time = _run(capsys, "audit", "state", str(history.confirmed), "--as-of", "yesterday")
+    unknown = run_cli(capsys, "audit", "history", str(uuid.uuid4()))
+    not_a_uuid = run_cli(capsys, "audit", "history", "nope")
+    bad_time = run_cli(capsys, "audit", "state", str(history.confirmed), "--as-of", "yesterday")
 
     for code, _, err in (unknown, not_a_uuid, bad_time):
         assert code != 0
@@ -221,7 +210,7 @@ def test_unknown_ids_and_bad_times_are_one_line_errors(
 
 
 def _integrity(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
-    code, out, _ = _run(capsys, "audit", "integrity", *extra)
+    code, out, _ = run_cli(capsys, "audit", "integrity", *extra)
     return code, out
 
 
@@ -240,33 +229,37 @@ def _sql(settings: Settings, statement: str, *params: object) -> None:
         conn.execute(statement, params)
 
 
-def test_integrity_names_the_position_of_an_altered_event(
-    history: History, cli_env: Settings, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("statement", "broken"),
+    [
+        pytest.param(
+            "UPDATE booking.bookings_events SET state = "
+            "replace(convert_from(state, 'UTF8'), 'tok_ok', 'tok_XX')::bytea "
+            "WHERE notification_id = 1",
+            "booking: BROKEN at position 1 (altered)",
+            id="altered",
+        ),
+        pytest.param(
+            "DELETE FROM inventory.inventory_events WHERE notification_id = 3",
+            "inventory: BROKEN at position 3 (removed)",
+            id="deleted",
+        ),
+    ],
+)
+def test_integrity_names_the_position_of_an_altered_or_deleted_event(
+    statement: str,
+    broken: str,
+    history: History,
+    cli_env: Settings,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert _integrity(capsys, "--seal")[0] == 0
-    _sql(
-        cli_env,
-        "UPDATE booking.bookings_events SET state = "
-        "replace(convert_from(state, 'UTF8'), 'tok_ok', 'tok_XX')::bytea "
-        "WHERE notification_id = 1",
-    )
+    _sql(cli_env, statement)
 
     code, out = _integrity(capsys)
 
     assert code == 1
-    assert "booking: BROKEN at position 1 (altered)" in out
-
-
-def test_integrity_names_the_position_of_a_deleted_event(
-    history: History, cli_env: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _integrity(capsys, "--seal")[0] == 0
-    _sql(cli_env, "DELETE FROM inventory.inventory_events WHERE notification_id = 3")
-
-    code, out = _integrity(capsys)
-
-    assert code == 1
-    assert "inventory: BROKEN at position 3 (removed)" in out
+    assert broken in out
 
 
 def test_integrity_names_the_position_of_an_inserted_event(

@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from flightbook.cli import main
 from flightbook.config.settings import Settings
 from flightbook.domain.subject import data_subject_id
 from flightbook.eventstore.pii import PersonalDataVault, build_vault
 from flightbook.http.tokens import mint_token
+from tests.support.cli import run_cli, use_settings
 from tests.support.erasure import book_sealed, record_erasure
 from tests.support.saga import SagaHarness, make_harness
 from tests.support.writeside import WriteSide
@@ -67,18 +67,7 @@ def people(settings: Settings, write_side: WriteSide) -> Iterator[People]:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in settings.to_env().items():
-        monkeypatch.setenv(key, value)
-    return settings
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return use_settings(settings, monkeypatch)
 
 
 def test_an_export_holds_every_booking_and_personal_datum_of_the_customer_and_no_one_elses(
@@ -86,7 +75,7 @@ def test_an_export_holds_every_booking_and_personal_datum_of_the_customer_and_no
 ) -> None:
     target = tmp_path / "grace.json"
 
-    code, out, err = _run(capsys, "privacy", "export", "grace", "--output", str(target))
+    code, out, err = run_cli(capsys, "privacy", "export", "grace", "--output", str(target))
 
     assert (code, out) == (0, "")
     assert "2 booking(s) found" in err
@@ -118,7 +107,7 @@ def test_an_export_holds_every_booking_and_personal_datum_of_the_customer_and_no
 def test_an_erased_customers_export_shows_erased_data_and_the_erasure(
     people: People, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _run(capsys, "privacy", "export", "erin")
+    code, out, _ = run_cli(capsys, "privacy", "export", "erin")
 
     assert code == 0
     document = json.loads(out)
@@ -145,7 +134,7 @@ def test_without_the_customer_bookings_table_the_bookings_are_found_in_the_log(
     with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE booking.customer_bookings RENAME TO customer_bookings_away")
 
-    code, out, _ = _run(capsys, "privacy", "export", "grace")
+    code, out, _ = run_cli(capsys, "privacy", "export", "grace")
 
     assert code == 0
     assert {b["booking_id"] for b in json.loads(out)["bookings"]} == {str(b) for b in people.grace}
@@ -154,7 +143,7 @@ def test_without_the_customer_bookings_table_the_bookings_are_found_in_the_log(
 def test_an_unknown_customer_has_an_empty_export(
     people: People, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _run(capsys, "privacy", "export", "nobody")
+    code, out, err = run_cli(capsys, "privacy", "export", "nobody")
 
     assert code == 0
     assert (json.loads(out)["bookings"], json.loads(out)["erasures"]) == ([], [])
@@ -166,8 +155,8 @@ def test_the_auditors_see_the_erasure_and_never_the_erased_data_or_a_whole_token
 ) -> None:
     auditor = mint_token(settings, subject="audrey", roles=["auditor"])
 
-    _, hidden, _ = _run(capsys, "audit", "history", str(people.erin), "--format", "json")
-    _, shown, _ = _run(
+    _, hidden, _ = run_cli(capsys, "audit", "history", str(people.erin), "--format", "json")
+    _, shown, _ = run_cli(
         capsys,
         "audit",
         "history",
@@ -178,7 +167,7 @@ def test_the_auditors_see_the_erasure_and_never_the_erased_data_or_a_whole_token
         "--token",
         auditor,
     )
-    _, grace, _ = _run(
+    _, grace, _ = run_cli(
         capsys,
         "audit",
         "history",
@@ -189,10 +178,10 @@ def test_the_auditors_see_the_erasure_and_never_the_erased_data_or_a_whole_token
         "--token",
         auditor,
     )
-    _, subject, _ = _run(
+    _, subject, _ = run_cli(
         capsys, "audit", "history", str(data_subject_id("erin")), "--format", "json"
     )
-    code, exported, _ = _run(capsys, "audit", "export")
+    code, exported, _ = run_cli(capsys, "audit", "export")
 
     shown_records = [json.loads(line) for line in shown.splitlines()]
     requested = shown_records[0]["payload"]
@@ -201,7 +190,15 @@ def test_the_auditors_see_the_erasure_and_never_the_erased_data_or_a_whole_token
     assert shown_records[-1]["type"] == "Booking.PassengersErased"
     assert shown_records[-1]["payload"] == {"reason": "customer_request"}
     assert shown_records[-1]["actor"] == "dpo"
-    assert json.loads(hidden.splitlines()[0])["payload"]["payment_token"] == (
+    hidden_requested = json.loads(hidden.splitlines()[0])["payload"]
+    assert (hidden_requested["passengers"], hidden_requested["payment_token"]) == (
+        "[erased]",
+        "[erased]",
+    )  # erased shows as erased without opening anything; a live value stays hidden:
+    _, grace_hidden, _ = run_cli(
+        capsys, "audit", "history", str(people.grace[0]), "--format", "json"
+    )
+    assert json.loads(grace_hidden.splitlines()[0])["payload"]["passengers"] == (
         "[sealed personal data]"
     )
     grace_requested = json.loads(grace.splitlines()[0])["payload"]

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from flightbook.cli import main
 from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking
 from flightbook.domain.subject import DataSubject
 from tests.support.api import Api, Headers, booking_body
+from tests.support.cli import run_cli, use_settings
 from tests.support.saga import SagaHarness, make_harness
 from tests.support.writeside import WriteSide
 
@@ -34,9 +34,7 @@ def harness(settings: Settings, write_side: WriteSide) -> Iterator[SagaHarness]:
 
 @pytest.fixture
 def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in settings.to_env().items():
-        monkeypatch.setenv(key, value)
-    return settings
+    return use_settings(settings, monkeypatch)
 
 
 @pytest.fixture
@@ -53,12 +51,23 @@ def booked(api: Api, auth: Headers, flight_id: str, harness: SagaHarness) -> uui
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(["privacy", "erase", *args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "privacy", "erase", *args)
+
+
+Erase = Callable[[io.StringIO], tuple[int, str, str]]
+
+
+@pytest.fixture
+def erase_answering(
+    cli_env: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Erase:
+    """``privacy erase alice`` without ``--yes``, with standard input holding the answer."""
+
+    def erase(stdin: io.StringIO) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        return run(capsys, "alice")
+
+    return erase
 
 
 def erasures(harness: SagaHarness) -> list[tuple[object, str]]:
@@ -103,15 +112,9 @@ def test_erase_again_says_it_was_erased_before(
 
 
 def test_without_yes_and_without_a_terminal_nothing_is_erased(
-    booked: uuid.UUID,
-    harness: SagaHarness,
-    cli_env: Settings,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    booked: uuid.UUID, harness: SagaHarness, erase_answering: Erase
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))  # piped, not typed
-
-    code, out, err = run(capsys, "alice")
+    code, out, err = erase_answering(io.StringIO("yes\n"))  # piped, not typed
 
     assert code == 1
     assert out == ""
@@ -123,16 +126,9 @@ def test_without_yes_and_without_a_terminal_nothing_is_erased(
 
 @pytest.mark.parametrize("answer", ["no\n", "\n", "y\n"])
 def test_a_confirmation_refused_at_the_terminal_erases_nothing(
-    answer: str,
-    booked: uuid.UUID,
-    harness: SagaHarness,
-    cli_env: Settings,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    answer: str, booked: uuid.UUID, harness: SagaHarness, erase_answering: Erase
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", Terminal(answer))
-
-    code, _, err = run(capsys, "alice")
+    code, _, err = erase_answering(Terminal(answer))
 
     assert code == 1
     assert "Type 'yes' to erase" in err
@@ -145,15 +141,9 @@ def test_a_confirmation_refused_at_the_terminal_erases_nothing(
 
 
 def test_yes_typed_at_the_terminal_erases(
-    booked: uuid.UUID,
-    harness: SagaHarness,
-    cli_env: Settings,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    booked: uuid.UUID, harness: SagaHarness, erase_answering: Erase
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", Terminal("yes\n"))
-
-    code, out, _ = run(capsys, "alice")
+    code, out, _ = erase_answering(Terminal("yes\n"))
 
     assert code == 0
     assert "1 booking(s) marked erased" in out

@@ -4,16 +4,16 @@ connects anywhere (the servers named here do not exist)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import ROOT, run_child, without_flightbook_settings
+
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 OFF_STACK = {
     "FLIGHTBOOK_HOST": "0.0.0.0",  # noqa: S104 - off the local stack on purpose
     "FLIGHTBOOK_POSTGRES_URL": "postgresql://flightbook@db.invalid:5432/flightbook",
@@ -24,24 +24,22 @@ OFF_STACK = {
 }
 
 
+def start_off_stack(script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The composition root ``script`` started off the local stack, with ``env`` besides."""
+    return run_child(
+        [sys.executable, str(ROOT / script)],
+        {**without_flightbook_settings(), **OFF_STACK, **env},
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize(
     "script", ["commands/api.py", "commands/saga.py", "projections/bookings.py"]
 )
 def test_a_process_with_personal_data_refuses_to_start_without_a_kek_file(
     script: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTBOOK_")}
-    env.update(OFF_STACK, FLIGHTBOOK_STATE_DIR=str(tmp_path))
-
-    done = subprocess.run(
-        [sys.executable, str(ROOT / script)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = start_off_stack(script, FLIGHTBOOK_STATE_DIR=str(tmp_path))
 
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
@@ -50,18 +48,7 @@ def test_a_process_with_personal_data_refuses_to_start_without_a_kek_file(
 
 
 def test_a_named_kek_file_that_does_not_exist_is_refused_too(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTBOOK_")}
-    env.update(OFF_STACK, FLIGHTBOOK_KEK_FILE=str(tmp_path / "missing.json"))
-
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "commands/api.py")],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = start_off_stack("commands/api.py", FLIGHTBOOK_KEK_FILE=str(tmp_path / "missing.json"))
 
     assert done.returncode == 2
     assert "FLIGHTBOOK_KEK_FILE" in done.stderr

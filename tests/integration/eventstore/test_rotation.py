@@ -11,17 +11,18 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg_pool import ConnectionPool
 
-from flightbook.cli import main
 from flightbook.config.settings import Settings
 from flightbook.eventstore.keks import FileKeyEncryptionKeys
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import PersonalDataVault, PostgresDataKeys
 from flightbook.eventstore.rotation import KekRotationError, retire_old_keks, rotate_kek
 from tests.support.builders import a_booking
+from tests.support.cli import run_cli, use_settings
 from tests.support.writeside import WriteSide
 
 pytestmark = pytest.mark.integration
@@ -213,57 +214,40 @@ def _log(pool: ConnectionPool) -> list[tuple[object, ...]]:
 # -- the command line -------------------------------------------------------------------------
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+@pytest.fixture
+def cli_env(settings: Settings, kek_file: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The CLI's environment: the test's settings with the test's own KEK file."""
+    return use_settings(msgspec.structs.replace(settings, kek_file=str(kek_file)), monkeypatch)
 
 
 def test_the_cli_rotates_shows_progress_and_retires_the_old_kek_afterwards(
-    settings: Settings,
-    pool: ConnectionPool,
-    kek_file: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    pool: ConnectionPool, kek_file: Path, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key, value in settings.to_env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("FLIGHTBOOK_KEK_FILE", str(kek_file))
     sealed = seal_many(a_process(pool, kek_file), 5)
     old = FileKeyEncryptionKeys(kek_file).current_id
 
-    code, out, err = _run(capsys, "privacy", "rotate-kek", "--batch-size", "2")
+    code, out, err = run_cli(capsys, "privacy", "rotate-kek", "--batch-size", "2")
 
     assert code == 0
     assert out.startswith("rewrapped 5 key(s) under key-encryption key ")
     assert "rewrapped 4 of 5 key(s)" in err
     secrets = json.loads(kek_file.read_text())["keys"].values()
     assert not any(secret in out + err for secret in secrets)
-    code, out, err = _run(capsys, "privacy", "rotate-kek", "--retire-old")
+    code, out, err = run_cli(capsys, "privacy", "rotate-kek", "--retire-old")
     assert code == 0, err
     assert old not in FileKeyEncryptionKeys(kek_file).ids
     assert_all_open(a_process(pool, kek_file), sealed)
 
 
 def test_the_cli_refuses_to_retire_while_keys_use_the_old_kek(
-    settings: Settings,
-    pool: ConnectionPool,
-    kek_file: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    pool: ConnectionPool, kek_file: Path, cli_env: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key, value in settings.to_env().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("FLIGHTBOOK_KEK_FILE", str(kek_file))
     seal_many(a_process(pool, kek_file), 3)
     keks = FileKeyEncryptionKeys(kek_file)
     old = keks.current_id
     rotate_kek(PostgresDataKeys(pool), keks, batch_size=1, stop_after_batches=1)
 
-    code, out, err = _run(capsys, "privacy", "rotate-kek", "--retire-old")
+    code, out, err = run_cli(capsys, "privacy", "rotate-kek", "--retire-old")
 
     assert code == 1
     assert out == ""
@@ -275,12 +259,11 @@ def test_the_cli_refuses_to_retire_while_keys_use_the_old_kek(
 def test_the_cli_without_a_kek_file_off_the_local_stack_fails_in_one_line(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for key, value in settings.to_env().items():
-        monkeypatch.setenv(key, value)
+    use_settings(settings, monkeypatch)
     monkeypatch.delenv("FLIGHTBOOK_KEK_FILE", raising=False)
     monkeypatch.setenv("FLIGHTBOOK_HOST", "0.0.0.0")  # noqa: S104 - off the local stack
 
-    code, _, err = _run(capsys, "privacy", "rotate-kek")
+    code, _, err = run_cli(capsys, "privacy", "rotate-kek")
 
     assert code != 0
     assert err.count("\n") == 1

@@ -25,8 +25,10 @@ from flightbook.eventstore.memory import MemoryDatabase
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import (
     ERASED,
+    LiveKeysGuard,
     PersonalDataVault,
     SealedDataError,
+    SealedUnderErasedKeyError,
     build_vault,
     is_sealed,
 )
@@ -201,6 +203,37 @@ def test_the_erasure_row_rolls_back_with_its_transaction(contract: Contract) -> 
         contract.store.bookings.record(clash, rows=[contract.vault.erasure_row("alice")])
 
     assert contract.fresh_vault().open("alice", sealed) == "Ada"
+
+
+def test_a_transaction_sealed_under_a_key_erased_since_is_refused_and_stores_nothing(
+    contract: Contract,
+) -> None:
+    sealed = contract.vault.seal("alice", "Ada")
+    key_id = contract.vault.key_id_of(sealed)
+    assert key_id is not None
+    contract.fresh_vault().erase("alice")  # another process's erasure commits in between
+    booking = a_booking(uuid.uuid4(), customer="alice", sealed=sealed)
+
+    with pytest.raises(SealedUnderErasedKeyError), recording(actor="alice"):
+        contract.store.bookings.record(booking, guards=[LiveKeysGuard((key_id,))])
+
+    assert contract.store.bookings.find_booking(booking.id) is None
+    assert contract.vault.is_erased("alice", sealed)
+
+
+def test_a_transaction_sealed_under_a_live_key_passes_the_live_key_check(
+    contract: Contract,
+) -> None:
+    sealed = contract.vault.seal("alice", "Ada")
+    key_id = contract.vault.key_id_of(sealed)
+    assert key_id is not None
+    booking = a_booking(uuid.uuid4(), customer="alice", sealed=sealed)
+
+    with recording(actor="alice"):
+        contract.store.bookings.record(booking, guards=[LiveKeysGuard((key_id,))])
+
+    assert contract.store.bookings.find_booking(booking.id) is not None
+    assert not contract.vault.is_erased("alice", sealed)
 
 
 def test_a_legacy_value_opens_with_its_subjects_old_key_until_erased(

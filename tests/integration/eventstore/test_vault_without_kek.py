@@ -15,7 +15,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg_pool import ConnectionPool
 
@@ -23,6 +22,7 @@ from flightbook.config.settings import Settings
 from flightbook.eventstore.keks import FileKeyEncryptionKeys, KeyEncryptionKeyError
 from flightbook.eventstore.pii import PersonalDataVault, PostgresDataKeys, SealedDataError
 from flightbook.eventstore.rotation import rotate_kek
+from tests.support.sealed import opens_with_a_window_of
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_a_copy_of_the_database_without_the_kek_opens_no_sealed_field(
     assert refused == list(sealed)
     assert blobs  # the wrapped keys are there...
     for subject, (value, _) in sealed.items():  # ...and no bytes of them work as a key
-        assert not any(_opens_with_a_window_of(b, subject, value) for b in blobs), subject
+        assert not any(opens_with_a_window_of(b, subject, value) for b in blobs), subject
 
 
 def _pii_bytes(pool: ConnectionPool) -> list[bytes]:
@@ -107,23 +107,6 @@ def _pii_bytes(pool: ConnectionPool) -> list[bytes]:
             ).fetchall()
             found += [bytes(row[0]) for row in rows if row[0] is not None]
     return found
-
-
-def _opens_with_a_window_of(blob: bytes, subject_id: str, sealed: str) -> bool:
-    """Whether any 32 bytes of ``blob``, used as the AES key, open ``sealed``."""
-    if sealed.startswith("pii2:"):
-        _, key_hex, body = sealed.split(":")
-        aad = f"{subject_id}|{key_hex}".encode()
-    else:
-        body, aad = sealed.removeprefix("pii1:"), subject_id.encode()
-    raw = base64.b64decode(body)
-    for start in range(len(blob) - 31):
-        try:
-            AESGCM(blob[start : start + 32]).decrypt(raw[:12], raw[12:], aad)
-        except InvalidTag:
-            continue
-        return True
-    return False
 
 
 def test_a_sealed_value_under_a_key_the_copy_lacks_is_refused(

@@ -16,7 +16,7 @@ from flightbook.projections.services import ProjectionServices
 from flightbook.projections.tools.status import read_model_status
 from flightbook.projections.tools.verify import compare_read_models, replay_read_models
 from flightbook.projections.watermarks import advance_low_watermark
-from flightbook.projections.worker import ProjectionWorker
+from tests.support.catchup import catch_up
 from tests.support.history import History
 
 pytestmark = pytest.mark.integration
@@ -112,15 +112,7 @@ def test_catching_up_from_the_event_store_completes_the_read_models_and_the_wate
     settings: Settings, services: ProjectionServices, history: History
 ) -> None:
     heads = {c: services.reader.head(c) for c in ("booking", "inventory")}
-    for name in ("flights", "bookings"):
-        worker = ProjectionWorker(
-            engine=services.engine(name),
-            progress=services.progress,
-            reader=services.reader,
-            consumer_factory=_no_kafka,
-            topic="unused",
-        )
-        worker.catch_up("start")
+    catch_up(services, "start")
 
     assert (
         compare_read_models(replay_read_models(settings), services.database, services.redis) == []
@@ -131,10 +123,6 @@ def test_catching_up_from_the_event_store_completes_the_read_models_and_the_wate
     assert all(
         c.lag_positions == 0 and c.lag_seconds == 0 for s in statuses.values() for c in s.contexts
     )
-
-
-def _no_kafka() -> Any:
-    raise AssertionError("catch-up does not need Kafka")
 
 
 def test_the_low_watermark_stops_at_the_first_position_without_a_marker(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
@@ -14,7 +13,7 @@ from flightbook.projections.engine import Targets
 from flightbook.projections.services import ProjectionServices
 from flightbook.projections.tools.rebuild import rebuild
 from flightbook.projections.tools.verify import compare_read_models, replay_read_models
-from flightbook.projections.worker import ProjectionWorker
+from tests.support.catchup import catch_up
 from tests.support.erasure import book_sealed, record_erasure
 from tests.support.history import History
 from tests.support.saga import SagaHarness
@@ -27,20 +26,8 @@ PASSENGERS = [{"name": NAME, "email": EMAIL}, {"name": NAME + " Jr", "email": EM
 
 
 def project_everything(services: ProjectionServices) -> None:
-    for name in ("flights", "bookings"):
-        worker = ProjectionWorker(
-            engine=services.engine(name),
-            progress=services.progress,
-            reader=services.reader,
-            consumer_factory=_no_kafka,
-            topic="unused",
-        )
-        worker.catch_up("test")
+    for worker in catch_up(services, "test"):
         worker.engine.refresh_analytics(LIVE)
-
-
-def _no_kafka() -> Any:
-    raise AssertionError("catch-up does not need Kafka")
 
 
 def personal_data_in(services: ProjectionServices) -> list[str]:

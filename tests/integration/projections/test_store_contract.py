@@ -28,24 +28,22 @@ from flightbook.projections.redis import RedisHashes
 AT = dt.datetime(2031, 1, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 
 
-@pytest.fixture(
-    params=[
+def memory_and(real: str) -> list[object]:
+    """A contract fixture's two sides: the in-memory fake (a unit test) and ``real``."""
+    return [
         pytest.param("memory", marks=pytest.mark.unit),
-        pytest.param("mongo", marks=pytest.mark.integration),
+        pytest.param(real, marks=pytest.mark.integration),
     ]
-)
+
+
+@pytest.fixture(params=memory_and("mongo"))
 def documents(request: pytest.FixtureRequest) -> DocumentStore:
     if request.param == "memory":
         return MemoryDocuments()
     return MongoDocuments(request.getfixturevalue("mongo"))
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("memory", marks=pytest.mark.unit),
-        pytest.param("redis", marks=pytest.mark.integration),
-    ]
-)
+@pytest.fixture(params=memory_and("redis"))
 def hashes(request: pytest.FixtureRequest) -> tuple[HashStore, str]:
     if request.param == "memory":
         return MemoryHashes(), "fb:"
@@ -53,12 +51,7 @@ def hashes(request: pytest.FixtureRequest) -> tuple[HashStore, str]:
     return RedisHashes(request.getfixturevalue("cache")), settings.redis_prefix
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("memory", marks=pytest.mark.unit),
-        pytest.param("mongo", marks=pytest.mark.integration),
-    ]
-)
+@pytest.fixture(params=memory_and("mongo"))
 def progress(request: pytest.FixtureRequest) -> ProgressStore:
     if request.param == "memory":
         return MemoryProgress()

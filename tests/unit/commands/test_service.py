@@ -447,6 +447,34 @@ def test_a_customer_whose_keys_were_erased_books_again_under_a_new_key(
     assert service.vault.open("alice", old.passengers) == ERASED
 
 
+def test_a_booking_sealed_just_before_its_customer_was_erased_is_sealed_again_under_a_new_key(
+    service: CommandService,
+    store: EventStore,
+    flight_id: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An erasure that commits between the sealing and the booking's transaction erased the
+    key the booking was sealed under: the booking is sealed again, not stored unreadable."""
+    book(service, flight_id, "key-1")  # alice has a live key now
+    record = store.bookings.record
+    erased_first: list[bool] = []
+
+    def erase_then_record(*args: Any, **kwargs: Any) -> Any:
+        if not erased_first:
+            erased_first.append(True)
+            service.vault.erase("alice")  # commits after the seal, before this transaction
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(store.bookings, "record", erase_then_record)
+
+    result = book(service, flight_id, "key-2", token="tok_ok_after-erasure")
+
+    booking = store.bookings.booking(result.booking_id)
+    assert erased_first == [True]
+    assert service.vault.open("alice", booking.passengers) != ERASED
+    assert service.vault.open("alice", booking.payment_token) == "tok_ok_after-erasure"
+
+
 # -- cancelling a booking ----------------------------------------------------------------------
 
 

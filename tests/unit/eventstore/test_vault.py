@@ -6,30 +6,20 @@ What it shares with PostgreSQL is the contract in
 
 from __future__ import annotations
 
-import base64
-
 import pytest
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from flightbook.eventstore.keks import KeyEncryptionKeyError, MemoryKeyEncryptionKeys
 from flightbook.eventstore.memory import MemoryDatabase
 from flightbook.eventstore.pii import ERASED, MemoryDataKeys, PersonalDataVault
+from tests.support.memory import Seconds
+from tests.support.sealed import opens_with_a_window_of
 from tests.support.threads import at_once
 
 pytestmark = pytest.mark.unit
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_opening_key_is_cached_for_30_seconds_unless_forgotten() -> None:
-    database, keks, clock = MemoryDatabase(), MemoryKeyEncryptionKeys(), Clock()
+    database, keks, clock = MemoryDatabase(), MemoryKeyEncryptionKeys(), Seconds(1000.0)
     reader = PersonalDataVault(MemoryDataKeys(database), keks, clock=clock)
     writer = PersonalDataVault(MemoryDataKeys(database), keks)
     sealed = writer.seal("alice", "Ada")
@@ -91,17 +81,3 @@ def test_the_tables_hold_no_data_key_in_the_clear() -> None:
 
     assert stored
     assert not any(opens_with_a_window_of(blob, "alice", sealed) for blob in stored)
-
-
-def opens_with_a_window_of(blob: bytes, subject_id: str, sealed: str) -> bool:
-    """Whether any 32 bytes of ``blob``, used as an AES key, open ``sealed``."""
-    _, key_hex, body = sealed.split(":")
-    raw = base64.b64decode(body)
-    aad = f"{subject_id}|{key_hex}".encode()
-    for start in range(len(blob) - 31):
-        try:
-            AESGCM(blob[start : start + 32]).decrypt(raw[:12], raw[12:], aad)
-        except InvalidTag:
-            continue
-        return True
-    return False

@@ -17,6 +17,7 @@ from flightbook.queries.memory import MemoryReadModels
 from flightbook.queries.models import FlightPage
 from flightbook.queries.service import MAX_PAGE, SEARCH_CACHE_SECONDS, QueryService
 from tests.support import documents
+from tests.support.memory import Seconds
 
 pytestmark = pytest.mark.unit
 
@@ -33,21 +34,13 @@ def who(subject: str, *roles: str) -> Principal:
     return Principal(subject=subject, roles=frozenset(roles))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+@pytest.fixture
+def clock() -> Seconds:
+    return Seconds()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> MemoryReadModels:
+def store(clock: Seconds) -> MemoryReadModels:
     return MemoryReadModels(clock=clock)
 
 
@@ -95,7 +88,7 @@ def test_a_repeated_search_is_answered_from_the_cache(
 
 
 def test_an_expired_or_invalidated_cache_reads_mongo_again(
-    store: MemoryReadModels, service: QueryService, clock: Clock
+    store: MemoryReadModels, service: QueryService, clock: Seconds
 ) -> None:
     flights(store, 1)
     run(service.search_flights("LHR", "JFK", DAY))

@@ -7,16 +7,9 @@ import threading
 import pytest
 
 from flightbook.runtime.loop import Backoff, ProcessLoop
+from tests.support.memory import Seconds
 
 pytestmark = pytest.mark.unit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_backoff_doubles_up_to_its_cap_and_starts_again_after_a_success() -> None:
@@ -82,7 +75,7 @@ def test_a_stopped_loop_does_not_serve_and_wait_returns_at_once() -> None:
 
 
 def test_readiness_needs_progress_within_the_window() -> None:
-    clock = Clock()
+    clock = Seconds(100.0)
     loop = ProcessLoop("test", ready_window=30.0, clock=clock)
     assert not loop.ready()  # nothing done yet
 
