@@ -72,15 +72,19 @@ def authorize(gateway: PaymentGateway, booking: str, token: str = CardToken.OK) 
     return result
 
 
+def capture_in_full(gateway: PaymentGateway, booking: str, authorization_id: str) -> Capture:
+    return gateway.capture(
+        idempotency_key=f"{booking}:capture", authorization_id=authorization_id, amount=PRICE
+    )
+
+
 def test_ok_token_is_authorized_captured_and_refunded(
     gateway: InspectableGateway, booking: str
 ) -> None:
     authorization = authorize(gateway, booking)
     auth_id = authorization.authorization_id
 
-    capture = gateway.capture(
-        idempotency_key=f"{booking}:capture", authorization_id=auth_id, amount=PRICE
-    )
+    capture = capture_in_full(gateway, booking, auth_id)
     refund = gateway.refund(
         idempotency_key=f"{booking}:refund", authorization_id=auth_id, amount=PRICE
     )
@@ -229,7 +233,7 @@ def test_refunds_beyond_the_captured_amount_are_rejected(
     auth_id = authorize(gateway, booking).authorization_id
     with pytest.raises(GatewayRejectedError, match="not_captured"):
         gateway.refund(idempotency_key=f"{booking}:refund-0", authorization_id=auth_id, amount=1)
-    gateway.capture(idempotency_key=f"{booking}:capture", authorization_id=auth_id, amount=PRICE)
+    capture_in_full(gateway, booking, auth_id)
     gateway.refund(idempotency_key=f"{booking}:refund-1", authorization_id=auth_id, amount=30000)
 
     with pytest.raises(GatewayRejectedError, match="refund_exceeds_captured"):
@@ -283,11 +287,7 @@ def test_concurrent_calls_with_the_same_keys_authorize_and_capture_once(
     def authorize_and_capture() -> tuple[Authorization, Capture]:
         start.wait(timeout=5)
         authorization = authorize(gateway, booking)
-        capture = gateway.capture(
-            idempotency_key=f"{booking}:capture",
-            authorization_id=authorization.authorization_id,
-            amount=PRICE,
-        )
+        capture = capture_in_full(gateway, booking, authorization.authorization_id)
         return authorization, capture
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -306,22 +306,14 @@ def test_state_and_attempt_counts_survive_a_new_gateway_process(
 ) -> None:
     """What a killed caller did is in PostgreSQL: a fresh gateway replays it, never redoes it."""
     authorization = authorize(postgres_gateway, booking)
-    capture = postgres_gateway.capture(
-        idempotency_key=f"{booking}:capture",
-        authorization_id=authorization.authorization_id,
-        amount=PRICE,
-    )
+    capture = capture_in_full(postgres_gateway, booking, authorization.authorization_id)
     with pytest.raises(GatewayUnavailableError):
         authorize(postgres_gateway, "flaky-booking", token="tok_flaky")
 
     with SimulatedGateway(
         postgres_url, schema=isolated_schema, flaky_failures=FLAKY_FAILURES
     ) as fresh:
-        replayed = fresh.capture(
-            idempotency_key=f"{booking}:capture",
-            authorization_id=authorization.authorization_id,
-            amount=PRICE,
-        )
+        replayed = capture_in_full(fresh, booking, authorization.authorization_id)
         with pytest.raises(GatewayUnavailableError):
             authorize(fresh, "flaky-booking", token="tok_flaky")
         authorize(fresh, "flaky-booking", token="tok_flaky")

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.unit
 
 HOLD_DEADLINE = datetime(2026, 11, 24, 10, 15, tzinfo=UTC)
+# the statuses a booking has before it is confirmed, rejected or cancelled
+UNFINISHED = [BookingStatus.REQUESTED, BookingStatus.SEATS_HELD, BookingStatus.PAYMENT_AUTHORIZED]
 
 
 def request_fields(**changes: Any) -> dict[str, Any]:
@@ -174,10 +176,7 @@ def test_a_hold_deadline_must_be_timezone_aware() -> None:
 # -- rejecting ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "status",
-    [BookingStatus.REQUESTED, BookingStatus.SEATS_HELD, BookingStatus.PAYMENT_AUTHORIZED],
-)
+@pytest.mark.parametrize("status", UNFINISHED)
 def test_an_unfinished_booking_can_be_rejected(status: BookingStatus) -> None:
     booking = booking_in(status)
 
@@ -204,10 +203,7 @@ def test_a_rejection_needs_a_known_reason() -> None:
 # -- cancelling --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "status",
-    [BookingStatus.REQUESTED, BookingStatus.SEATS_HELD, BookingStatus.PAYMENT_AUTHORIZED],
-)
+@pytest.mark.parametrize("status", UNFINISHED)
 def test_cancelling_before_confirmation_refunds_nothing(status: BookingStatus) -> None:
     """Nothing was captured yet: the saga voids the authorization instead."""
     booking = booking_in(status, refundable=True)

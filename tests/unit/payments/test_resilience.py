@@ -103,6 +103,13 @@ def resilient(inner: PaymentGateway, time: FakeTime, **options: float) -> Resili
     )
 
 
+def always_down(**options: float) -> tuple[FakeTime, ScriptedGateway, ResilientGateway]:
+    """A gateway that is always down, behind the resilience layer on a fake clock."""
+    time = FakeTime()
+    inner = ScriptedGateway(GatewayUnavailableError("down"))
+    return time, inner, resilient(inner, time, **options)
+
+
 def authorize(gateway: PaymentGateway, key: str = "b1:authorize") -> Authorization | Declined:
     return gateway.authorize(idempotency_key=key, token="tok_ok", amount=45000, currency="EUR")
 
@@ -217,9 +224,7 @@ def test_jittered_delays_stay_within_their_windows() -> None:
 
 
 def test_no_retry_is_made_that_would_end_after_the_time_budget() -> None:
-    time = FakeTime()
-    inner = ScriptedGateway(GatewayUnavailableError("down"))
-    gateway = resilient(inner, time, max_attempts=10, base_delay=0.1, max_elapsed=0.25)
+    time, inner, gateway = always_down(max_attempts=10, base_delay=0.1, max_elapsed=0.25)
 
     with pytest.raises(GatewayUnavailableError):
         authorize(gateway)
@@ -229,9 +234,7 @@ def test_no_retry_is_made_that_would_end_after_the_time_budget() -> None:
 
 
 def test_breaker_opens_after_fail_max_failures_and_then_fails_fast() -> None:
-    time = FakeTime()
-    inner = ScriptedGateway(GatewayUnavailableError("down"))
-    gateway = resilient(inner, time, max_attempts=1, breaker_fail_max=3)
+    _, inner, gateway = always_down(max_attempts=1, breaker_fail_max=3)
     for _ in range(3):
         with pytest.raises(GatewayUnavailableError):
             authorize(gateway)
@@ -244,9 +247,7 @@ def test_breaker_opens_after_fail_max_failures_and_then_fails_fast() -> None:
 
 
 def test_an_open_breaker_ends_the_retries_of_the_call_that_tripped_it() -> None:
-    time = FakeTime()
-    inner = ScriptedGateway(GatewayUnavailableError("down"))
-    gateway = resilient(inner, time, max_attempts=5, breaker_fail_max=2)
+    time, inner, gateway = always_down(max_attempts=5, breaker_fail_max=2)
 
     with pytest.raises(CircuitOpenError):
         authorize(gateway)
@@ -279,9 +280,7 @@ def test_breaker_half_opens_after_reset_timeout_and_closes_on_success() -> None:
 
 
 def test_a_failed_trial_call_opens_the_breaker_for_another_reset_timeout() -> None:
-    time = FakeTime()
-    inner = ScriptedGateway(GatewayUnavailableError("down"))
-    gateway = resilient(inner, time, max_attempts=1, breaker_fail_max=1, breaker_reset_timeout=5)
+    time, inner, gateway = always_down(max_attempts=1, breaker_fail_max=1, breaker_reset_timeout=5)
     with pytest.raises(GatewayUnavailableError):
         authorize(gateway)
     time.now += 5

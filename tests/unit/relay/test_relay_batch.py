@@ -119,6 +119,14 @@ class Log:
         return to_envelope("booking", notification, *self.mapper.decode(notification))
 
 
+def a_log_of(bookings: int, *, steps: int = 1) -> Log:
+    """A log of ``bookings`` bookings of ``steps`` events each, one booking after another."""
+    log = Log()
+    for _ in range(bookings):
+        log.book(steps=steps)
+    return log
+
+
 def run_batch(
     log: Log,
     producer: FakeProducer,
@@ -168,9 +176,7 @@ def test_every_public_event_is_published_in_log_order_keyed_by_its_aggregate() -
 
 
 def test_the_checkpoint_moves_only_after_every_message_was_acknowledged() -> None:
-    log = Log()
-    for _ in range(3):
-        log.book(steps=2)
+    log = a_log_of(3, steps=2)
     checkpoints = MemoryCheckpoints()
     seen_at_flush: list[int] = []
     producer = FakeProducer(
@@ -184,9 +190,7 @@ def test_the_checkpoint_moves_only_after_every_message_was_acknowledged() -> Non
 
 
 def test_a_failed_delivery_leaves_the_checkpoint_and_the_batch_is_published_again() -> None:
-    log = Log()
-    for _ in range(4):
-        log.book()
+    log = a_log_of(4)
     checkpoints = MemoryCheckpoints({"booking": 1})
     failing = FakeProducer(failing={2})
 
@@ -211,9 +215,7 @@ def test_messages_not_acknowledged_within_the_timeout_leave_the_checkpoint() -> 
 
 
 def test_private_events_advance_the_position_without_a_message() -> None:
-    log = Log()
-    for _ in range(5):
-        log.book()
+    log = a_log_of(5)
     producer, checkpoints = FakeProducer(), MemoryCheckpoints()
 
     def even_positions_only(notification: Notification) -> Envelope | None:
@@ -238,9 +240,7 @@ def test_a_batch_of_private_events_only_is_checkpointed_without_touching_the_bro
 
 
 def test_a_batch_reads_at_most_the_limit_and_the_next_one_goes_on_from_the_checkpoint() -> None:
-    log = Log()
-    for _ in range(7):
-        log.book()
+    log = a_log_of(7)
     producer, checkpoints = FakeProducer(), MemoryCheckpoints()
 
     sizes = [run_batch(log, producer, checkpoints, limit=3).count for _ in range(4)]

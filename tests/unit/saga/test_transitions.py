@@ -139,6 +139,21 @@ class Driver:
     def until(self, booking_id: uuid.UUID, status: BookingStatus) -> None:
         self.saga.run_until(lambda: self.saga.booking(booking_id).status is status)
 
+    def authorized_by_hand(self, flight_id: uuid.UUID) -> uuid.UUID:
+        """A booking on the flight, its events answered by hand until the payment is authorized."""
+        booking_id = self.saga.request_booking(flight_id)
+        self.answer(booking_id, B.Requested, F.SeatsHeld, B.SeatsHeld)
+        self.saga.run_jobs()  # authorizes
+        return booking_id
+
+    def cancel_once(self, status: BookingStatus) -> uuid.UUID:
+        """A new booking, cancelled once it reaches ``status``; the saga then settles."""
+        booking_id = self.saga.request_booking(self.saga.schedule_flight())
+        self.until(booking_id, status)
+        self.saga.cancel_booking(booking_id)
+        self.saga.settle()
+        return booking_id
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -252,27 +267,19 @@ def hold_expired(d: Driver) -> None:
 
 @scenario((B.SeatsHeld, "booking moved on"))
 def cancelled_before_payment_was_asked_for(d: Driver) -> None:
-    booking_id = d.saga.request_booking(d.saga.schedule_flight())
-    d.until(booking_id, S.SEATS_HELD)
-    d.saga.cancel_booking(booking_id)
-    d.saga.settle()
+    d.cancel_once(S.SEATS_HELD)
 
 
 @scenario((B.PaymentAuthorized, "booking moved on"))
 def cancelled_before_the_hold_was_confirmed(d: Driver) -> None:
-    booking_id = d.saga.request_booking(d.saga.schedule_flight())
-    d.until(booking_id, S.PAYMENT_AUTHORIZED)
-    d.saga.cancel_booking(booking_id)
-    d.saga.settle()
+    booking_id = d.cancel_once(S.PAYMENT_AUTHORIZED)
     assert [op for op, _ in d.saga.ledger(booking_id)] == ["authorize", "void"]
 
 
 @scenario((B.PaymentAuthorized, "flight cancelled"))
 def flight_cancelled_before_the_hold_was_confirmed(d: Driver) -> None:
     flight_id = d.saga.schedule_flight()
-    booking_id = d.saga.request_booking(flight_id)
-    d.answer(booking_id, B.Requested, F.SeatsHeld, B.SeatsHeld)
-    d.saga.run_jobs()  # authorizes
+    booking_id = d.authorized_by_hand(flight_id)
     d.answer(booking_id, P.Authorized)
     d.saga.cancel_flight(flight_id)
 
@@ -351,9 +358,7 @@ def hold_answered_after_the_booking_ended(d: Driver) -> None:
 
 @scenario((F.SeatsHeld, "booking moved on"), (P.Authorized, "booking moved on"))
 def events_answered_twice(d: Driver) -> None:
-    booking_id = d.saga.request_booking(d.saga.schedule_flight())
-    d.answer(booking_id, B.Requested, F.SeatsHeld, B.SeatsHeld)
-    d.saga.run_jobs()  # authorizes
+    booking_id = d.authorized_by_hand(d.saga.schedule_flight())
 
     notes = d.answer(booking_id, F.SeatsHeld, P.Authorized, P.Authorized)
 
@@ -364,9 +369,7 @@ def events_answered_twice(d: Driver) -> None:
 @scenario((F.HoldConfirmed, "late confirmation undone"))
 def confirmation_answered_after_the_booking_ended(d: Driver) -> None:
     flight_id = d.saga.schedule_flight()
-    booking_id = d.saga.request_booking(flight_id)
-    d.answer(booking_id, B.Requested, F.SeatsHeld, B.SeatsHeld)
-    d.saga.run_jobs()  # authorizes
+    booking_id = d.authorized_by_hand(flight_id)
     assert d.answer(booking_id, P.Authorized, B.PaymentAuthorized)[-1] == "hold confirmed"
     d.saga.cancel_booking(booking_id)
 
