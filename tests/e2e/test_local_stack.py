@@ -132,6 +132,61 @@ def test_stack_up_is_idempotent_and_down_keeps_the_data(state_dir: Path) -> None
         assert mongo["kept"]["kept"].find_one({"_id": "mongo"}) == {"_id": "mongo"}
 
 
+def _fixed_ports() -> dict[str, str]:
+    return {
+        f"FLIGHTBOOK_STACK_{name.upper()}_PORT": str(_free_port())
+        for name in ("postgres", "redis", "kafka", "mongo")
+    }
+
+
+def test_stack_up_right_after_a_server_was_killed_starts_it_again_on_its_port(
+    state_dir: Path,
+) -> None:
+    """A killed server's connections leave its port in TIME-WAIT, which is not "taken"."""
+    env = _env(state_dir, **_fixed_ports())
+    first = _flightbook(env, "stack", "up")
+    assert first.returncode == 0, first.stderr
+    urls = _urls(first.stdout)
+    pids = _server_pids(state_dir)
+    connections = [psycopg.connect(urls["FLIGHTBOOK_POSTGRES_URL"]) for _ in range(3)]
+    clients = [redis.Redis.from_url(urls["FLIGHTBOOK_REDIS_URL"]) for _ in range(3)]
+    for client in clients:
+        client.ping()
+    mongo: pymongo.MongoClient[dict[str, object]]
+    with pymongo.MongoClient(urls["FLIGHTBOOK_MONGO_URL"]) as mongo:
+        mongo.admin.command("ping")
+
+    for pid in pids.values():
+        os.kill(pid, signal.SIGKILL)
+    _wait_gone(set(pids.values()), 30)
+    for conn in connections:
+        conn.close()
+    for client in clients:
+        client.close()
+
+    again = _flightbook(env, "stack", "up")
+
+    assert again.returncode == 0, again.stderr
+    assert _urls(again.stdout) == urls  # the same ports
+    assert set(_server_pids(state_dir).values()).isdisjoint(pids.values())
+    with psycopg.connect(urls["FLIGHTBOOK_POSTGRES_URL"]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_port_another_program_listens_on_is_refused_in_one_line(state_dir: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        env = _env(state_dir, FLIGHTBOOK_STACK_REDIS_PORT=str(port))
+
+        result = _flightbook(env, "stack", "up")
+
+    assert result.returncode != 0
+    assert f"redis: port {port} is taken by another program" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_a_configured_url_is_used_and_nothing_is_started_for_it(
     state_dir: Path, stack_settings: object
 ) -> None:

@@ -8,7 +8,9 @@ pid file names a live process of ours that answers is reused, never started twic
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import time
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
     from flightbook.config.settings import Settings
 
-__all__ = ("LocalStack", "ServerState", "StackError", "postgres_url")
+__all__ = ("LocalStack", "ServerState", "StackError", "port_free", "postgres_url")
 
 _READY_TIMEOUT = 60.0
 
@@ -168,11 +170,11 @@ class LocalStack:
         record = self._read_record(kind)
         if configured == 0 and record is not None and isinstance(record.get("port"), int):
             previous = int(str(record["port"]))
-            if _port_free(previous):
+            if port_free(previous):
                 return previous  # keep the URL stable across restarts
         if configured == 0:
             return _free_port()
-        if not _port_free(configured):
+        if not port_free(configured):
             raise StackError(
                 f"{kind.name}: port {configured} is taken by another program; "
                 f"set FLIGHTBOOK_STACK_{kind.name.upper()}_PORT "
@@ -182,6 +184,10 @@ class LocalStack:
 
     def _start(self, kind: ServerKind) -> ServerState:
         data_dir = self._root / kind.name
+        record = self._read_record(kind)
+        leader = record.get("pid") if record is not None else None
+        if isinstance(leader, int) and _end_session_of(leader):
+            kind.clear_stale(data_dir)  # what a killed server left behind
         try:
             kind.prepare(data_dir)
         except subprocess.CalledProcessError as exc:
@@ -256,10 +262,55 @@ def _terminate(process: psutil.Process, sig: int, timeout: float = 15.0) -> None
         child.wait(5)
 
 
-def _port_free(port: int) -> bool:
+def _end_session_of(leader: int, *, grace: float = 10.0) -> bool:
+    """Whether a server's leader is dead; if so, its session's processes are gone too.
+
+    Each server runs in a session of its own (``start_new_session``). When its leader was
+    killed, its children (PostgreSQL's backends) exit on their own a moment later; until
+    they have, they hold the data directory and a new server refuses to start there. Those
+    still there after ``grace`` seconds are killed: they belong to a server that is dead.
+    """
+    if not _dead(leader):
+        return False  # a live (or recycled) pid: not ours to touch
+    deadline = time.monotonic() + grace
+    while True:
+        left = [p for p in psutil.process_iter() if p.pid != leader and _session(p) == leader]
+        if not left:
+            return True
+        if time.monotonic() >= deadline:
+            for process in left:
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+            psutil.wait_procs(left, timeout=5)
+            return True
+        time.sleep(0.1)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _session(process: psutil.Process) -> int | None:
+    try:
+        return os.getsid(process.pid)
+    except OSError:
+        return None
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now.
+
+    With ``SO_REUSEADDR``, as the servers themselves bind: a port whose last connections
+    sit in TIME-WAIT (a server killed a moment ago) is free; one another program listens
+    on is not.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True

@@ -53,6 +53,9 @@ class ServerKind:
         """The system user the server runs as, or None for the current one."""
         return None
 
+    def clear_stale(self, data_dir: Path) -> None:
+        """Remove what a killed server left that would stop a new one (its lock file)."""
+
 
 class Postgres(ServerKind):
     name = "postgres"
@@ -69,6 +72,13 @@ class Postgres(ServerKind):
 
     def run_as(self) -> str | None:
         return _PG_SYSTEM_USER if os.geteuid() == 0 else None
+
+    def clear_stale(self, data_dir: Path) -> None:
+        # the killed postmaster's pid may still exist for a moment (a zombie not yet reaped),
+        # and PostgreSQL then takes its lock file for a running server's
+        # (and so do the lock files of its socket in the data directory)
+        for stale in [data_dir / "postmaster.pid", *data_dir.glob(".s.PGSQL.*")]:
+            stale.unlink(missing_ok=True)
 
     def prepare(self, data_dir: Path) -> None:
         if (data_dir / "PG_VERSION").exists():
@@ -239,6 +249,10 @@ class Mongo(ServerKind):
 
     def url(self, port: int) -> str:
         return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+    def clear_stale(self, data_dir: Path) -> None:
+        # it refuses to start while the pid in its pid file exists (a killed one's zombie)
+        (data_dir / "server.pid").unlink(missing_ok=True)
 
     def answers(self, url: str) -> bool:
         import pymongo

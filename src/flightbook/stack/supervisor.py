@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from flightbook.config.paths import project_dir
 from flightbook.config.processes import PROCESSES
-from flightbook.stack.launcher import LocalStack
+from flightbook.stack.launcher import LocalStack, port_free
 from flightbook.stack.migrate import migrate_all
 from flightbook.stack.servers import KIND_BY_NAME
 
@@ -62,7 +61,7 @@ def run_system(
             if setting is None:
                 continue
             port = getattr(settings, setting)
-            if port and not _port_free(settings.host, port):
+            if port and not port_free(port, settings.host):
                 raise RuntimeError(
                     f"{spec.name}: {settings.host}:{port} is already in use; "
                     f"set FLIGHTBOOK_{setting.upper()}"
@@ -185,13 +184,3 @@ def _stop_children(children: list[_Child], say: Callable[[str], None]) -> None:
             child.process.kill()
             child.process.wait()
         say(f"stopped {child.spec.name}")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
