@@ -301,7 +301,7 @@ class CommandService:
                 with recording(actor=actor, correlation_id=correlation_id):
                     return booking, self.bookings.record(booking, rows=[key], guards=[caps, live])
             except SealedUnderErasedKeyError:
-                continue  # erased in between: seal again under the new key
+                self.vault.forget(customer_id)  # erased since: seal again under a new key
         raise DomainError(
             "the customer's personal data is being erased; try again", code="personal_data_erased"
         )

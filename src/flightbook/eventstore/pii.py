@@ -532,6 +532,7 @@ class PersonalDataVault:
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[str, _Cached] = {}
+        self._live: dict[str, tuple[float, uuid.UUID]] = {}  # subject -> (when, live key id)
 
     @classmethod
     def in_postgres(cls, pool: ConnectionPool, keks: KeyEncryptionKeys) -> PersonalDataVault:
@@ -550,11 +551,12 @@ class PersonalDataVault:
     def seal(self, subject_id: str, plaintext: str) -> str:
         """``plaintext`` sealed under the subject's live key (made now if none is live).
 
-        The live key is looked up each time (never cached), so a subject erased by another
-        process a moment ago gets a new key rather than one already shredded.
+        Which key is live is cached like the keys (30 s). A value sealed under a key that
+        another process erased since is refused where it is stored, by
+        :class:`LiveKeysGuard` in the same transaction; the caller then forgets
+        the subject and seals again, under the new key (``CommandService`` does).
         """
-        key_id, wrapped = self._live_key(subject_id)
-        key = self._key_of(key_id, subject_id, wrapped)
+        key_id, key = self._live_key(subject_id)
         nonce = os.urandom(_NONCE)
         box = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(subject_id, key_id))
         return f"{_V2}{key_id.hex}:{base64.b64encode(nonce + box).decode()}"
@@ -600,6 +602,7 @@ class PersonalDataVault:
         with self._lock:
             for name in [n for n, c in self._cache.items() if c.subject_id == subject_id]:
                 del self._cache[name]
+            self._live.pop(subject_id, None)
 
     def erase(self, subject_id: str) -> None:
         """Erase every key of the subject now, in a transaction of its own (tools, tests)."""
@@ -608,7 +611,20 @@ class PersonalDataVault:
 
     # -- keys ---------------------------------------------------------------------------------
 
-    def _live_key(self, subject_id: str) -> tuple[uuid.UUID, WrappedKey]:
+    def _live_key(self, subject_id: str) -> tuple[uuid.UUID, bytes]:
+        with self._lock:
+            live = self._live.get(subject_id)
+        if live is not None and self._clock() - live[0] < _KEY_TTL:
+            cached = self._cached(live[1].hex)
+            if cached is not None and cached.key is not None:
+                return live[1], cached.key
+        key_id, wrapped = self._find_or_make_live_key(subject_id)
+        key = self._key_of(key_id, subject_id, wrapped)
+        with self._lock:
+            self._live[subject_id] = (self._clock(), key_id)
+        return key_id, key
+
+    def _find_or_make_live_key(self, subject_id: str) -> tuple[uuid.UUID, WrappedKey]:
         for _ in range(3):  # another process may make (or erase) it at the same moment
             found = self.keys.live(subject_id)
             if found is not None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from litestar import Request  # noqa: TC002 - litestar reads the dependency's signature at runtime
+from litestar.datastructures import Headers
 from litestar.di import Provide
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPlugin
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from litestar.config.app import AppConfig
     from litestar.connection import ASGIConnection
     from litestar.handlers import BaseRouteHandler
-    from litestar.types import Guard
+    from litestar.types import Guard, Scope
 
     from flightbook.config.settings import Settings
 
@@ -42,19 +43,25 @@ __all__ = (
     "PRINCIPAL_STATE_KEY",
     "ROLES_OPT_KEY",
     "UNAUTHORIZED_DETAIL",
+    "VERIFIED_STATE_KEY",
     "BearerSecurityPlugin",
     "authenticate",
     "bearer_guard",
     "bearer_security_schemes",
+    "bearer_token",
     "current_principal",
     "provide_principal",
     "requires",
+    "verified_principal",
 )
 
 ROLES_OPT_KEY = "flightbook_roles"
 """Key of a route's ``opt`` holding the roles that may call it (any one of them)."""
 PRINCIPAL_STATE_KEY = "flightbook_principal"
 """Key of ``scope["state"]`` where the guard leaves the authenticated :class:`Principal`."""
+VERIFIED_STATE_KEY = "flightbook_verified_principal"
+"""Key of ``scope["state"]`` where the rate limiter leaves the principal of a token it has
+verified already (:func:`verified_principal`), so the guard does not verify it again."""
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 """OpenAPI security requirement of the protected routes."""
 
@@ -115,9 +122,8 @@ def authenticate(authorization: str | None, settings: Settings) -> Principal:
     """
     if not authorization or not authorization.strip():
         raise _unauthorized("missing", error=None)
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(authorization)
+    if token is None:
         raise _unauthorized("not_bearer", error="invalid_request")
     try:
         return verify_token(settings, token)
@@ -126,11 +132,40 @@ def authenticate(authorization: str | None, settings: Settings) -> Principal:
         raise _unauthorized("invalid_token", error="invalid_token", why=str(exc)) from None
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value; None for anything else."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def verified_principal(scope: Scope, settings: Settings) -> Principal | None:
+    """The principal of the request's valid bearer token, or None; quiet (nothing logged).
+
+    The principal is left in ``scope["state"]`` (:data:`VERIFIED_STATE_KEY`), where the
+    guard finds it instead of verifying the token a second time.
+    """
+    token = bearer_token(Headers.from_scope(scope).get(_HEADER))
+    if token is None:
+        return None
+    try:
+        principal = verify_token(settings, token)
+    except InvalidTokenError:
+        return None
+    scope.setdefault("state", {})[VERIFIED_STATE_KEY] = principal
+    return principal
+
+
 def bearer_guard(settings: Settings) -> Guard:
     """A guard that authenticates the caller and checks the route's roles (:func:`requires`)."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        principal = authenticate(connection.headers.get(_HEADER), settings)
+        verified = connection.scope["state"].get(VERIFIED_STATE_KEY)
+        principal = (
+            verified
+            if isinstance(verified, Principal)
+            else authenticate(connection.headers.get(_HEADER), settings)
+        )
         roles: frozenset[str] = handler.opt.get(ROLES_OPT_KEY, frozenset())
         if not principal.roles:  # signed, but for no one this system knows
             _log.info("auth.forbidden", reason="no_known_role")

@@ -57,11 +57,10 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from flightbook.config.settings import require
-from flightbook.http.auth import ROLES_OPT_KEY
+from flightbook.http.auth import ROLES_OPT_KEY, verified_principal
 from flightbook.http.correlation import REQUEST_ID_HEADER, correlation_of
 from flightbook.http.openapi import ProblemDocument
 from flightbook.http.problems import PROBLEM_JSON, Problem
-from flightbook.http.tokens import InvalidTokenError, verify_token
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -317,24 +316,14 @@ class _RateLimit(ASGIMiddleware):
 
     def _checks(self, scope: Scope) -> list[_Check]:
         address = _identity("address", client_address(scope, self._trusted))
-        subject = self._subject(Headers.from_scope(scope).get("Authorization"))
+        verified = verified_principal(scope, self._settings)
+        subject = None if verified is None else verified.subject
         principal = address if subject is None else _identity("subject", subject)
         kind = self._reads if cast("HTTPScope", scope)["method"] in _READS else self._writes
         checks = [] if subject is not None else [(p, address) for p in self._refused_tokens]
         checks += [(policy, principal) for policy in kind]
         checks += [(policy, address) for policy in self._address]
         return checks
-
-    def _subject(self, authorization: str | None) -> str | None:
-        # The checks of auth.authenticate, quietly: the guard logs and answers the 401
-        # (calling authenticate here would log every refused token twice).
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        try:
-            return verify_token(self._settings, token.strip()).subject
-        except InvalidTokenError:
-            return None
 
 
 def _problem(scope: Scope, refusal: _Refusal, policy_header: str) -> Problem:

@@ -111,6 +111,30 @@ async def test_random_booking_ids_from_one_token_are_refused_after_the_read_limi
     assert other.status_code == 404
 
 
+async def test_a_request_the_limiter_lets_through_has_its_token_verified_once(
+    limited: Callable[..., Settings],
+    served: Served,
+    auth: Headers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flightbook.http.tokens import verify_token
+
+    app = await served.start(build_query_api(limited()))
+    api = await served.client(app)
+    verified: list[str] = []
+
+    def counting(settings: Settings, token: str) -> Any:
+        verified.append(token)
+        return verify_token(settings, token)
+
+    monkeypatch.setattr("flightbook.http.auth.verify_token", counting)
+
+    answer = await api.get(f"/bookings/{uuid.uuid4()}", headers=auth("bob", "customer"))
+
+    assert answer.status_code == 404
+    assert len(verified) == 1  # by the limiter; the guard takes its principal
+
+
 async def test_a_bad_token_flood_from_one_address_is_refused_but_a_good_token_from_it_is_not(
     limited: Callable[..., Settings], served: Served, auth: Headers
 ) -> None:
