@@ -87,6 +87,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_reads: str = "20/second;600/minute"  # per customer: GET
     rate_limit_address: str = "50/second;1200/minute"  # per client address, every route
     rate_limit_refused_tokens: str = "20/minute"  # per client address: 401s
+    # the longest a request waits for the limiter's Redis before it is served unchecked
+    rate_limit_timeout_seconds: Seconds = 0.25
     # addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated)
     trusted_proxies: str = ""
     # business-flow caps: a customer's bookings in REQUESTED/HELD, and the seats they hold

@@ -25,8 +25,8 @@ A refusal is a ``429`` problem document (``rate_limited``) naming the limit, wit
 (draft-ietf-httpapi-ratelimit-headers-09); every limited answer carries
 ``RateLimit-Policy``. The counters live in Redis (the ``limits`` library's sliding-window
 counters), so every API process shares them. When Redis does not answer within
-:data:`TIMEOUT_SECONDS` the request is served unchecked and the limiter rests for
-:data:`PAUSE_SECONDS`: a limiter must never take the booking system down.
+``rate_limit_timeout_seconds`` (a setting, 0.25 s) the request is served unchecked and the
+limiter rests for :data:`PAUSE_SECONDS`: a limiter must never take the booking system down.
 """
 
 from __future__ import annotations
@@ -75,14 +75,11 @@ if TYPE_CHECKING:
 __all__ = (
     "PAUSE_SECONDS",
     "RATE_LIMITED_RESPONSE",
-    "TIMEOUT_SECONDS",
     "Policy",
     "RateLimitPlugin",
     "client_address",
 )
 
-TIMEOUT_SECONDS = 0.25
-"""The longest a request waits for the limiter's Redis before it is served unchecked."""
 PAUSE_SECONDS = 5.0
 """How long the limiter leaves Redis alone after it failed to answer."""
 
@@ -197,6 +194,7 @@ class _Limiter:
     def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
         self._url = require(settings.redis_url, "redis_url")
         self._key_prefix = f"{settings.redis_prefix}ratelimit"
+        self._timeout = settings.rate_limit_timeout_seconds
         self._pool: redis.asyncio.ConnectionPool | None = None
         self._strategy: SlidingWindowCounterRateLimiter | None = None
         self._paused_until = 0.0
@@ -217,8 +215,8 @@ class _Limiter:
         """Connect (lazily) on the app's event loop."""
         self._pool = redis.asyncio.ConnectionPool.from_url(
             self._url,
-            socket_timeout=TIMEOUT_SECONDS,
-            socket_connect_timeout=TIMEOUT_SECONDS,
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
             retry=Retry(NoBackoff(), 0),
         )
         storage = RedisStorage(
@@ -241,7 +239,7 @@ class _Limiter:
             self.unchecked.inc()
             return None
         try:
-            with anyio.fail_after(TIMEOUT_SECONDS):
+            with anyio.fail_after(self._timeout):
                 refusal = await self._hit(strategy, checks)
         except (TimeoutError, OSError, RedisError, StorageError) as exc:
             self._pause(exc)

@@ -38,10 +38,14 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def limited(settings: Settings, cache: redis.Redis) -> Callable[..., Settings]:
-    """The test's settings with some limits changed (its Redis keys go afterwards)."""
+    """The test's settings with some limits changed (its Redis keys go afterwards).
+
+    These tests count; a loaded machine must not make the limiter's Redis look "too slow"
+    (0.25 s by default) and serve their requests unchecked.
+    """
 
     def change(**limits: str) -> Settings:
-        return msgspec.structs.replace(settings, **limits)
+        return msgspec.structs.replace(settings, rate_limit_timeout_seconds=5.0, **limits)
 
     return change
 
@@ -297,6 +301,7 @@ async def test_requests_are_served_unchecked_when_the_limiters_redis_does_not_an
     settings = msgspec.structs.replace(
         limited(rate_limit_writes="1/minute", rate_limit_address="1/minute"),
         redis_url=unreachable_redis,
+        rate_limit_timeout_seconds=Settings().rate_limit_timeout_seconds,  # the default
     )
     registry = CollectorRegistry()
     app = await served.start(build_command_api(settings, registry=registry))
