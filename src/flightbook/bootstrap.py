@@ -141,8 +141,12 @@ def build_command_api(settings: Settings, *, registry: CollectorRegistry | None 
     from flightbook.eventstore.pii import build_vault
 
     postgres_url = require(settings.postgres_url, "postgres_url")
-    store = EventStore(settings)
-    pool = ConnectionPool(postgres_url, min_size=1, max_size=10, open=False, name="command-api")
+    # while PostgreSQL is away a command waits this long at most, then answers 503
+    wait = settings.api_postgres_wait_seconds
+    store = EventStore(settings, pool_timeout=wait)
+    pool = ConnectionPool(
+        postgres_url, min_size=1, max_size=10, open=False, name="command-api", timeout=wait
+    )
     service = CommandService(
         store=store,
         keys=PostgresIdempotencyKeys(pool),

@@ -18,8 +18,9 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "flightbook"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"config"}),
     frozenset({"domain"}),
+    frozenset({"runtime"}),
     frozenset({"eventstore", "stack"}),
-    frozenset({"contracts", "payments", "runtime", "http"}),
+    frozenset({"contracts", "payments", "http"}),
     frozenset({"relay", "commands", "saga"}),
     frozenset({"projections"}),
     frozenset({"queries", "audit"}),

@@ -1,7 +1,12 @@
-"""The auditor process: seals new events into the hash chain, continuously."""
+"""The auditor process: seals new events into the hash chain, continuously.
+
+Its connection is opened when first needed and opened again after a failure, so a
+PostgreSQL restart costs it one failed pass (not ready meanwhile), never its life.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import structlog
@@ -30,8 +35,8 @@ class SealerProcess:
             "When the sealer last finished a pass",
             registry=self.registry,
         )
-        self._log = EventLog(url)
-        self._sealer = Sealer(url, self._log)
+        self._url = url
+        self._log: EventLog | None = None
         self._interval = interval
         self.loop = ProcessLoop("auditor")
         self._healthy = True
@@ -43,18 +48,30 @@ class SealerProcess:
         self.loop.stop()
 
     def close(self) -> None:
-        self._log.close()
+        if self._log is not None:
+            with contextlib.suppress(Exception):  # a broken connection has nothing to flush
+                self._log.close()
+            self._log = None
+
+    def _seal_once(self) -> int:
+        if self._log is None:
+            self._log = EventLog(self._url)
+        return Sealer(self._url, self._log).seal_once()
 
     def run(self) -> None:
         try:
             while not self.loop.stop_requested():
                 started = time.perf_counter()
+                wait = self._interval
                 try:
-                    added = self._sealer.seal_once()
+                    added = self._seal_once()
                     self._healthy = True
-                except Exception:
+                    self.loop.backoff.reset()
+                except Exception as exc:
                     self._healthy = False
-                    _log.exception("audit.seal_failed")
+                    self.close()  # opened afresh for the next pass
+                    wait = max(wait, self.loop.backoff.next_delay())
+                    _log.warning("audit.seal_failed", error=repr(exc), retry_in_s=round(wait, 2))
                     added = 0
                 self._last.set_to_current_time()
                 if added:
@@ -64,6 +81,6 @@ class SealerProcess:
                         count=added,
                         duration_ms=round((time.perf_counter() - started) * 1000, 2),
                     )
-                self.loop.wait(self._interval)
+                self.loop.wait(wait)
         finally:
             self.close()

@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
+import anyio
+import anyio.to_thread
 from litestar import Controller, Request, Response, Router, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
@@ -59,6 +61,7 @@ from flightbook.http.problems import Problem
 from flightbook.http.routes import api_router
 from flightbook.http.telemetry import RequestTrace, TelemetrySpec, trace_of
 from flightbook.http.tokens import Principal
+from flightbook.runtime.outages import RETRY_AFTER_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -82,6 +85,7 @@ __all__ = (
 POSITION_HEADER = "X-Flightbook-Position"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 T = TypeVar("T")
+R = TypeVar("R")
 
 _PROBLEM_DESCRIPTIONS = {
     400: "Malformed request: bad JSON, wrong type, missing or unknown field, bad header",
@@ -141,6 +145,27 @@ def _answer(body: T, status_code: int, positions: Mapping[str, int]) -> Response
     )
 
 
+async def _within_deadline(service: CommandService, command: Callable[[], R]) -> R:
+    """Run ``command`` in a worker thread; a 503 once ``command_deadline_seconds`` pass.
+
+    The client then sends it again (with its Idempotency-Key): whether the abandoned
+    thread still commits or not, the repeat answers as the first request would have. This
+    is what bounds a request while PostgreSQL is away (ADR 0018): the library's own retries
+    would otherwise hold it for half a minute.
+    """
+    try:
+        with anyio.fail_after(service.settings.command_deadline_seconds):
+            return await anyio.to_thread.run_sync(command, abandon_on_cancel=True)
+    except TimeoutError:
+        raise Problem(
+            503,
+            "service_unavailable",
+            "the command did not complete in time (the event store may be away); "
+            "send it again after Retry-After seconds, with the same Idempotency-Key",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        ) from None
+
+
 # -- routes ---------------------------------------------------------------------------------
 
 _NO_BODY = (b"", b"{}", b"null")
@@ -167,12 +192,11 @@ class FlightController(Controller):
         "/",
         name="schedule_flight",
         status_code=201,
-        sync_to_thread=True,
         opt=requires("ops"),
         summary="Schedule a flight",
         responses=_problems(400, 401, 403, 413, 422),
     )
-    def schedule_flight(
+    async def schedule_flight(
         self,
         data: JSONBody[FlightRequest],
         request: Request[Any, Any, Any],
@@ -180,8 +204,11 @@ class FlightController(Controller):
         principal: NamedDependency[Principal],
     ) -> Response[FlightScheduled]:
         trace = trace_of(request)
-        result = service.schedule_flight(
-            data, principal.subject, correlation_id=trace.correlation_id
+        result = await _within_deadline(
+            service,
+            lambda: service.schedule_flight(
+                data, principal.subject, correlation_id=trace.correlation_id
+            ),
         )
         trace.ids["flight_id"] = str(result.flight_id)
         return _answer(FlightScheduled(flight_id=result.flight_id), 201, result.positions)
@@ -190,12 +217,11 @@ class FlightController(Controller):
         "/{flight_id:uuid}/cancel",
         name="cancel_flight",
         status_code=202,
-        sync_to_thread=True,
         opt=requires("ops"),
         summary="Cancel a flight; its bookings are then cancelled and refunded",
         responses=_problems(400, 401, 403, 404, 413, 422),
     )
-    def cancel_flight(
+    async def cancel_flight(
         self,
         flight_id: FromPath[UUID],
         request: Request[Any, Any, Any],
@@ -205,11 +231,12 @@ class FlightController(Controller):
     ) -> Response[FlightCancellation]:
         trace = trace_of(request)
         trace.ids["flight_id"] = str(flight_id)
-        result = service.cancel_flight(
-            flight_id,
-            principal.subject,
-            reason=data.reason if data is not None else DEFAULT_CANCELLATION_REASON,
-            correlation_id=trace.correlation_id,
+        reason = data.reason if data is not None else DEFAULT_CANCELLATION_REASON
+        result = await _within_deadline(
+            service,
+            lambda: service.cancel_flight(
+                flight_id, principal.subject, reason=reason, correlation_id=trace.correlation_id
+            ),
         )
         trace.repeated = result.repeated
         body = FlightCancellation(flight_id=result.flight_id, status=result.status)
@@ -224,12 +251,11 @@ class BookingController(Controller):
         "/",
         name="request_booking",
         status_code=202,
-        sync_to_thread=True,
         opt=requires("customer"),
         summary="Book seats; the booking then goes to CONFIRMED or REJECTED by itself",
         responses=_problems(400, 401, 403, 409, 413, 422),
     )
-    def request_booking(
+    async def request_booking(
         self,
         data: JSONBody[BookingRequest],
         idempotency_key: IdempotencyKey,
@@ -238,12 +264,15 @@ class BookingController(Controller):
         principal: NamedDependency[Principal],
     ) -> Response[BookingAccepted]:
         trace = trace_of(request)
-        result = service.request_booking(
-            data,
-            principal.subject,
-            idempotency_key,
-            principal.subject,
-            correlation_id=trace.correlation_id,
+        result = await _within_deadline(
+            service,
+            lambda: service.request_booking(
+                data,
+                principal.subject,
+                idempotency_key,
+                principal.subject,
+                correlation_id=trace.correlation_id,
+            ),
         )
         trace.ids["booking_id"] = str(result.booking_id)
         trace.repeated = result.repeated
@@ -254,12 +283,11 @@ class BookingController(Controller):
         "/{booking_id:uuid}/cancel",
         name="cancel_booking",
         status_code=202,
-        sync_to_thread=True,
         opt=requires("customer", "agent"),
         summary="Cancel a booking (its owner or an agent); refunded per the fare's rules",
         responses=_problems(400, 401, 403, 404, 409, 413),
     )
-    def cancel_booking(
+    async def cancel_booking(
         self,
         booking_id: FromPath[UUID],
         body: RawBody,
@@ -272,7 +300,12 @@ class BookingController(Controller):
         if body.strip() not in _NO_BODY:
             # Refused rather than ignored, as unknown fields are everywhere else.
             raise Problem(400, "invalid_request", "this command takes no body", field="body")
-        result = service.cancel_booking(booking_id, principal, correlation_id=trace.correlation_id)
+        result = await _within_deadline(
+            service,
+            lambda: service.cancel_booking(
+                booking_id, principal, correlation_id=trace.correlation_id
+            ),
+        )
         trace.repeated = result.repeated
         answer = BookingAccepted(booking_id=result.booking_id, status=result.status)
         return _answer(answer, 202, result.positions)
@@ -286,7 +319,6 @@ class CustomerController(Controller):
         "/{customer_id:str}/erasure",
         name="erase_personal_data",
         status_code=200,
-        sync_to_thread=True,
         opt=requires("privacy"),
         summary="Erase a customer's personal data (GDPR Art. 17); recorded with who and why",
         description=(
@@ -300,7 +332,7 @@ class CustomerController(Controller):
         ),
         responses=_problems(400, 401, 403, 409, 413, 422),
     )
-    def erase_personal_data(
+    async def erase_personal_data(
         self,
         customer_id: FromPath[str],
         data: JSONBody[ErasureRequest],
@@ -309,11 +341,14 @@ class CustomerController(Controller):
         principal: NamedDependency[Principal],
     ) -> Response[ErasureDone]:
         trace = trace_of(request)
-        result = service.erase_personal_data(
-            customer_id,
-            reason=data.reason,
-            actor=principal.subject,
-            correlation_id=trace.correlation_id,
+        result = await _within_deadline(
+            service,
+            lambda: service.erase_personal_data(
+                customer_id,
+                reason=data.reason,
+                actor=principal.subject,
+                correlation_id=trace.correlation_id,
+            ),
         )
         trace.repeated = result.already
         body = ErasureDone(

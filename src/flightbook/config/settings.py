@@ -89,6 +89,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_refused_tokens: str = "20/minute"  # per client address: 401s
     # the longest a request waits for the limiter's Redis before it is served unchecked
     rate_limit_timeout_seconds: Seconds = 0.25
+    # the longest a command waits for a PostgreSQL connection before it answers 503 (ADR 0018)
+    api_postgres_wait_seconds: Seconds = 3.0
+    # the longest a command takes before it answers 503 (send it again, same Idempotency-Key)
+    command_deadline_seconds: Seconds = 5.0
     # addresses of reverse proxies whose X-Forwarded-For names the client (comma-separated)
     trusted_proxies: str = ""
     # business-flow caps: a customer's bookings in REQUESTED/HELD, and the seats they hold

@@ -13,6 +13,7 @@ optimistic-concurrency conflicts (:func:`retry_conflicts`).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import TYPE_CHECKING, ClassVar, TypeVar
@@ -60,8 +61,14 @@ T = TypeVar("T")
 _RECORDER_TOPIC = f"{TransactionalRecorder.__module__}:{TransactionalRecorder.__qualname__}"
 
 
-def postgres_env(url: str, *, schema: str, pool_size: int = 5) -> dict[str, str]:
-    """Eventsourcing's environment for a PostgreSQL URL and a schema."""
+def postgres_env(
+    url: str, *, schema: str, pool_size: int = 5, pool_timeout: float = 10.0
+) -> dict[str, str]:
+    """Eventsourcing's environment for a PostgreSQL URL and a schema.
+
+    ``pool_timeout``: how long a caller waits for a connection (whole seconds, at least one)
+    before the library raises its ``OperationalError`` (e.g. while PostgreSQL is away).
+    """
     parts = urlsplit(url)
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -73,7 +80,7 @@ def postgres_env(url: str, *, schema: str, pool_size: int = 5) -> dict[str, str]
         "POSTGRES_SCHEMA": schema,
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size * 2),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": str(max(1, math.ceil(pool_timeout))),
         "CREATE_TABLE": "n",  # migrations/ own the DDL (ADR 0004)
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",  # keep the gap-safe table-lock insert path
         "PROCESS_RECORDER_TOPIC": _RECORDER_TOPIC,
@@ -96,6 +103,7 @@ class ContextApplication(Application[UUID]):
         settings: Settings,
         *,
         pool_size: int = 5,
+        pool_timeout: float = 10.0,
         database: MemoryDatabase | None = None,
     ) -> None:
         self._memory = database
@@ -104,7 +112,9 @@ class ContextApplication(Application[UUID]):
             env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
         else:
             url = require(settings.postgres_url, "postgres_url")
-            env = postgres_env(url, schema=self.spec.schema, pool_size=pool_size)
+            env = postgres_env(
+                url, schema=self.spec.schema, pool_size=pool_size, pool_timeout=pool_timeout
+            )
         super().__init__(env)
 
     def construct_mapper(self) -> Mapper[UUID]:
@@ -235,11 +245,14 @@ class EventStore:
         pool_size: PostgreSQL connections each application may hold.
     """
 
-    def __init__(self, settings: Settings, *, pool_size: int = 5) -> None:
+    def __init__(
+        self, settings: Settings, *, pool_size: int = 5, pool_timeout: float = 10.0
+    ) -> None:
         self.memory = MemoryDatabase() if settings.event_store == "memory" else None
-        self.bookings = Bookings(settings, pool_size=pool_size, database=self.memory)
-        self.inventory = Inventory(settings, pool_size=pool_size, database=self.memory)
-        self.payments = Payments(settings, pool_size=pool_size, database=self.memory)
+        size, wait, memory = pool_size, pool_timeout, self.memory
+        self.bookings = Bookings(settings, pool_size=size, pool_timeout=wait, database=memory)
+        self.inventory = Inventory(settings, pool_size=size, pool_timeout=wait, database=memory)
+        self.payments = Payments(settings, pool_size=size, pool_timeout=wait, database=memory)
 
     @property
     def applications(self) -> tuple[Bookings, Inventory, Payments]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "REQUEST_ID_RESPONSE_HEADER",
+    "UNAVAILABLE_DESCRIPTION",
     "ClosedStructSchemaPlugin",
     "FieldProblem",
     "ProblemDocument",
@@ -59,20 +60,30 @@ class ProblemDocument(msgspec.Struct, frozen=True, kw_only=True):
     """Every field that failed validation (400 only)."""
 
 
+UNAVAILABLE_DESCRIPTION = (
+    "A server this API needs is away (a restart, a failover): nothing was lost; send the "
+    "request again after Retry-After seconds (a command with the same Idempotency-Key)"
+)
+
+
 def problem_responses(
     descriptions: Mapping[int, str],
 ) -> Callable[..., dict[int, ResponseSpec]]:
-    """``responses=`` for routes: one problem document per status, described by the API."""
+    """``responses=`` for routes: one problem document per status, described by the API.
+
+    Every route may answer ``503`` with ``Retry-After`` while a server it needs is away
+    (ADR 0018), so each route documents it whether it is named or not.
+    """
 
     def responses(*statuses: int) -> dict[int, ResponseSpec]:
         return {
             status: ResponseSpec(
                 data_container=ProblemDocument,
-                description=descriptions[status],
+                description=descriptions.get(status, UNAVAILABLE_DESCRIPTION),
                 media_type=PROBLEM_JSON,
                 generate_examples=False,
             )
-            for status in statuses
+            for status in dict.fromkeys((*statuses, 503))
         }
 
     return responses

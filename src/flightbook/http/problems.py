@@ -1,6 +1,7 @@
 """RFC 9457 problem documents for every error either HTTP API returns.
 
-A 4xx names the offending field (``field``) whenever one is to blame; an unexpected
+A 4xx names the offending field (``field``) whenever one is to blame; a server the API
+needs being away is a 503 with ``Retry-After`` (:mod:`.outages`); any other unexpected
 exception becomes a 500 without internals, and is logged with the correlation id.
 """
 
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from litestar import Response
 from litestar.exceptions import HTTPException
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR, HTTP_503_SERVICE_UNAVAILABLE
+
+from flightbook.runtime.outages import RETRY_AFTER_SECONDS, unavailable_server
 
 if TYPE_CHECKING:
     from litestar import Request
@@ -90,6 +93,22 @@ def _on_http(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[d
 
 
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    server = unavailable_server(exc)
+    if server is not None:
+        _log.warning(
+            "http.server_unavailable",
+            path=request.url.path,
+            server=server,
+            error=type(exc).__name__,
+        )
+        return problem_response(
+            HTTP_503_SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            f"a server this API needs ({server}) cannot be reached just now; "
+            "nothing of this request was lost: send it again after Retry-After seconds "
+            "(with the same Idempotency-Key)",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     _log.error("http.unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
     return problem_response(
         HTTP_500_INTERNAL_SERVER_ERROR,

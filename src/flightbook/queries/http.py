@@ -117,7 +117,7 @@ _PROBLEM_DESCRIPTIONS = {
     404: "No such resource, or not yours",
     503: (
         "X-Flightbook-After was given and the read model has not caught up within the "
-        "bound; retry after Retry-After seconds"
+        "bound, or a read-model server is away; retry after Retry-After seconds"
     ),
 }
 

@@ -8,7 +8,8 @@ work through a :class:`ProcessLoop`:
 - :meth:`ProcessLoop.run` calls ``serve`` again whenever it raises, after a capped
   exponential backoff with jitter (:class:`Backoff`), telling ``on_failure`` first;
 - :meth:`ProcessLoop.alive` marks progress and :meth:`ProcessLoop.ready` says whether
-  there was any within the readiness window.
+  there was any within the readiness window and no failure since (a process riding out a
+  server outage is not ready until its next unit of work succeeds, ADR 0018).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class Backoff:
     def next_delay(self) -> float:
         """Count one more failure and return how long to wait before the next attempt."""
         self.failures += 1
-        delay = min(self._cap, self._first * 2.0 ** (self.failures - 1))
+        delay = min(self._cap, self._first * 2.0 ** min(self.failures - 1, 32))
         return delay * (0.5 + 0.5 * self._rng())
 
     def reset(self) -> None:
@@ -79,6 +80,7 @@ class ProcessLoop:
         self._ready_window = ready_window
         self._clock = clock
         self._alive_at: float | None = None
+        self._failing = False
 
     # -- stopping ---------------------------------------------------------------------------
 
@@ -99,11 +101,14 @@ class ProcessLoop:
     def alive(self) -> None:
         """The process made progress (or waited for work) just now."""
         self._alive_at = self._clock()
+        self._failing = False
 
     def ready(self) -> bool:
         """Progress within the readiness window (a process whose every attempt fails is not)."""
         alive = self._alive_at
-        return alive is not None and self._clock() - alive < self._ready_window
+        if self._failing or alive is None:
+            return False
+        return self._clock() - alive < self._ready_window
 
     # -- running ----------------------------------------------------------------------------
 
@@ -126,6 +131,7 @@ class ProcessLoop:
                 try:
                     serve()
                 except Exception as exc:
+                    self._failing = True
                     delay = self.backoff.next_delay()
                     on_failure(exc, delay)
                     self.wait(delay)

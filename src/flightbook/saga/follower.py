@@ -98,6 +98,9 @@ class LogFollower:
     def run(self, should_stop: Callable[[], bool], poll_seconds: float) -> None:
         """Follow the logs until ``should_stop()``; LISTEN wakes it early."""
         channels = [s.recorder.channel_name for s in self._sources]  # type: ignore[attr-defined]
+        # (re)started, maybe after a failure whose commit is unknown: the tracking records say
+        # what was answered, so read them again (and LISTEN afresh, then poll once)
+        self._positions = {}
         with psycopg.connect(self._url, autocommit=True) as listener:
             for channel in channels:
                 listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))

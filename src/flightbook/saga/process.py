@@ -2,19 +2,22 @@
 
 SIGTERM/SIGINT set a stop flag; each thread finishes its current unit of work (a
 step is one transaction, a job one gateway call plus one transaction) and exits.
-SIGKILL at any moment is safe too: progress lives in PostgreSQL only.
+SIGKILL at any moment is safe too: progress lives in PostgreSQL only. A PostgreSQL outage
+is ridden out in each thread (not ready meanwhile); it never ends the process (ADR 0018).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
-from flightbook.runtime.loop import ProcessLoop
+from flightbook.runtime.loop import Backoff, ProcessLoop
+from flightbook.runtime.outages import unavailable_server
 from flightbook.saga.follower import LogFollower
 from flightbook.saga.runner import JobRunner
 from flightbook.saga.steps import SagaSteps
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ("SagaProcess", "utc_now")
 
 _log = structlog.get_logger()
+_AWAY_SECONDS = 2.0
+"""Not ready for this long after a thread last met a server outage."""
 
 
 def utc_now() -> dt.datetime:
@@ -109,13 +114,16 @@ class SagaProcess:
         self._poll = poll_seconds
         self.loop = ProcessLoop("saga")
         self._errors: list[BaseException] = []
+        self._away_at = -_AWAY_SECONDS  # when a thread last met a server outage (monotonic)
 
     def stop(self) -> None:
         self.loop.stop()
         self._jobs_waiting.release(self._workers)
 
     def ready(self) -> bool:
-        return not self._errors and self.queue.pending() >= 0
+        """No thread died, none met an outage in the last seconds, and PostgreSQL answers."""
+        recently_away = time.monotonic() - self._away_at < _AWAY_SECONDS
+        return not self._errors and not recently_away and self.queue.pending() >= 0
 
     def run(self) -> None:
         """Run until :meth:`stop`; re-raise the first error a thread died of."""
@@ -137,13 +145,40 @@ class SagaProcess:
             raise self._errors[0]
 
     def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        """Run ``target`` in its thread; ride out a server outage, stop the process on a bug.
+
+        An error that says PostgreSQL (or the gateway's database) is away is waited out with
+        capped backoff and ``target`` is entered again (a new LISTEN, positions read again
+        from the tracking records): what was committed before is not repeated. Any other
+        error stops the process, which the supervisor restarts.
+        """
+
         def run() -> None:
-            try:
-                target()
-            except BaseException as exc:
-                _log.exception("saga.thread_failed", thread=threading.current_thread().name)
-                self._errors.append(exc)
-                self.loop.stop()
+            backoff = Backoff(cap=5.0)
+            while not self.loop.stop_requested():
+                entered = time.monotonic()
+                try:
+                    target()
+                    return
+                except Exception as exc:
+                    server = unavailable_server(exc)
+                    if server is None:
+                        _log.exception("saga.thread_failed", thread=threading.current_thread().name)
+                        self._errors.append(exc)
+                        self.loop.stop()
+                        return
+                    self._away_at = time.monotonic()
+                    if self._away_at - entered > _AWAY_SECONDS:
+                        backoff.reset()  # it worked for a while: this is a new outage
+                    delay = backoff.next_delay()
+                    _log.warning(
+                        "saga.server_unavailable",
+                        thread=threading.current_thread().name,
+                        server=server,
+                        error=type(exc).__name__,
+                        retry_in_s=round(delay, 2),
+                    )
+                    self.loop.wait(delay)
 
         return run
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from flightbook.stack.servers import KINDS, ServerKind
+from flightbook.stack.servers import KIND_BY_NAME, KINDS, ServerKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -120,6 +120,36 @@ class LocalStack:
                 result[kind.name] = self._running(kind)
         return result
 
+    def dead(self, names: list[str]) -> list[str]:
+        """Those of ``names`` (servers this stack started) whose process is gone."""
+        gone = []
+        for kind in KINDS:
+            record = self._read_record(kind) if kind.name in names else None
+            if record is not None and self._live_process(record) is None:
+                child = _CHILDREN.pop(int(str(record["pid"])), None)
+                if child is not None:
+                    child.poll()  # reap it: a dead child of ours is a zombie until then
+                gone.append(kind.name)
+        return gone
+
+    def restart(self, name: str) -> ServerState:
+        """Start a dead server again, on its data directory and its port; wait until it answers.
+
+        Raises:
+            StackError: its port is taken now (by another program), or it did not answer.
+        """
+        kind = KIND_BY_NAME[name]
+        record = self._read_record(kind)
+        if record is None or not isinstance(record.get("port"), int):
+            raise StackError(f"{name} was not started by this stack")
+        port = int(str(record["port"]))
+        if not port_free(port):
+            raise StackError(f"{name}: port {port} is taken by another program")
+        state = self._start(kind, port=port)
+        self._wait_until_answers(kind, state)
+        kind.after_start(state.url)
+        return state
+
     def kill(self, name: str) -> None:
         """SIGKILL one server we started (fault tests); its record stays for a restart."""
         kind = next(k for k in KINDS if k.name == name)
@@ -182,7 +212,7 @@ class LocalStack:
             )
         return configured
 
-    def _start(self, kind: ServerKind) -> ServerState:
+    def _start(self, kind: ServerKind, *, port: int | None = None) -> ServerState:
         data_dir = self._root / kind.name
         record = self._read_record(kind)
         leader = record.get("pid") if record is not None else None
@@ -193,7 +223,8 @@ class LocalStack:
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
             raise StackError(f"{kind.name}: preparing {data_dir} failed: {detail[-1:]}") from exc
-        port = self._port_for(kind)
+        if port is None:
+            port = self._port_for(kind)
         log = (self._root / f"{kind.name}.log").open("ab")
         process = subprocess.Popen(
             kind.command(data_dir, port),

@@ -3,7 +3,9 @@
 One supervisor owns the children: it starts them in their own sessions, forwards
 SIGINT/SIGTERM as SIGTERM, waits for them to finish their unit of work, and then
 stops the servers it started itself. A child that dies is restarted with a line
-saying so (never silently); one that keeps dying stops the whole system.
+saying so (never silently); one that keeps dying while its servers are up stops the
+whole system. A local server that dies is started again on its data directory and
+port, with a line saying so; one that keeps dying stops the system too (ADR 0018).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flightbook.config.paths import project_dir
 from flightbook.config.processes import PROCESSES
-from flightbook.stack.launcher import LocalStack, port_free
+from flightbook.stack.launcher import LocalStack, ServerState, StackError, port_free
 from flightbook.stack.migrate import migrate_all
 from flightbook.stack.servers import KIND_BY_NAME
 
@@ -36,13 +38,85 @@ __all__ = ("run_system",)
 _MAX_RESTARTS = 5
 _RESTART_WINDOW = 60.0
 _STOP_TIMEOUT = 20.0
+_SERVER_GRACE = 15.0
+"""A process that exits this long after a server came back still failed for the server."""
+_AWAY_DELAY = 1.0
+"""How long a process that exited while a server was away waits before it is started again."""
 
 
 @dataclass
 class _Child:
     spec: ProcessSpec
     process: subprocess.Popen[bytes]
-    restarts: list[float] = field(default_factory=list)
+    due: float | None = None  # exited while a server was away: started again at this time
+
+
+class _Budget:
+    """At most ``_MAX_RESTARTS`` restarts of one thing within ``_RESTART_WINDOW`` seconds."""
+
+    def __init__(self) -> None:
+        self._restarts: dict[str, list[float]] = {}
+
+    def spend(self, name: str, now: float) -> int | None:
+        """Count one restart of ``name``: how many so far in the window, None when spent."""
+        recent = [t for t in self._restarts.get(name, []) if now - t < _RESTART_WINDOW]
+        if len(recent) >= _MAX_RESTARTS:
+            return None
+        recent.append(now)
+        self._restarts[name] = recent
+        return len(recent)
+
+
+class _Servers:
+    """The servers the processes use: the local ones are started again when they die."""
+
+    def __init__(
+        self, stack: LocalStack, states: dict[str, ServerState], say: Callable[[str], None]
+    ) -> None:
+        self._stack = stack
+        self._states = states
+        self._local = [name for name, state in states.items() if not state.external]
+        self._say = say
+        self._budget = _Budget()
+        self._trouble_at = -_SERVER_GRACE  # when a server was last seen away (monotonic)
+        self._retry_at: dict[str, float] = {}
+
+    def check(self, now: float) -> bool:
+        """Start every dead local server again; False when one keeps dying (stop the system)."""
+        for name in self._stack.dead(self._local):
+            self._trouble_at = now
+            if now < self._retry_at.get(name, 0.0):
+                continue
+            spent = self._budget.spend(name, now)
+            if spent is None:
+                self._say(
+                    f"{name} died {_MAX_RESTARTS} times within {_RESTART_WINDOW:.0f}s: "
+                    "stopping the system"
+                )
+                return False
+            self._say(
+                f"{name} died: starting it again on its data and port "
+                f"({spent} of {_MAX_RESTARTS} allowed per minute)"
+            )
+            try:
+                state = self._stack.restart(name)
+            except StackError as exc:
+                self._retry_at[name] = now + 2.0**spent
+                self._say(f"{name} could not be started again: {exc}")
+                continue
+            self._say(f"started {name} again  {state.url}  (pid {state.pid})")
+            self._trouble_at = time.monotonic()
+        return True
+
+    def all_up(self, now: float) -> bool:
+        """Whether every server answers and none was away within the grace period."""
+        if now - self._trouble_at < _SERVER_GRACE:
+            return False
+        for name, state in self._states.items():
+            if not KIND_BY_NAME[name].answers(state.url):
+                self._trouble_at = now
+                return False
+        return True
 
 
 class _StopRequestedError(Exception):
@@ -86,7 +160,7 @@ def run_system(
         for spec in processes:
             children.append(_Child(spec, _spawn(spec, root, env)))
         _announce(full, children, say)
-        code = _watch(children, root, env, say)
+        code = _watch(children, _Servers(stack, states, say), root, env, say)
     except _StopRequestedError:
         say(f"received {signal.Signals(stopping[0]).name}: stopping")
     finally:
@@ -147,26 +221,44 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0
 
 
 def _watch(
-    children: list[_Child], root: Path, env: dict[str, str], say: Callable[[str], None]
+    children: list[_Child],
+    servers: _Servers,
+    root: Path,
+    env: dict[str, str],
+    say: Callable[[str], None],
 ) -> int:
+    budget = _Budget()
     while True:
         time.sleep(0.2)
+        if not servers.check(time.monotonic()):
+            return 1
         for child in children:
+            now = time.monotonic()
+            if child.due is not None:
+                if now >= child.due:
+                    child.due = None
+                    child.process = _spawn(child.spec, root, env)
+                continue
             status = child.process.poll()
             if status is None:
                 continue
-            now = time.monotonic()
-            child.restarts = [t for t in child.restarts if now - t < _RESTART_WINDOW]
-            if len(child.restarts) >= _MAX_RESTARTS:
+            if not servers.all_up(now):
+                say(
+                    f"{child.spec.name} exited with status {status} while a server was away: "
+                    "starting it again shortly (not counted against its restart budget)"
+                )
+                child.due = now + _AWAY_DELAY
+                continue
+            spent = budget.spend(child.spec.name, now)
+            if spent is None:
                 say(
                     f"{child.spec.name} exited with status {status} {_MAX_RESTARTS} times "
                     f"within {_RESTART_WINDOW:.0f}s: stopping the system"
                 )
                 return 1
-            child.restarts.append(now)
             say(
                 f"{child.spec.name} exited with status {status}: restarting it "
-                f"({len(child.restarts)} of {_MAX_RESTARTS} allowed per minute)"
+                f"({spent} of {_MAX_RESTARTS} allowed per minute)"
             )
             child.process = _spawn(child.spec, root, env)
 
