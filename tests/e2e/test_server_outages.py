@@ -71,6 +71,7 @@ def _check_afterwards(
 ) -> collections.Counter[BookingStatus]:
     """Everything the issue asks once the server is back; the accepted bookings' statuses."""
     assert bookers.accepted, "no booking was accepted"
+    assert bookers.mismatched == [], "a repeat with the same Idempotency-Key got another booking"
     settings = msgspec.structs.replace(system.settings, postgres_url=postgres_url)
     store = EventStore(settings, pool_size=2)
     try:
@@ -179,6 +180,7 @@ def test_a_killed_server_is_started_again_and_flightbook_rides_it_out(
         capsys,
         f"{server} killed: APIs ready {ready_after:.1f}s after it answered; "
         f"commands {commands}, queries {queries} (at recovery {during}); "
+        f"{bookers.answered_after_retry} accepted when sent again; "
         f"bookings {dict(statuses)}",
     )
     assert system.said(f"{server} died", since=since), system.output()[-3000:]
@@ -231,7 +233,8 @@ def test_postgres_away_for_a_minute_stops_nothing_and_loses_nothing(
     _report(
         capsys,
         f"postgres away 60s: APIs ready {ready_after:.1f}s after it answered; "
-        f"commands {commands}, queries {queries}; bookings {dict(statuses)}",
+        f"commands {commands}, queries {queries}; "
+        f"{bookers.answered_after_retry} accepted when sent again; bookings {dict(statuses)}",
     )
     assert code == 0
     assert set(commands) <= ANSWERS_ALLOWED, commands

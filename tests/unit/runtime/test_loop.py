@@ -86,3 +86,29 @@ def test_readiness_needs_progress_within_the_window() -> None:
 
     assert ready_in_time
     assert not loop.ready()
+
+
+def test_a_failure_makes_the_process_not_ready_until_its_next_unit_of_work() -> None:
+    loop = ProcessLoop("test", max_backoff=0.001)
+    readiness: list[bool] = []
+
+    def serve() -> None:
+        readiness.append(loop.ready())
+        if len(readiness) == 1:
+            loop.alive()
+            raise ConnectionError("the server went away")
+        loop.alive()  # the next unit of work went through
+        readiness.append(loop.ready())
+        loop.stop()
+
+    loop.run(serve, on_failure=lambda _exc, _delay: None)
+
+    assert readiness == [True, False, True]
+
+
+def test_backoff_after_very_many_failures_stays_at_its_cap() -> None:
+    backoff = Backoff(first=0.2, cap=5.0, rng=lambda: 1.0)
+
+    delays = [backoff.next_delay() for _ in range(2000)]  # an outage of hours
+
+    assert delays[-1] == pytest.approx(5.0)
