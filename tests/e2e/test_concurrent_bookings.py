@@ -18,6 +18,7 @@ from flightbook.domain.booking import BookingStatus
 from flightbook.http.tokens import mint_token
 from flightbook.payments.simulated import SimulatedGateway
 from tests.support.api import fare_body, flight_body
+from tests.support.gateway import capture_counts
 from tests.support.processes import SystemProcess, free_port
 from tests.support.writeside import WriteSide
 
@@ -80,10 +81,7 @@ def test_sixty_concurrent_bookings_for_ten_seats_confirm_exactly_ten(
         gateway = SimulatedGateway(db)
 
         def captures() -> dict[uuid.UUID, int]:
-            return {
-                b: sum(e.operation == "capture" for e in gateway.entries_for_booking(str(b)))
-                for b in booking_ids
-            }
+            return capture_counts(gateway, booking_ids)
 
         # The payment is captured by a job the saga schedules when it confirms the booking,
         # so the last captures may come a moment after the last CONFIRMED.

@@ -30,6 +30,7 @@ from flightbook.domain.booking import BookingStatus
 from flightbook.eventstore.applications import EventStore
 from flightbook.payments.simulated import SimulatedGateway
 from flightbook.stack.launcher import LocalStack
+from tests.support.gateway import capture_counts
 from tests.support.supervised import SERVERS, Bookers, SupervisedSystem, up_env
 from tests.support.system import eventually
 from tests.support.writeside import WriteSide
@@ -55,6 +56,20 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedSyste
 def _read_status(http: httpx.Client, booking_id: str, token: str) -> str | None:
     answer = http.get(f"/bookings/{booking_id}", headers={"Authorization": f"Bearer {token}"})
     return str(answer.json()["status"]) if answer.status_code == 200 else None
+
+
+def _recovered(system: SupervisedSystem, bookers: Bookers) -> float:
+    """The server answers now: seconds until both APIs are ready; then bookings go through."""
+    answered = time.monotonic()
+    eventually(system.apis_ready, bool, within=60, what="both APIs ready")
+    ready_after = time.monotonic() - answered
+    accepted = len(bookers.accepted)
+    eventually(
+        lambda: len(bookers.accepted),
+        lambda n: n >= accepted + 5,
+        what="bookings accepted after the outage",
+    )
+    return ready_after
 
 
 def _report(capsys: pytest.CaptureFixture[str], line: str) -> None:
@@ -92,15 +107,13 @@ def _check_afterwards(
         with ConnectionPool(postgres_url, min_size=1, max_size=1) as pool:
             gateway = SimulatedGateway(pool)
 
-            def captures() -> dict[uuid.UUID, int]:
-                return {
-                    b: sum(e.operation == "capture" for e in gateway.entries_for_booking(str(b)))
-                    for b in ids
-                }
-
             # the capture is a job the saga runs once the booking is confirmed: it may follow
             expected = {b: (1 if b in confirmed else 0) for b in ids}
-            eventually(captures, lambda found: found == expected, what="one capture per CONFIRMED")
+            eventually(
+                lambda: capture_counts(gateway, ids),
+                lambda found: found == expected,
+                what="one capture per CONFIRMED",
+            )
         statuses = collections.Counter(write_side.booking(b).status for b in ids)
     finally:
         store.close()
@@ -161,16 +174,8 @@ def test_a_killed_server_is_started_again_and_flightbook_rides_it_out(
             what=f"the supervisor starts {server} again",
         )
         eventually(lambda: system.server_answers(server), bool, within=60, what=f"{server} answers")
-        answered = time.monotonic()
-        eventually(system.apis_ready, bool, within=60, what="both APIs ready")
-        ready_after = time.monotonic() - answered
         during = bookers.snapshot()
-        accepted = len(bookers.accepted)
-        eventually(
-            lambda: len(bookers.accepted),
-            lambda n: n >= accepted + 5,
-            what="bookings accepted after the outage",
-        )
+        ready_after = _recovered(system, bookers)
     eventually(system.all_ready, lambda ready: all(ready.values()), within=60, what="all ready")
 
     statuses = _check_afterwards(system, bookers, pids, system.server_url("postgres"), since)
@@ -215,15 +220,7 @@ def test_postgres_away_for_a_minute_stops_nothing_and_loses_nothing(
             )
             assert running.process_pids() == pids, "a process exited while PostgreSQL was away"
             stack.up()
-            answered = time.monotonic()
-            eventually(running.apis_ready, bool, within=60, what="both APIs ready")
-            ready_after = time.monotonic() - answered
-            accepted = len(bookers.accepted)
-            eventually(
-                lambda: len(bookers.accepted),
-                lambda n: n >= accepted + 5,
-                what="bookings accepted after the outage",
-            )
+            ready_after = _recovered(running, bookers)
         eventually(running.all_ready, lambda r: all(r.values()), within=60, what="all ready")
         statuses = _check_afterwards(running, bookers, pids, url, since)
     finally:

@@ -93,8 +93,11 @@ class LocalStack:
         return states
 
     def down(self, names: list[str] | None = None) -> list[str]:
-        """Stop the servers this stack started (all, or those named); return what was stopped."""
-        stopped = []
+        """Stop the servers this stack started (all, or those named); return what was stopped.
+
+        Each is asked to stop at once, then each is waited for: they shut down side by side.
+        """
+        asked: list[tuple[ServerKind, dict[str, object], psutil.Process]] = []
         for kind in KINDS:
             if names is not None and kind.name not in names:
                 continue
@@ -102,12 +105,17 @@ class LocalStack:
             if record is None:
                 continue
             process = self._live_process(record)
-            if process is not None:
-                _terminate(process, kind.stop_signal)
-                stopped.append(kind.name)
-                self._say(f"stopped {kind.name:<8} (pid {record['pid']})")
+            if process is None:
+                self._record_path(kind).unlink(missing_ok=True)
+                continue
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(kind.stop_signal)
+            asked.append((kind, record, process))
+        for kind, record, process in asked:
+            _terminate(process, None)
+            self._say(f"stopped {kind.name:<8} (pid {record['pid']})")
             self._record_path(kind).unlink(missing_ok=True)
-        return stopped
+        return [kind.name for kind, _record, _process in asked]
 
     def status(self) -> dict[str, ServerState | None]:
         """Each server's state, or None when it is neither configured nor running."""
@@ -278,9 +286,11 @@ def postgres_url(settings: Settings, *, set_one_of: str = "FLIGHTBOOK_POSTGRES_U
     return state.url
 
 
-def _terminate(process: psutil.Process, sig: int, timeout: float = 15.0) -> None:
+def _terminate(process: psutil.Process, sig: int | None, timeout: float = 15.0) -> None:
+    """Send ``sig`` (None: it was sent already), wait; kill it if it does not stop in time."""
     try:
-        process.send_signal(sig)
+        if sig is not None:
+            process.send_signal(sig)
         process.wait(timeout)
     except psutil.TimeoutExpired:
         process.kill()
