@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,9 @@ import psycopg
 import pymongo
 import pytest
 import redis
+
+from tests.support.supervised import SupervisedSystem
+from tests.support.system import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -219,73 +221,28 @@ def test_up_serves_both_apis_until_stopped_then_leaves_nothing_running(
     state_dir: Path, ending: str
 ) -> None:
     """SIGINT stops processes and servers; even a SIGKILLed supervisor leaves no process."""
-    command_port, query_port, saga_port, audit_port = (_free_port() for _ in range(4))
-    relay_port = _free_port()
-    bookings_projection_port, flights_projection_port = _free_port(), _free_port()
-    env = _env(
-        state_dir,
-        FLIGHTBOOK_COMMAND_PORT=str(command_port),
-        FLIGHTBOOK_QUERY_PORT=str(query_port),
-        FLIGHTBOOK_SAGA_HTTP_PORT=str(saga_port),
-        FLIGHTBOOK_AUDIT_HTTP_PORT=str(audit_port),
-        FLIGHTBOOK_RELAY_HTTP_PORT=str(relay_port),
-        FLIGHTBOOK_PROJECTION_BOOKINGS_HTTP_PORT=str(bookings_projection_port),
-        FLIGHTBOOK_PROJECTION_FLIGHTS_HTTP_PORT=str(flights_projection_port),
-        FLIGHTBOOK_COMMAND_OPS_PORT=str(_free_port()),
-        FLIGHTBOOK_QUERY_OPS_PORT=str(_free_port()),
-    )
-    up = subprocess.Popen(
-        [*FLIGHTBOOK, "up"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: list[str] = []
+    system = SupervisedSystem(state_dir)
     try:
-        assert up.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "flightbook is running" in line:
-                break
-        assert any("flightbook is running" in line for line in lines), "".join(lines)
-        assert any(f"listening on http://127.0.0.1:{command_port}" in line for line in lines)
-        everything = {p.pid for p in psutil.Process(up.pid).children(recursive=True)}
+        system.start(timeout=120)
+        assert system.said(f"listening on {system.commands}"), system.output()
+        everything = {p.pid for p in psutil.Process(system.pid).children(recursive=True)}
         servers = set(_server_pids(state_dir).values())
         servers |= {c.pid for pid in servers for c in psutil.Process(pid).children(recursive=True)}
         everything |= servers
 
-        for port in (
-            command_port,
-            query_port,
-            saga_port,
-            audit_port,
-            relay_port,
-            bookings_projection_port,
-            flights_projection_port,
-        ):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready") as response:
-                assert json.load(response)["status"] == "ok"
+        # "running" is said once each answers /health/live; ready follows when each has
+        # done its first unit of work
+        eventually(system.all_ready, lambda ready: all(ready.values()), within=60, what="ready")
+        assert system.said("exited with status") == [], system.output()
 
         if ending == "SIGINT":
-            up.send_signal(signal.SIGINT)
-            assert up.wait(60) == 0
+            assert system.stop() == 0
         else:
-            up.send_signal(signal.SIGKILL)
-            up.wait(10)
+            system.kill()
             everything -= servers  # the stack outlives it, by design
             _wait_gone(everything, 30)
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
-        if up.stdout is not None:
-            up.stdout.close()
+        system.stop()
 
     assert not [pid for pid in everything if _alive(pid)]
     if ending == "SIGINT":

@@ -121,6 +121,17 @@ class SupervisedSystem:
                 if "flightbook is running" in line:
                     self._running.set()
 
+    @property
+    def pid(self) -> int:
+        assert self._up is not None
+        return self._up.pid
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor itself (its processes get SIGTERM from the kernel)."""
+        assert self._up is not None
+        self._up.send_signal(signal.SIGKILL)
+        self._up.wait(10)
+
     def output(self) -> str:
         return "\n".join(self.lines)
 
