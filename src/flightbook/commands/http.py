@@ -57,11 +57,10 @@ from flightbook.http.openapi import (
     problem_responses,
 )
 from flightbook.http.positions import encode_positions
-from flightbook.http.problems import Problem
+from flightbook.http.problems import Problem, try_again
 from flightbook.http.routes import api_router
 from flightbook.http.telemetry import RequestTrace, TelemetrySpec, trace_of
 from flightbook.http.tokens import Principal
-from flightbook.runtime.outages import RETRY_AFTER_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -157,12 +156,9 @@ async def _within_deadline(service: CommandService, command: Callable[[], R]) ->
         with anyio.fail_after(service.settings.command_deadline_seconds):
             return await anyio.to_thread.run_sync(command, abandon_on_cancel=True)
     except TimeoutError:
-        raise Problem(
-            503,
-            "service_unavailable",
+        raise try_again(
             "the command did not complete in time (the event store may be away); "
-            "send it again after Retry-After seconds, with the same Idempotency-Key",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            "send it again after Retry-After seconds, with the same Idempotency-Key"
         ) from None
 
 

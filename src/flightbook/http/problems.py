@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
 
-__all__ = ("PROBLEM_JSON", "Problem", "problem_handlers", "problem_response")
+__all__ = ("PROBLEM_JSON", "Problem", "problem_handlers", "problem_response", "try_again")
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "https://flightbook.example/problems/"
@@ -49,6 +49,16 @@ class Problem(HTTPException):
         super().__init__(detail=detail, status_code=status_code, headers=headers)
         self.code = code
         self.field = field
+
+
+def try_again(detail: str) -> Problem:
+    """The ``503`` of an outage (ADR 0018): ``service_unavailable`` with ``Retry-After``."""
+    return Problem(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        detail,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def problem_response(
@@ -101,13 +111,13 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
             server=server,
             error=type(exc).__name__,
         )
-        return problem_response(
-            HTTP_503_SERVICE_UNAVAILABLE,
-            "service_unavailable",
-            f"a server this API needs ({server}) cannot be reached just now; "
-            "nothing of this request was lost: send it again after Retry-After seconds "
-            "(with the same Idempotency-Key)",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        return _on_problem(
+            request,
+            try_again(
+                f"a server this API needs ({server}) cannot be reached just now; "
+                "nothing of this request was lost: send it again after Retry-After seconds "
+                "(with the same Idempotency-Key)"
+            ),
         )
     _log.error("http.unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
     return problem_response(
