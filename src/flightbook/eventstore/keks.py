@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import json
 import os
@@ -30,7 +29,8 @@ from typing import TYPE_CHECKING, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from flightbook.config.secrets import on_local_stack
+from flightbook.config.keyfiles import ChangedFile, create_once, replace_atomically
+from flightbook.config.locality import on_local_stack
 from flightbook.config.settings import PREFIX, SettingsError
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class FileKeyEncryptionKeys:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int, int] | None = None
+        self._file = ChangedFile(self.path)
         self._current = ""
         self._keys: dict[str, bytes] = {}
         self._refresh()
@@ -192,16 +192,8 @@ class FileKeyEncryptionKeys:
         """
         path = Path(path)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
             kek_id = new_kek_id()
-            body = _render(kek_id, {kek_id: AESGCM.generate_key(bit_length=256)})
-            temporary = _write_private(path, body)
-            try:
-                os.link(temporary, path)  # fails if another process made it first
-            except FileExistsError:
-                pass
-            finally:
-                temporary.unlink(missing_ok=True)
+            create_once(path, _render(kek_id, {kek_id: AESGCM.generate_key(bit_length=256)}))
         return cls(path)
 
     @property
@@ -246,25 +238,20 @@ class FileKeyEncryptionKeys:
             return retired
 
     def _save(self, current: str, keys: Mapping[str, bytes]) -> None:
-        temporary = _write_private(self.path, _render(current, keys))
-        os.replace(temporary, self.path)  # atomic: a reader sees the old file or the new one
-        self._stamp = None
+        replace_atomically(self.path, _render(current, keys))
+        self._file.forget()
         self._refresh()
 
     def _refresh(self) -> None:
         """Read the file again if it changed since it was last read (call under the lock)."""
         try:
-            info = self.path.stat()
-            stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
-            if stamp == self._stamp:
-                return
-            text = self.path.read_text()
+            parsed = self._file.parse_if_changed(lambda text: _parse(text, self.path))
         except OSError as exc:
             raise KeyEncryptionKeyError(
                 f"key-encryption key file {self.path}: {exc.strerror}"
             ) from None
-        self._current, self._keys = _parse(text, self.path)
-        self._stamp = stamp
+        if parsed is not None:
+            self._current, self._keys = parsed
 
 
 def _render(current: str, keys: Mapping[str, bytes]) -> bytes:
@@ -299,22 +286,6 @@ def _parse(text: str, path: Path) -> tuple[str, dict[str, bytes]]:
             raise bad
         keys[str(kek_id)] = kek
     return current, keys
-
-
-def _write_private(path: Path, body: bytes) -> Path:
-    """``body`` in a new file beside ``path``, mode 0600, flushed to disk; its path."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(descriptor, body)
-        os.fsync(descriptor)
-    except BaseException:
-        os.close(descriptor)
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-    os.close(descriptor)
-    return temporary
 
 
 # -- from settings ----------------------------------------------------------------------------

@@ -1,38 +1,61 @@
-"""Bearer JWTs: HS256 pinned, ``exp``, ``iat``, ``aud`` and ``iss`` checked, roles from a claim.
+"""Bearer JWTs: asymmetric (EdDSA or ES256) with ``kid``, claims checked, roles from a claim.
 
-A token lives at most ``Settings.jwt_max_ttl_seconds``: it must say when it was issued
-(``iat``, not in the future), ``exp - iat`` may not exceed the maximum, and neither may
-``exp - now`` (so a token "valid until the year 3000" is refused whatever its ``iat``).
+Signing (:func:`mint_token`, :class:`TokenSigner`) needs the private key file
+(:mod:`flightbook.http.keys`): the identity service and ``flightbook token`` only.
+Verifying (:func:`verify_token`) needs only the public keys. A token is refused unless:
+
+- its header names a ``kid`` of a known public key and exactly that key's algorithm (so
+  ``none``, HS256 with any secret, and HS/RS confusion with the public key as an HMAC
+  secret all fail), and carries no key of its own (``jwk``, ``jku``, ``x5u``, ``x5c``);
+- the signature verifies with that key;
+- ``exp``, ``iat``, ``sub``, ``aud`` and ``iss`` are there; ``aud`` and ``iss`` are ours;
+- it lives at most ``Settings.jwt_max_ttl_seconds``: ``exp - iat`` may not exceed the
+  maximum, and neither may ``exp - now``.
+
+A token from the identity service names its session (``sid``); the APIs check that the
+session is still live (:mod:`flightbook.http.sessions`). A token without ``sid``
+(``flightbook token``) is accepted only on the local stack.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Literal
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
 import msgspec
+
+from flightbook.http.keys import (
+    ALGORITHMS,
+    LEEWAY_SECONDS,
+    KeyFileError,
+    jwks_source,
+    public_keys_at,
+    signing_keys_from_settings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from flightbook.config.settings import Settings
+    from flightbook.http.keys import SigningKeys
 
 __all__ = (
-    "ALGORITHM",
+    "ALGORITHMS",
     "LEEWAY_SECONDS",
     "ROLES",
     "InvalidTokenError",
     "Principal",
+    "TokenSigner",
     "mint_token",
     "verify_token",
 )
 
-ALGORITHM = "HS256"  # pinned: a token naming another algorithm (or "none") is refused
 Role = Literal["customer", "agent", "ops", "analyst", "auditor", "privacy"]
 ROLES: frozenset[str] = frozenset({"customer", "agent", "ops", "analyst", "auditor", "privacy"})
-LEEWAY_SECONDS = 30
-"""Clock skew allowed between the issuer and us (``iat`` slightly ahead, ``exp`` just past)."""
+_EMBEDDED_KEYS = ("jwk", "jku", "x5u", "x5c")
+_LONGEST_KID = 64
 
 
 class InvalidTokenError(Exception):
@@ -40,38 +63,85 @@ class InvalidTokenError(Exception):
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who is calling: the token's subject and roles."""
+    """Who is calling: the token's subject, roles and session (None: a sessionless token)."""
 
     subject: str
     roles: frozenset[str]
+    session_id: str | None = None
 
     def has(self, *roles: str) -> bool:
         return not self.roles.isdisjoint(roles)
 
 
+class TokenSigner:
+    """Signs access tokens with the current key of a private key file (header ``kid``)."""
+
+    def __init__(self, keys: SigningKeys, *, issuer: str, audience: str) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+
+    def sign(
+        self,
+        *,
+        subject: str,
+        roles: Iterable[str],
+        ttl_seconds: int,
+        session_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": subject,
+            "roles": sorted(set(roles)),
+            "iat": now,
+            "exp": now + ttl_seconds,
+            "aud": self.audience,
+            "iss": self.issuer,
+            "jti": uuid.uuid4().hex,
+            **(extra or {}),
+        }
+        if session_id is not None:
+            claims["sid"] = session_id
+        key = self.keys.current()
+        return jwt.encode(
+            claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "JWT"}
+        )
+
+
 def mint_token(
-    settings: Settings, *, subject: str, roles: Iterable[str], ttl_seconds: int = 3600
+    settings: Settings,
+    *,
+    subject: str,
+    roles: Iterable[str],
+    ttl_seconds: int = 3600,
+    session_id: str | None = None,
 ) -> str:
-    """A signed token for local use (``flightbook token``) and tests."""
-    now = int(time.time())
-    claims = {
-        "sub": subject,
-        "roles": sorted(set(roles)),
-        "iat": now,
-        "exp": now + ttl_seconds,
-        "aud": settings.jwt_audience,
-        "iss": settings.jwt_issuer,
-    }
-    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+    """A signed token for local use (``flightbook token``), the benchmark and tests."""
+    signer = TokenSigner(
+        signing_keys_from_settings(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+    return signer.sign(subject=subject, roles=roles, ttl_seconds=ttl_seconds, session_id=session_id)
 
 
 def verify_token(settings: Settings, token: str) -> Principal:
-    """Check signature, algorithm, expiry, audience and issuer; return the principal."""
+    """Check header, key, signature, expiry, audience and issuer; return the principal.
+
+    The public keys are where :func:`flightbook.http.keys.jwks_source` says.
+    """
+    keys_source = jwks_source(settings)
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidTokenError(str(exc)) from None
+    key = _key_of(header, keys_source)
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret,
-            algorithms=[ALGORITHM],
+            key.key,
+            algorithms=[key.algorithm_name],
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iat", "sub", "aud", "iss"]},
@@ -82,11 +152,37 @@ def verify_token(settings: Settings, token: str) -> Principal:
     _check_lifetime(claims, settings.jwt_max_ttl_seconds)
     roles = claims.get("roles", [])
     subject = claims["sub"]
+    session = claims.get("sid")
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise InvalidTokenError("claim 'roles' must be a list of strings")
     if not isinstance(subject, str) or not subject:
         raise InvalidTokenError("claim 'sub' must be a non-empty string")
-    return Principal(subject=subject, roles=frozenset(r for r in roles if r in ROLES))
+    if session is not None and (not isinstance(session, str) or not session):
+        raise InvalidTokenError("claim 'sid' must be a non-empty string")
+    return Principal(
+        subject=subject, roles=frozenset(r for r in roles if r in ROLES), session_id=session
+    )
+
+
+def _key_of(header: dict[str, Any], keys_source: str) -> jwt.PyJWK:
+    """The public key a token's header names, if the header is one we accept."""
+    embedded = [name for name in _EMBEDDED_KEYS if name in header]
+    if embedded:
+        raise InvalidTokenError(f"the token carries its own key ({embedded[0]}): refused")
+    kid, alg = header.get("kid"), header.get("alg")
+    if alg not in ALGORITHMS:
+        raise InvalidTokenError(f"algorithm {alg!r} is not accepted")
+    if not isinstance(kid, str) or not kid or len(kid) > _LONGEST_KID:
+        raise InvalidTokenError("the token names no key (kid)")
+    try:
+        key = public_keys_at(keys_source).get(kid)
+    except KeyFileError as exc:
+        raise InvalidTokenError(f"no public keys: {exc}") from None
+    if key is None:
+        raise InvalidTokenError("the token's key (kid) is not one of ours")
+    if key.algorithm_name != alg:
+        raise InvalidTokenError("the token's algorithm is not its key's")
+    return key
 
 
 def _check_lifetime(claims: dict[str, object], longest: int) -> None:

@@ -55,7 +55,12 @@ SENSITIVE_KEYS: frozenset[str] = frozenset(
         "refresh_token",
         "password",
         "secret",
-        "jwt_secret",
+        "totp",
+        "totp_secret",
+        "otpauth_uri",
+        "recovery_code",
+        "recovery_codes",
+        "code",
         "locals",
     }
 )

@@ -20,7 +20,7 @@ OFF_STACK = {
     "FLIGHTBOOK_MONGO_URL": "mongodb://mongo.invalid:27017",
     "FLIGHTBOOK_REDIS_URL": "redis://redis.invalid:6379/0",
     "FLIGHTBOOK_KAFKA_BOOTSTRAP": "kafka.invalid:9092",
-    "FLIGHTBOOK_JWT_SECRET": "s" * 40,
+    "FLIGHTBOOK_JWT_JWKS": "https://identity.invalid/.well-known/jwks.json",
 }
 
 

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import jwt
 import msgspec
 import pytest
 from litestar.testing import TestClient
@@ -15,9 +14,9 @@ from structlog.testing import capture_logs
 
 from flightbook.bootstrap import build_command_api, build_query_api
 from flightbook.config.settings import Settings
-from flightbook.http.tokens import ALGORITHM
 from tests.support.api import Api, booking_body
 from tests.support.readside import ServerReadSide
+from tests.support.tokens import foreign_key, signed, signed_token
 
 pytestmark = pytest.mark.integration
 
@@ -38,23 +37,6 @@ def query_api(settings: Settings) -> Iterator[Api]:
 def command_api(settings: Settings) -> Iterator[Api]:
     with TestClient(build_command_api(settings)) as client:
         yield client
-
-
-def signed(settings: Settings, secret: str | None = None, **claims: Any) -> dict[str, str]:
-    """A bearer header for a token with these claims (None drops one) over sane defaults."""
-    now = int(time.time())
-    body: dict[str, Any] = {
-        "sub": "alice",
-        "roles": ["customer"],
-        "iat": now,
-        "exp": now + 600,
-        "aud": settings.jwt_audience,
-        "iss": settings.jwt_issuer,
-        **claims,
-    }
-    body = {key: value for key, value in body.items() if value is not None}
-    token = jwt.encode(body, secret or settings.jwt_secret, algorithm=ALGORITHM)
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.mark.parametrize("roles", [["admin"], [], ["Customer", "root"]], ids=str)
@@ -134,7 +116,7 @@ def test_every_401_says_the_same_and_the_reason_goes_to_the_log_without_the_toke
         "expired": signed(settings, iat=now - 600, exp=now - 60),
         "wrong_audience": signed(settings, aud="someone-else"),
         "wrong_issuer": signed(settings, iss="evil"),
-        "wrong_secret": signed(settings, secret="forged" * 8),
+        "wrong_key": {"Authorization": f"Bearer {signed_token(settings, key=foreign_key())}"},
         "no_subject": signed(settings, sub=None),
     }
     with capture_logs() as logs:

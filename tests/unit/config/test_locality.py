@@ -1,19 +1,14 @@
-"""The signing secret: the public default or a short one only on the local stack."""
+"""The local stack: where key files are made when unset; elsewhere they must be named."""
 
 from __future__ import annotations
 
 import pytest
 
-from flightbook.config.secrets import (
-    DEVELOPMENT_SECRET,
-    on_local_stack,
-    require_signing_secret,
-)
+from flightbook.config.locality import on_local_stack
 from flightbook.config.settings import Settings, SettingsError
+from flightbook.http.keys import jwks_source, signing_keys_path
 
 pytestmark = pytest.mark.unit
-
-REAL = "r" * 32
 
 
 @pytest.mark.parametrize(
@@ -29,11 +24,11 @@ REAL = "r" * 32
         {"FLIGHTBOOK_REDIS_URL": "unix:///run/redis.sock"},
     ],
 )
-def test_on_the_local_stack_the_default_secret_is_accepted(env: dict[str, str]) -> None:
+def test_these_are_the_local_stack(env: dict[str, str]) -> None:
     settings = Settings.from_env(env)
 
     assert on_local_stack(settings)
-    require_signing_secret(settings)
+    assert signing_keys_path(settings) == settings.state_path / "signing-keys.json"
 
 
 @pytest.mark.parametrize(
@@ -49,15 +44,14 @@ def test_on_the_local_stack_the_default_secret_is_accepted(env: dict[str, str]) 
         {"FLIGHTBOOK_REDIS_URL": "redis://cache.internal:6379/0"},
     ],
 )
-def test_off_the_local_stack_the_default_or_a_short_secret_is_refused(
-    env: dict[str, str],
-) -> None:
-    for secret in (DEVELOPMENT_SECRET, "x", "y" * 31):
-        settings = Settings.from_env({**env, "FLIGHTBOOK_JWT_SECRET": secret})
+def test_off_the_local_stack_the_key_files_must_be_named(env: dict[str, str]) -> None:
+    settings = Settings.from_env(env)
 
-        with pytest.raises(SettingsError, match=r"^FLIGHTBOOK_JWT_SECRET ") as refused:
-            require_signing_secret(settings)
-        assert "\n" not in str(refused.value)
-        assert secret not in str(refused.value)  # the message never shows the secret
-
-    require_signing_secret(Settings.from_env({**env, "FLIGHTBOOK_JWT_SECRET": REAL}))
+    assert not on_local_stack(settings)
+    with pytest.raises(SettingsError, match=r"^FLIGHTBOOK_JWT_JWKS is not set") as refused:
+        jwks_source(settings)
+    assert "\n" not in str(refused.value)
+    with pytest.raises(SettingsError, match=r"^FLIGHTBOOK_JWT_SIGNING_KEYS_FILE is not set"):
+        signing_keys_path(settings)
+    named = Settings.from_env({**env, "FLIGHTBOOK_JWT_JWKS": "https://id.example/jwks.json"})
+    assert jwks_source(named) == "https://id.example/jwks.json"
