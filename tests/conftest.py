@@ -26,6 +26,7 @@ import redis
 from flightbook.config.settings import Settings
 from flightbook.eventstore.applications import EventStore
 from flightbook.eventstore.keks import FileKeyEncryptionKeys
+from flightbook.http.keys import SigningKeys
 from flightbook.http.tokens import mint_token
 from flightbook.stack.launcher import LocalStack
 from flightbook.stack.migrate import migrate_all, migrate_postgres
@@ -48,6 +49,9 @@ def _base_settings() -> Settings:
             "FLIGHTBOOK_STATE_DIR": str(TEST_STATE_DIR),
             # the session's key-encryption key, outside every database (made by stack_settings)
             "FLIGHTBOOK_KEK_FILE": str(TEST_STATE_DIR / "kek.json"),
+            # the session's token signing keys and their public half (made by stack_settings)
+            "FLIGHTBOOK_JWT_SIGNING_KEYS_FILE": str(TEST_STATE_DIR / "signing-keys.json"),
+            "FLIGHTBOOK_JWT_JWKS": str(TEST_STATE_DIR / "signing-keys.jwks.json"),
             "FLIGHTBOOK_STACK_POSTGRES_PORT": "0",
             "FLIGHTBOOK_STACK_REDIS_PORT": "0",
             "FLIGHTBOOK_STACK_KAFKA_PORT": "0",
@@ -74,6 +78,8 @@ def stack_settings() -> Iterator[Settings]:
     base = _base_settings()
     assert base.kek_file is not None
     FileKeyEncryptionKeys.create(base.kek_file)
+    assert base.jwt_signing_keys_file is not None
+    SigningKeys.create(base.jwt_signing_keys_file, keep_seconds=base.jwt_max_ttl_seconds)
     stack = LocalStack(base)
     states = stack.up()
     started = [name for name, state in states.items() if state.started]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+import msgspec
 import psycopg
 import pymongo
 import redis.asyncio
@@ -18,8 +19,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 
 from flightbook.commands.http import create_command_app
 from flightbook.config.processes import process
-from flightbook.config.secrets import require_signing_secret
-from flightbook.config.settings import Settings, SettingsError, require
+from flightbook.config.settings import PREFIX, Settings, SettingsError, require
 from flightbook.queries.http import create_query_app
 from flightbook.runtime.logs import configure_logging
 from flightbook.runtime.loop import run_until_signalled
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from flightbook.audit.sealer_process import SealerProcess
     from flightbook.config.processes import ProcessSpec
+    from flightbook.identity.service import IdentityService
     from flightbook.projections.worker import ProjectionWorker
     from flightbook.queries.ports import ReadModels
     from flightbook.relay.process import RelayProcess
@@ -41,6 +42,8 @@ __all__ = (
     "Worker",
     "build_auditor",
     "build_command_api",
+    "build_identity_api",
+    "build_identity_service",
     "build_projection_worker",
     "build_query_api",
     "build_relay",
@@ -74,7 +77,6 @@ def load_settings(process_name: str) -> Settings:
         log_format=settings.log_format,
         level=settings.log_level,
         process=process_name,
-        secrets=[settings.jwt_secret],
     )
     return settings
 
@@ -203,6 +205,102 @@ def build_query_api(settings: Settings, *, registry: CollectorRegistry | None = 
 
     return create_query_app(
         settings, checks=checks, registry=registry or _registry(), read_models=read_models
+    )
+
+
+def build_identity_service(
+    settings: Settings, *, open_pool: bool = True
+) -> tuple[IdentityService, Callable[[], None]]:
+    """The identity use cases on PostgreSQL, Redis, the vault and the signing keys.
+
+    Also a function that closes what they opened (the API and ``flightbook accounts``
+    share this).
+    """
+    import redis as sync_redis
+    from psycopg_pool import ConnectionPool
+
+    from flightbook.eventstore.pii import build_vault
+    from flightbook.http.keys import signing_keys_from_settings
+    from flightbook.http.tokens import TokenSigner
+    from flightbook.identity.accounts import PostgresAccounts
+    from flightbook.identity.passwords import PasswordHasher
+    from flightbook.identity.service import IdentityService
+    from flightbook.identity.sessions import SessionStore
+    from flightbook.identity.throttle import LoginThrottle
+
+    postgres_url = require(settings.postgres_url, "postgres_url")
+    redis_url = require(settings.redis_url, "redis_url")
+    keys = signing_keys_from_settings(settings)
+    wait = settings.api_postgres_wait_seconds
+    pool = ConnectionPool(
+        postgres_url, min_size=1, max_size=10, open=open_pool, name="identity", timeout=wait
+    )
+    cache = sync_redis.Redis.from_url(redis_url, socket_timeout=2)
+    service = IdentityService(
+        accounts=PostgresAccounts(pool),
+        sessions=SessionStore(
+            pool,
+            cache,
+            redis_prefix=settings.redis_prefix,
+            lifetime_seconds=settings.identity_session_ttl_seconds,
+        ),
+        throttle=LoginThrottle(
+            cache,
+            prefix=settings.redis_prefix,
+            failures_per_account=settings.identity_failures_per_account,
+            failures_per_address=settings.identity_failures_per_address,
+            window_seconds=settings.identity_lockout_seconds,
+        ),
+        vault=build_vault(settings, pool),
+        hasher=PasswordHasher(
+            time_cost=settings.identity_argon2_time_cost,
+            memory_kib=settings.identity_argon2_memory_kib,
+        ),
+        signer=TokenSigner(keys, issuer=settings.jwt_issuer, audience=settings.jwt_audience),
+        access_ttl_seconds=settings.identity_access_ttl_seconds,
+    )
+
+    def close() -> None:
+        pool.close()
+        cache.close()
+
+    return service, close
+
+
+def build_identity_api(
+    settings: Settings, *, registry: CollectorRegistry | None = None
+) -> Litestar:
+    """The identity API; its pools open and close with the app.
+
+    It signs with the private key file and verifies its own tokens with the public half
+    (unless ``FLIGHTBOOK_JWT_JWKS`` names another source).
+    """
+    import anyio.to_thread
+
+    from flightbook.http.keys import signing_keys_from_settings
+    from flightbook.identity.http import create_identity_app
+
+    if not settings.jwt_jwks:
+        public = signing_keys_from_settings(settings).public_path
+        settings = msgspec.structs.replace(settings, jwt_jwks=str(public))
+    service, close = build_identity_service(settings, open_pool=False)
+
+    def open_pool() -> None:
+        service.accounts.pool.open(wait=False)
+
+    async def close_all() -> None:
+        await anyio.to_thread.run_sync(close)
+
+    return create_identity_app(
+        settings,
+        checks={
+            "postgres": postgres_check(require(settings.postgres_url, "postgres_url")),
+            "redis": redis_check(require(settings.redis_url, "redis_url")),
+        },
+        registry=registry or _registry(),
+        service=service,
+        on_startup=[open_pool],
+        on_shutdown=[close_all],
     )
 
 
@@ -371,8 +469,11 @@ _WORKERS: dict[str, Callable[[Settings], tuple[Worker, Callable[[], None]]]] = {
 _APIS: dict[str, Callable[..., Litestar]] = {
     "command-api": build_command_api,
     "query-api": build_query_api,
+    "identity-api": build_identity_api,
 }
-_VAULT_PROCESSES = frozenset({"command-api", "saga", "bookings-projection", "flights-projection"})
+_VAULT_PROCESSES = frozenset(
+    {"command-api", "identity-api", "saga", "bookings-projection", "flights-projection"}
+)
 """The processes that open or seal personal data: they need the key-encryption key file."""
 
 
@@ -386,10 +487,37 @@ def _require_kek(process_name: str, settings: Settings) -> None:
         _die(process_name, str(exc), 2)
 
 
+def _require_token_keys(process_name: str, settings: Settings) -> None:
+    """The keys an API needs before it listens (ADR 0019).
+
+    Public keys to verify tokens; for the identity service, its private signing keys.
+
+    Raises:
+        SettingsError: one line naming the setting.
+    """
+    from flightbook.http.keys import (
+        KeyFileError,
+        jwks_source,
+        public_keys_at,
+        signing_keys_from_settings,
+    )
+
+    if process_name == "identity-api":
+        try:
+            signing_keys_from_settings(settings).current()
+        except KeyFileError as exc:
+            raise SettingsError(f"{PREFIX}JWT_SIGNING_KEYS_FILE: {exc}") from None
+        return  # it verifies with its own public keys
+    try:
+        public_keys_at(jwks_source(settings))
+    except KeyFileError as exc:
+        raise SettingsError(f"{PREFIX}JWT_JWKS: {exc}") from None
+
+
 def _run_api(spec: ProcessSpec, settings: Settings, port: int) -> None:
     """An API on its public port, its metrics (and health) on its ops port."""
     try:
-        require_signing_secret(settings)
+        _require_token_keys(spec.name, settings)
     except SettingsError as exc:
         _die(spec.name, str(exc), 2)
     registry = _registry()

@@ -14,6 +14,8 @@ from flightbook.config.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from flightbook.identity.service import IdentityService
+
 __all__ = ("main",)
 
 
@@ -75,11 +77,17 @@ def _cmd_up(settings: Settings, _args: argparse.Namespace) -> int:
     import msgspec
 
     from flightbook.eventstore.keks import keks_from_settings
+    from flightbook.http.keys import jwks_source, signing_keys_from_settings
     from flightbook.stack.supervisor import run_system
 
-    # the key-encryption key file (made on the local stack if unset), one path for every child
+    # the key-encryption key file and the token signing keys (made on the local stack if
+    # unset), one path each for every child
     kek_file = str(keks_from_settings(settings).path)
-    return run_system(msgspec.structs.replace(settings, kek_file=kek_file), say=_say)
+    signing = str(signing_keys_from_settings(settings).path)
+    changed = msgspec.structs.replace(
+        settings, kek_file=kek_file, jwt_signing_keys_file=signing, jwt_jwks=jwks_source(settings)
+    )
+    return run_system(changed, say=_say)
 
 
 def _cmd_privacy_rotate_kek(settings: Settings, args: argparse.Namespace) -> int:
@@ -108,6 +116,16 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _identity_service(settings: Settings) -> tuple[IdentityService, Callable[[], None]]:
+    """The identity service on the configured servers, else the running local stack's."""
+    from flightbook.bootstrap import build_identity_service
+    from flightbook.stack.launcher import LocalStack
+
+    running = LocalStack(settings).status()
+    urls = {_setting_of(name): state.url for name, state in running.items() if state}
+    return build_identity_service(settings.with_urls(**urls))
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Usage errors are one line and exit status 2, like every other CLI error."""
 
@@ -120,7 +138,7 @@ def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from flightbook.bench.runner import BenchOptions, render_table, run_bench
+    from flightbook.bench.runner import PHASES, BenchOptions, render_table, run_bench
 
     output = Path(args.output)
     options = BenchOptions.quick_run(output) if args.quick else BenchOptions(output=output)
@@ -131,6 +149,7 @@ def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         backlog=args.backlog or options.backlog,
         output=output,
         quick=args.quick,
+        phases=_phases(args.phases, PHASES),
     )
     if settings.state_dir == ".flightbook":  # a stack of its own, beside a running system
         settings = msgspec.structs.replace(
@@ -160,6 +179,16 @@ def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _phases(chosen: str | None, known: tuple[str, ...]) -> tuple[str, ...]:
+    if not chosen:
+        return known
+    names = tuple(name.strip() for name in chosen.split(",") if name.strip())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        _fail(f"flightbook bench: unknown phase {unknown[0]!r}; phases: {', '.join(known)}", 2)
+    return tuple(name for name in known if name in names)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="flightbook", description="flightbook: event-sourced flight booking backend"
@@ -178,7 +207,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply migrations/ (idempotent)")
     migrate.set_defaults(handler=_cmd_migrate)
 
-    token = sub.add_parser("token", help="print a JWT for local use")
+    token = sub.add_parser(
+        "token",
+        help="print a JWT for local development, signed with the local private key "
+        "(no session: accepted on the local stack only)",
+    )
     token.add_argument("--sub", required=True, help="the subject (user id)")
     token.add_argument(
         "--role",
@@ -201,7 +234,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--clients", type=int, help="concurrent HTTP clients (default 32)")
     bench.add_argument("--backlog", type=int, help="events for the relay and rebuild phases")
     bench.add_argument("--output", default="bench/results", help="folder for the JSON file")
+    bench.add_argument(
+        "--phases",
+        help="comma-separated load phases to run (default: all; read_path needs bookings): "
+        "bookings, hot_flight, read_path, identity, relay, replay",
+    )
     bench.set_defaults(handler=_cmd_bench)
+
+    from flightbook.identity.cli import add_identity_commands
+
+    add_identity_commands(sub, service=_identity_service)
 
     from flightbook.audit.cli import add_audit_commands
 

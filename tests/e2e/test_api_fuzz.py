@@ -71,3 +71,20 @@ def test_the_query_api_keeps_every_promise_of_its_openapi_document(
     run = fuzz(base, token_for(settings, "fuzz-analyst", "analyst", "customer"))
 
     assert run.returncode == 0, run.report
+
+
+def test_the_identity_api_keeps_every_promise_of_its_openapi_document(
+    settings: Settings, processes: list[SystemProcess]
+) -> None:
+    port = free_port()
+    cheap = msgspec.structs.replace(
+        settings, identity_argon2_time_cost=1, identity_argon2_memory_kib=8
+    )
+    api = SystemProcess("commands/identity.py", cheap, FLIGHTBOOK_IDENTITY_PORT=str(port))
+    processes.append(api.start())
+    base = f"http://127.0.0.1:{port}"
+    api.wait_http(f"{base}/health/ready")
+
+    run = fuzz(base, token_for(settings, "fuzz-customer", "customer"))
+
+    assert run.returncode == 0, run.report

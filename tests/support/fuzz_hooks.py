@@ -7,7 +7,9 @@ cannot be stated in one (they relate two fields, or the request to the stored st
   is after departure, fare codes are unique;
 - ``POST /bookings``: the flight exists and has the fare; an ``Idempotency-Key`` already
   used with another body is a 422 (the key names one booking), so every valid key is
-  made a fresh one.
+  made a fresh one;
+- ``POST /auth/register``: the password is not a common one, a pattern or a sequence, and
+  contains neither the email nor the name (SP 800-63B: rules a schema cannot state).
 
 The server answers a body that breaks one of them with a 422 naming the field, which
 schemathesis' ``positive_data_acceptance`` counts as "a schema-valid request rejected".
@@ -75,6 +77,19 @@ def _booking(body: dict[str, Any]) -> None:
         body["fare"] = os.environ.get(FARE_VARIABLE, "Y")
 
 
+def _registration(body: dict[str, Any]) -> None:
+    from flightbook.identity.passwords import WeakPasswordError, check_password
+
+    password, email, name = body.get("password"), body.get("email"), body.get("name")
+    if not isinstance(password, str):
+        return
+    context = [part for part in (str(email).split("@")[0], str(name)) if part]
+    try:
+        check_password(password, context=context)
+    except WeakPasswordError:
+        body["password"] = f"fuzzed passphrase {uuid.uuid4().hex}"[: max(len(password), 30)]
+
+
 def _fresh_idempotency_key(headers: MutableMapping[str, Any]) -> None:
     """A valid key (1-200 characters) made unused; an invalid one stays as generated."""
     key = headers.get(IDEMPOTENCY_KEY)
@@ -97,3 +112,5 @@ def before_call(context: Any, case: Any, **kwargs: Any) -> None:
         _flight(case.body)
     elif case.path == "/bookings":
         _booking(case.body)
+    elif case.path == "/auth/register":
+        _registration(case.body)

@@ -21,7 +21,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"runtime"}),
     frozenset({"eventstore", "stack"}),
     frozenset({"contracts", "payments", "http"}),
-    frozenset({"relay", "commands", "saga"}),
+    frozenset({"relay", "commands", "saga", "identity"}),
     frozenset({"projections"}),
     frozenset({"queries", "audit"}),
     frozenset({"bench", "bootstrap"}),

@@ -24,6 +24,7 @@ class ProcessSpec:
 
 PROCESSES: tuple[ProcessSpec, ...] = (
     ProcessSpec("command-api", "commands/api.py", "command_port", True, "command_ops_port"),
+    ProcessSpec("identity-api", "commands/identity.py", "identity_port", True, "identity_ops_port"),
     ProcessSpec("saga", "commands/saga.py", "saga_http_port"),
     ProcessSpec("relay", "commands/relay.py", "relay_http_port"),
     ProcessSpec("bookings-projection", "projections/bookings.py", "projection_bookings_http_port"),

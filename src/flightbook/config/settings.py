@@ -69,12 +69,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     kafka_partitions: Positive = 6
     kafka_session_timeout_ms: Positive = 6000
 
-    # auth (the default secret is for a laptop only; compose.yaml sets a real one)
-    jwt_secret: str = "flightbook-local-development-secret-do-not-deploy"  # noqa: S105
+    # auth (ADR 0019): tokens are signed with the identity service's private keys and
+    # verified with the public ones. Unset on the local stack: <state_dir>/signing-keys.json
+    # (made if missing) and its public half beside it; elsewhere required
+    jwt_signing_keys_file: str | None = None  # the signer's private keys (identity, CLI)
+    jwt_jwks: str | None = None  # the verifiers' public keys: a JWKS URL or file
     jwt_issuer: str = "flightbook"
     jwt_audience: str = "flightbook"
     # the longest lifetime (exp - iat) a token may have; longer ones are refused
     jwt_max_ttl_seconds: Positive = 24 * 3600
+    # how long an API trusts its last look at a session in Redis: a revoked session's
+    # access token is refused within this
+    session_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+
+    # the identity service (accounts, login, sessions, MFA; ADR 0019)
+    identity_port: Port = 8002
+    identity_ops_port: Port = 8017
+    identity_access_ttl_seconds: Positive = 300
+    identity_session_ttl_seconds: Positive = 14 * 24 * 3600
+    # Argon2id cost: passes and memory (KiB); OWASP's minimum is 2 passes of 19 MiB
+    identity_argon2_time_cost: Positive = 2
+    identity_argon2_memory_kib: Annotated[int, msgspec.Meta(ge=8)] = 19456
+    # failed logins within identity_lockout_seconds before an account is locked (except from
+    # addresses it logged in from before) and before an address is refused (any account)
+    identity_failures_per_account: Positive = 5
+    identity_failures_per_address: Positive = 20
+    identity_lockout_seconds: Seconds = 900.0
 
     # personal data (ADR 0017): the key-encryption key file, never in the database. Unset:
     # on the local stack <state_dir>/kek.json (created if missing); elsewhere required

@@ -24,6 +24,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import os
 import threading
 import time
@@ -584,6 +586,15 @@ class PersonalDataVault:
             return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], aad).decode()
         except (InvalidTag, ValueError) as exc:
             raise SealedDataError("sealed for another subject, or altered") from exc
+
+    def digest(self, subject_id: str, value: str) -> str:
+        """HMAC-SHA256 of ``value`` under the subject's live key.
+
+        A lookup key for a value that must not be stored in the clear (the identity
+        service's email addresses, under a subject of their own that is never erased).
+        """
+        _, key = self._live_key(subject_id)
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
     def key_id_of(self, sealed: str) -> uuid.UUID | None:
         """The data key a ``pii2`` value was sealed under (None for a legacy value)."""

@@ -16,6 +16,7 @@ from flightbook.http.health import health_handlers
 from flightbook.http.openapi import ClosedStructSchemaPlugin
 from flightbook.http.problems import problem_handlers
 from flightbook.http.ratelimit import RateLimitPlugin
+from flightbook.http.sessions import SessionCheckPlugin
 from flightbook.http.validation import validation_handler
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def create_app(
         BearerSecurityPlugin(),
         ClosedStructSchemaPlugin(),
         RateLimitPlugin(settings, registry),
+        SessionCheckPlugin(settings),
         *litestar_options.pop("plugins", []),
     ]
     return Litestar(

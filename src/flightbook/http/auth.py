@@ -11,6 +11,8 @@ body's validation. Handlers receive the caller as the ``principal`` dependency
   not ``Bearer <token>``, ``error="invalid_token"`` for a token that fails a check, no
   error for a missing header). Every 401 body says the same ("a valid bearer token is
   required"): which check failed goes to the log (``auth.refused``), never the token;
+- a token whose session was revoked (logout, a reused refresh token), or a token without a
+  session off the local stack: ``401`` like a bad token;
 - a good token without any role this system knows (``["admin"]``, none): ``403`` on
   every route;
 - a good token without one of the route's roles: ``403``.
@@ -25,15 +27,18 @@ from litestar import Request  # noqa: TC002 - litestar reads the dependency's si
 from litestar.datastructures import Headers
 from litestar.di import Provide
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins import InitPlugin
+from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 
+from flightbook.config.locality import on_local_stack
 from flightbook.http.problems import Problem
+from flightbook.http.sessions import SESSIONS_STATE_KEY, SessionCheck
 from flightbook.http.tokens import InvalidTokenError, Principal, verify_token
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
     from litestar.connection import ASGIConnection
     from litestar.handlers import BaseRouteHandler
+    from litestar.routes import BaseRoute
     from litestar.types import Guard, Scope
 
     from flightbook.config.settings import Settings
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = (
     "BEARER_SECURITY",
     "PRINCIPAL_STATE_KEY",
+    "PUBLIC_OPT_KEY",
     "ROLES_OPT_KEY",
     "UNAUTHORIZED_DETAIL",
     "VERIFIED_STATE_KEY",
@@ -51,10 +57,13 @@ __all__ = (
     "bearer_token",
     "current_principal",
     "provide_principal",
+    "public",
     "requires",
     "verified_principal",
 )
 
+PUBLIC_OPT_KEY = "flightbook_public"
+"""Key of a route's ``opt`` that lets the guard through without a token (:func:`public`)."""
 ROLES_OPT_KEY = "flightbook_roles"
 """Key of a route's ``opt`` holding the roles that may call it (any one of them)."""
 PRINCIPAL_STATE_KEY = "flightbook_principal"
@@ -76,6 +85,14 @@ def requires(*roles: str) -> dict[str, Any]:
     return {ROLES_OPT_KEY: frozenset(roles)}
 
 
+def public() -> dict[str, Any]:
+    """A route's ``opt``: anyone may call it, without a token (login, JWKS).
+
+    It is still an API route (``ROLES_OPT_KEY`` present), so the rate limits apply.
+    """
+    return {PUBLIC_OPT_KEY: True, ROLES_OPT_KEY: frozenset()}
+
+
 def bearer_security_schemes() -> dict[str, SecurityScheme]:
     """The OpenAPI security scheme that :data:`BEARER_SECURITY` refers to."""
     return {
@@ -83,13 +100,22 @@ def bearer_security_schemes() -> dict[str, SecurityScheme]:
             type="http",
             scheme="bearer",
             bearer_format="JWT",
-            description="A JWT with the claims sub, roles, exp, aud and iss.",
+            description=(
+                "A JWT (EdDSA or ES256, with kid) from the identity service's POST "
+                "/auth/login: claims sub, roles, sid, exp, aud and iss. A token whose "
+                "session was revoked (logout, a reused refresh token, a role change) is "
+                "refused within seconds."
+            ),
         )
     }
 
 
-class BearerSecurityPlugin(InitPlugin):
-    """Adds the ``bearer`` security scheme to the app's OpenAPI components."""
+class BearerSecurityPlugin(InitPlugin, ReceiveRoutePlugin):
+    """The ``bearer`` scheme in the OpenAPI components, required by every guarded route.
+
+    Requirements add up across Litestar's layers, so a router-wide one could not be lifted
+    for a :func:`public` route (login, JWKS); instead each guarded route gets its own here.
+    """
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         config = app_config.openapi_config
@@ -99,6 +125,11 @@ class BearerSecurityPlugin(InitPlugin):
             scheme = Components(security_schemes=dict(bearer_security_schemes()))
             config.components = [*components, scheme]
         return app_config
+
+    def receive_route(self, route: BaseRoute) -> None:
+        for handler in getattr(route, "route_handlers", ()):
+            if ROLES_OPT_KEY in handler.opt and not handler.opt.get(PUBLIC_OPT_KEY):
+                handler.security = BEARER_SECURITY
 
 
 def _unauthorized(reason: str, *, error: str | None, why: str | None = None) -> Problem:
@@ -157,15 +188,34 @@ def verified_principal(scope: Scope, settings: Settings) -> Principal | None:
 
 
 def bearer_guard(settings: Settings) -> Guard:
-    """A guard that authenticates the caller and checks the route's roles (:func:`requires`)."""
+    """A guard that authenticates the caller and checks the route's roles (:func:`requires`).
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    A token naming a session is refused once the session is revoked (the app needs the
+    :class:`~flightbook.http.sessions.SessionCheckPlugin`); a token without one only on
+    the local stack (``flightbook token``).
+    """
+    sessionless_allowed = on_local_stack(settings)
+
+    async def guard(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        if handler.opt.get(PUBLIC_OPT_KEY):
+            return
         verified = connection.scope["state"].get(VERIFIED_STATE_KEY)
         principal = (
             verified
             if isinstance(verified, Principal)
             else authenticate(connection.headers.get(_HEADER), settings)
         )
+        if principal.session_id is None:
+            if not sessionless_allowed:
+                raise _unauthorized("no_session", error="invalid_token")
+        else:
+            check = connection.app.state.get(SESSIONS_STATE_KEY)
+            if not isinstance(check, SessionCheck):  # pragma: no cover - a wiring mistake
+                raise RuntimeError("this app has no SessionCheckPlugin: sessions cannot be checked")
+            if not await check.alive(principal.session_id):
+                raise _unauthorized("session_revoked", error="invalid_token")
         roles: frozenset[str] = handler.opt.get(ROLES_OPT_KEY, frozenset())
         if not principal.roles:  # signed, but for no one this system knows
             _log.info("auth.forbidden", reason="no_known_role")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from litestar import Router
 
-from flightbook.http.auth import BEARER_SECURITY, bearer_guard, provide_principal
+from flightbook.http.auth import bearer_guard, provide_principal
 from flightbook.http.openapi import REQUEST_ID_RESPONSE_HEADER, request_id_parameter
 from flightbook.http.telemetry import Telemetry
 
@@ -56,5 +56,4 @@ def api_router(
         response_headers=[*response_headers, REQUEST_ID_RESPONSE_HEADER],
         exception_handlers=exception_handlers,
         middleware=[Telemetry(telemetry, registry)],
-        security=BEARER_SECURITY,
     )

@@ -1,0 +1,1 @@
+"""Customer accounts, login, sessions and MFA: the identity service (ADR 0019)."""
