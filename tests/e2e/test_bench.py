@@ -28,6 +28,7 @@ POSITIVE = {
     "hot_flight": ["confirmed_per_s", "confirmed"],
     "read_path": ["req_per_s"],
     "projection_lag": ["events", "p50_ms", "p99_ms", "max_ms"],
+    "identity": ["registered", "argon2_time_cost", "argon2_memory_kib"],
     "relay": ["events_per_s", "projected_events_per_s"],
     "replay": [
         "rebuild_flights_events_per_s",
@@ -40,6 +41,7 @@ LATENCIES = {
     "hot_flight": ["command_latency", "end_to_end_latency"],
     "read_path": ["search", "get_booking"],
 }
+IDENTITY = ["login", "refresh", "read_with_session", "read_sessionless"]
 PROCESSES = [spec.name for spec in SYSTEM]
 
 
@@ -58,6 +60,13 @@ def test_quick_bench_reports_every_figure_positive(settings: Settings, tmp_path:
             figures = results[section][name]
             assert set(figures) == {"p50_ms", "p95_ms", "p99_ms", "max_ms"}
             assert all(value > 0 for value in figures.values()), (section, name, figures)
+    for name in IDENTITY:
+        figures = results["identity"][name]
+        assert figures["req_per_s"] > 0, (name, figures)
+        assert figures["cpu_ms_per_request"] > 0, (name, figures)
+        assert figures["failed"] == 0, (name, figures)
+        assert figures["p99_ms"] >= figures["p50_ms"] > 0, (name, figures)
+    assert "session_check_cpu_ms_per_request" in results["identity"]
     assert all(
         results["replay"][f"{n}_exit_code"] == 0
         for n in ("rebuild_flights", "rebuild_bookings", "audit_verify")

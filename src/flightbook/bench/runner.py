@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from flightbook.bench import raw
+from flightbook.bench.identity import IdentityLoad
 from flightbook.bench.load import BookingLoad, ReadLoad, schedule_flights
 from flightbook.bench.measure import RssWatcher, percentile
 from flightbook.bench.system import SystemUnderTest
@@ -34,7 +35,11 @@ if TYPE_CHECKING:
 
     from flightbook.config.settings import Settings
 
-__all__ = ("BenchOptions", "run_bench")
+__all__ = ("PHASES", "BenchOptions", "run_bench")
+
+PHASES = ("bookings", "hot_flight", "read_path", "identity", "relay", "replay")
+"""The load phases in the order they run; the raw limits are always measured first.
+``read_path`` reads the bookings that ``bookings`` made, so it needs that phase too."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class BenchOptions:
     backlog: int = 100_000  # events for the relay / rebuild / verify phases
     output: Path = Path("bench/results")
     quick: bool = False
+    phases: tuple[str, ...] = PHASES
 
     @classmethod
     def quick_run(cls, output: Path) -> BenchOptions:
@@ -106,6 +112,7 @@ def run_bench(
             "clients": options.clients,
             "backlog": options.backlog,
             "quick": options.quick,
+            "phases": list(options.phases),
         },
     }
     system = SystemUnderTest(settings, say=say)
@@ -141,39 +148,8 @@ def run_bench(
         say("starting every process ...")
         system.start()
         pids = {name: p.pid for name, p in system.processes.items()}
-        command_url, query_url = system.url("command-api"), system.url("query-api")
         with RssWatcher(pids) as rss:
-            results["bookings"] = _booking_phase(
-                system,
-                options,
-                command_url,
-                query_url,
-                flights=8,
-                say=say,
-                name="booking throughput",
-            )
-            results["hot_flight"] = _booking_phase(
-                system, options, command_url, query_url, flights=1, say=say, name="hot flight"
-            )
-            say("read path ...")
-            read = ReadLoad(
-                settings=s,
-                query_url=query_url,
-                booking_ids=results["bookings"].pop("_booking_ids"),
-                clients=options.clients,
-                seconds=options.seconds,
-            ).run()
-            results["hot_flight"].pop("_booking_ids")
-            results["read_path"] = {
-                "req_per_s": read.completed / read.seconds,
-                "failed": read.failed,
-                "search": _latency(read.extra["search"]),
-                "get_booking": _latency(read.extra["booking"]),
-                "loadgen_cpu_percent": read.loadgen_cpu_percent,
-            }
-            results["projection_lag"] = _projection_lag(s)
-            results["relay"] = _relay_phase(system, options, say)
-            results["replay"] = _replay_phase(system, options, say)
+            _load_phases(system, options, results, say)
         results["peak_rss_mib"] = {name: round(peak / 2**20, 1) for name, peak in rss.peaks.items()}
     finally:
         system.close()
@@ -183,6 +159,104 @@ def run_bench(
     path.write_text(json.dumps(results, indent=2, default=str))
     results["json_file"] = str(path)
     return results
+
+
+def _load_phases(
+    system: SystemUnderTest,
+    options: BenchOptions,
+    results: dict[str, Any],
+    say: Callable[[str], None],
+) -> None:
+    command_url, query_url = system.url("command-api"), system.url("query-api")
+    phases = options.phases
+    if "bookings" in phases:
+        results["bookings"] = _booking_phase(
+            system, options, command_url, query_url, flights=8, say=say, name="booking throughput"
+        )
+    if "hot_flight" in phases:
+        results["hot_flight"] = _booking_phase(
+            system, options, command_url, query_url, flights=1, say=say, name="hot flight"
+        )
+        results["hot_flight"].pop("_booking_ids")
+    booking_ids = results.get("bookings", {}).pop("_booking_ids", [])
+    if "read_path" in phases and booking_ids:
+        say("read path ...")
+        read = ReadLoad(
+            settings=system.settings,
+            query_url=query_url,
+            booking_ids=booking_ids,
+            clients=options.clients,
+            seconds=options.seconds,
+        ).run()
+        results["read_path"] = {
+            "req_per_s": read.completed / read.seconds,
+            "failed": read.failed,
+            "search": _latency(read.extra["search"]),
+            "get_booking": _latency(read.extra["booking"]),
+            "loadgen_cpu_percent": read.loadgen_cpu_percent,
+        }
+    if "bookings" in phases:
+        results["projection_lag"] = _projection_lag(system.settings)
+    if "identity" in phases:
+        results["identity"] = _identity_phase(system, options, say)
+    if "relay" in phases:
+        results["relay"] = _relay_phase(system, options, say)
+    if "replay" in phases:
+        results["replay"] = _replay_phase(system, options, say)
+
+
+def _identity_phase(
+    system: SystemUnderTest, options: BenchOptions, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Logins and refreshes at the configured Argon2id cost; the session check's price.
+
+    CPU is the identity API's (and the query API's, for the reads) per request, from the
+    process's own CPU times, so the figure holds on a noisy machine.
+    """
+    s = system.settings
+    load = IdentityLoad(
+        settings=s,
+        identity_url=system.url("identity-api"),
+        query_url=system.url("query-api"),
+        clients=options.clients,
+        seconds=options.seconds,
+    )
+    identity = psutil.Process(system.processes["identity-api"].pid)
+    query = psutil.Process(system.processes["query-api"].pid)
+    say(f"identity: {options.clients} accounts register ...")
+    registered = load.register()
+    figures: dict[str, Any] = {
+        "argon2_time_cost": s.identity_argon2_time_cost,
+        "argon2_memory_kib": s.identity_argon2_memory_kib,
+        "registered": registered.completed,
+    }
+    for name, run, process in (
+        ("login", load.logins, identity),
+        ("refresh", load.refreshes, identity),
+        ("read_with_session", lambda: load.reads(sessions=True), query),
+        ("read_sessionless", lambda: load.reads(sessions=False), query),
+    ):
+        say(f"identity: {name.replace('_', ' ')} for {options.seconds:.0f}s ...")
+        before = _cpu_seconds(process)
+        result = run()
+        cpu = _cpu_seconds(process) - before
+        figures[name] = {
+            "req_per_s": result.completed / result.seconds if result.seconds else 0.0,
+            "failed": result.failed,
+            "cpu_ms_per_request": round(cpu * 1000 / result.completed, 3)
+            if result.completed
+            else 0.0,
+            **_latency(result.latencies),
+        }
+    with_session = figures["read_with_session"]["cpu_ms_per_request"]
+    sessionless = figures["read_sessionless"]["cpu_ms_per_request"]
+    figures["session_check_cpu_ms_per_request"] = round(with_session - sessionless, 3)
+    return figures
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _booking_phase(
@@ -412,6 +486,7 @@ def render_table(results: dict[str, Any]) -> str:
         "hot_flight",
         "read_path",
         "projection_lag",
+        "identity",
         "relay",
         "replay",
         "peak_rss_mib",
