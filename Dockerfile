@@ -25,7 +25,8 @@ COPY projections/ projections/
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin flightbook
 USER flightbook
 
-# The APIs' public ports. Their /metrics are on the ops ports 8015 and 8016, for a scraper
-# inside the network only (FLIGHTBOOK_PUBLIC_METRICS=true puts them on 8000/8001 too).
-EXPOSE 8000 8001
+# The APIs' public ports (command, query, identity). Their /metrics are on the ops ports
+# 8015, 8016 and 8017, for a scraper inside the network only (FLIGHTBOOK_PUBLIC_METRICS=true
+# puts them on the public ports too).
+EXPOSE 8000 8001 8002
 CMD ["python", "commands/api.py"]
