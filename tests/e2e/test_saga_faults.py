@@ -103,8 +103,12 @@ def test_killing_the_saga_at_random_moments_never_skips_or_repeats_a_step(
     assert saga.kills >= 10
     statuses = collections.Counter(write_side.booking(b).status for b in booked)
     assert set(statuses) <= FINAL
-    assert statuses[BookingStatus.CONFIRMED] > 0
-    assert statuses[BookingStatus.REJECTED] > 0
+    reasons = collections.Counter(
+        (write_side.booking(b).status.value, write_side.booking(b).reason, token)
+        for b, token in booked.items()
+    )
+    assert statuses[BookingStatus.CONFIRMED] > 0, reasons
+    assert statuses[BookingStatus.REJECTED] > 0, reasons
     for booking_id, token in booked.items():
         booking = write_side.booking(booking_id)
         entries = gateway.entries_for_booking(str(booking_id))

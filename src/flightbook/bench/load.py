@@ -250,7 +250,8 @@ class ReadLoad:
         try:
             while time.perf_counter() < deadline:
                 count += 1
-                if count % (self._ratio + 1) == 0 and self._bookings:
+                # a booking first, then ``ratio`` searches: short runs read bookings too
+                if count % (self._ratio + 1) == 1 and self._bookings:
                     kind, path = "booking", f"/bookings/{rng.choice(self._bookings)}"
                 else:
                     day = 1 + rng.randrange(9)
