@@ -129,10 +129,16 @@ def _check_afterwards(
             ]
 
     eventually(unfinished_reads, lambda left: not left, within=120, what="the query API")
+    # the flights worker recovers on its own schedule: wait for the flight itself
     with httpx.Client(base_url=system.queries, timeout=30) as http:
         token = system.token("reader", "customer")
-        flight = http.get(
-            f"/flights/{bookers.flight_id}", headers={"Authorization": f"Bearer {token}"}
+        flight = eventually(
+            lambda: http.get(
+                f"/flights/{bookers.flight_id}", headers={"Authorization": f"Bearer {token}"}
+            ),
+            lambda answer: answer.status_code == 200,
+            within=120,
+            what="the flight in the flights read model",
         )
     assert flight.status_code == 200, flight.text
 

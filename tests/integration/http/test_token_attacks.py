@@ -15,14 +15,12 @@ import jwt
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from litestar.testing import TestClient
 
-from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
 from flightbook.http.keys import SigningKeys, signing_keys_from_settings
 from flightbook.http.tokens import InvalidTokenError, mint_token, verify_token
 from tests.support.api import Api
-from tests.support.readside import ServerReadSide
+from tests.support.apps import query_api_on
 from tests.support.tokens import claims_of, foreign_key, signed_token
 
 pytestmark = pytest.mark.integration
@@ -32,12 +30,8 @@ OLD_SHARED_SECRET = "flightbook-local-development-secret-do-not-deploy"
 
 @pytest.fixture
 def query_api(settings: Settings) -> Iterator[Api]:
-    side = ServerReadSide(settings)
-    try:
-        with TestClient(build_query_api(settings)) as client:
-            yield client
-    finally:
-        side.close()
+    with query_api_on(settings) as client:
+        yield client
 
 
 def _b64(data: bytes) -> str:

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from flightbook.bootstrap import build_command_api, build_query_api
 from flightbook.config.settings import Settings
 from tests.support.api import Api, booking_body
-from tests.support.readside import ServerReadSide
+from tests.support.apps import query_api_on
 from tests.support.tokens import foreign_key, signed, signed_token
 
 pytestmark = pytest.mark.integration
@@ -25,12 +25,8 @@ SEARCH = "/flights?origin=LHR&destination=JFK&date=2030-12-24"
 
 @pytest.fixture
 def query_api(settings: Settings) -> Iterator[Api]:
-    side = ServerReadSide(settings)
-    try:
-        with TestClient(build_query_api(settings)) as client:
-            yield client
-    finally:
-        side.close()
+    with query_api_on(settings) as client:
+        yield client
 
 
 @pytest.fixture

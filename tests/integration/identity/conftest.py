@@ -12,12 +12,11 @@ from flightbook.bootstrap import (
     build_command_api,
     build_identity_api,
     build_identity_service,
-    build_query_api,
 )
 from flightbook.config.settings import Settings
 from flightbook.identity.service import IdentityService
 from tests.support.api import Api
-from tests.support.readside import ServerReadSide
+from tests.support.apps import query_api_on
 
 
 @pytest.fixture
@@ -55,9 +54,5 @@ def command_api(id_settings: Settings) -> Iterator[Api]:
 
 @pytest.fixture
 def query_api(id_settings: Settings) -> Iterator[Api]:
-    side = ServerReadSide(id_settings)
-    try:
-        with TestClient(build_query_api(id_settings)) as client:
-            yield client
-    finally:
-        side.close()
+    with query_api_on(id_settings) as client:
+        yield client
