@@ -8,6 +8,7 @@ connects when it starts, so it is killed and restarted under a running system th
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import Iterator
 
@@ -19,7 +20,23 @@ from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
 from tests.support.api import Headers
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # The MongoDB driver can drop the socket of a refused or reset connect to the dead
+    # server without closing it; the garbage collector then warns during whichever test
+    # runs next (a fresh-clone run failed so). Collected here, the warning is this
+    # module's, where it is expected; any other warning still fails the test.
+    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+    ),
+]
+
+
+@pytest.fixture(autouse=True)
+def _collect_dropped_sockets() -> Iterator[None]:
+    yield
+    gc.collect()
 
 
 @pytest.fixture(params=["closed port", "silent server"])
