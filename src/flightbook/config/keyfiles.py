@@ -3,7 +3,8 @@
 The key-encryption key file (ADR 0017) and the token signing key file (ADR 0019) share
 these rules: a reader sees the old file or the new one, never half of one; processes
 racing to make the file agree on one winner; a long-running reader notices a rotation by
-the file's inode, modification time and size, without reading it on every use.
+the file's inode, modification time and size, without reading it on every use. The
+stack's server records use ``replace_atomically`` too, read while a supervisor rewrites them.
 """
 
 from __future__ import annotations

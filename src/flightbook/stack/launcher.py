@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
+from flightbook.config.keyfiles import replace_atomically
 from flightbook.stack.servers import KIND_BY_NAME, KINDS, ServerKind
 
 if TYPE_CHECKING:
@@ -252,7 +253,8 @@ class LocalStack:
             "port": port,
             "url": url,
         }
-        self._record_path(kind).write_text(json.dumps(record))
+        # a reader (a status call, a fault test) sees the old record or the new, never half
+        replace_atomically(self._record_path(kind), json.dumps(record).encode(), mode=0o644)
         return ServerState(kind.name, url, process.pid, started=True)
 
     def _wait_until_answers(self, kind: ServerKind, state: ServerState) -> None:
