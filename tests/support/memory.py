@@ -29,6 +29,7 @@ from flightbook.eventstore.pii import PersonalDataVault
 from flightbook.payments.memory import InMemoryGateway
 from flightbook.saga.follower import LogFollower
 from flightbook.saga.jobs import JobKind, MemoryJobQueue
+from flightbook.saga.rounds import RoundFollower
 from flightbook.saga.runner import JobRunner
 from flightbook.saga.steps import SagaSteps
 from tests.support.builders import a_booking, a_flight
@@ -244,6 +245,8 @@ class MemorySaga:
         gateway: the payment gateway (default: an :class:`InMemoryGateway`).
         steps_class: the saga's decisions (a subclass may watch them).
         runner_class: the job runner (a subclass may watch the jobs).
+        batched: follow the logs in rounds (the saga process's :class:`RoundFollower`)
+            rather than one event per step (the reference :class:`LogFollower`).
     """
 
     def __init__(
@@ -255,6 +258,7 @@ class MemorySaga:
         gateway: InMemoryGateway | None = None,
         steps_class: type[SagaSteps] = SagaSteps,
         runner_class: type[JobRunner] = JobRunner,
+        batched: bool = False,
     ) -> None:
         self.store = store if store is not None else memory_store()
         self.clock = clock if clock is not None else Clock()
@@ -264,13 +268,23 @@ class MemorySaga:
         apps = self.store.applications
         self.notes: list[str] = []
         """The outcome of every step the follower stored, in order (``"seats held"``...)."""
-        self.follower = LogFollower(
-            sources=apps,
-            targets=apps,
-            steps=self.steps,
-            postgres_url="",
-            on_step=lambda _source, note: self.notes.append(note),
-        )
+        self.follower: LogFollower
+        if batched:
+            self.follower = RoundFollower(
+                store=self.store,
+                steps=self.steps,
+                postgres_url="",
+                clock=self.clock,
+                on_step=lambda _source, note: self.notes.append(note),
+            )
+        else:
+            self.follower = LogFollower(
+                sources=apps,
+                targets=apps,
+                steps=self.steps,
+                postgres_url="",
+                on_step=lambda _source, note: self.notes.append(note),
+            )
         self.queue = MemoryJobQueue(memory_of(self.store))
         self.vault = memory_vault(self.store)
         """The vault the command side seals with (the saga opens the payment tokens)."""

@@ -55,16 +55,44 @@ class Hold(NamedTuple):
 
 @dataclass
 class FareAllocation:
-    """Mutable per-fare state of a flight: the fare and who holds or bought its seats."""
+    """Mutable per-fare state of a flight: the fare and who holds or bought its seats.
+
+    The seat totals are kept beside the maps, so a flight with 10,000 bookings answers
+    "how many seats are left" as fast as a new one. Change the maps only through the
+    methods below, which keep both in step.
+    """
 
     fare: Fare
     held: dict[UUID, Hold] = field(default_factory=dict)
     sold: dict[UUID, int] = field(default_factory=dict)
+    held_seats: int = 0
+    sold_seats: int = 0
 
     @property
     def committed(self) -> int:
         """Seats held or sold."""
-        return sum(hold.seats for hold in self.held.values()) + sum(self.sold.values())
+        return self.held_seats + self.sold_seats
+
+    def put_hold(self, booking_id: UUID, hold: Hold) -> None:
+        self.drop_hold(booking_id)
+        self.held[booking_id] = hold
+        self.held_seats += hold.seats
+
+    def drop_hold(self, booking_id: UUID) -> None:
+        hold = self.held.pop(booking_id, None)
+        if hold is not None:
+            self.held_seats -= hold.seats
+
+    def sell(self, booking_id: UUID, seats: int) -> None:
+        self.drop_hold(booking_id)
+        self.unsell(booking_id)
+        self.sold[booking_id] = seats
+        self.sold_seats += seats
+
+    def unsell(self, booking_id: UUID) -> None:
+        seats = self.sold.pop(booking_id, None)
+        if seats is not None:
+            self.sold_seats -= seats
 
 
 def _reason(value: object, field_name: str = "reason") -> str:
@@ -317,10 +345,10 @@ class FlightInventory(Aggregate):
         return max(allocation.fare.capacity - allocation.committed, 0)
 
     def held(self, code: str) -> int:
-        return sum(hold.seats for hold in self._allocation(code).held.values())
+        return self._allocation(code).held_seats
 
     def sold(self, code: str) -> int:
-        return sum(self._allocation(code).sold.values())
+        return self._allocation(code).sold_seats
 
     def bookings_on_flight(self) -> set[UUID]:
         """Bookings holding or owning seats on this flight."""
@@ -383,29 +411,27 @@ class FlightInventory(Aggregate):
     def _seats_held(
         self, booking_id: UUID, fare_code: str, seats: int, expires_at: datetime
     ) -> None:
-        self.fares[fare_code].held[booking_id] = Hold(seats, expires_at)
+        self.fares[fare_code].put_hold(booking_id, Hold(seats, expires_at))
 
     @event(HoldConfirmed)
     def _hold_confirmed(self, booking_id: UUID, fare_code: str, seats: int) -> None:
-        allocation = self.fares[fare_code]
-        allocation.held.pop(booking_id, None)
-        allocation.sold[booking_id] = seats
+        self.fares[fare_code].sell(booking_id, seats)
 
     @event(HoldReleased)
     def _hold_released(self, booking_id: UUID, fare_code: str, seats: int, reason: str) -> None:
-        self.fares[fare_code].held.pop(booking_id, None)
+        self.fares[fare_code].drop_hold(booking_id)
 
     @event(HoldExpired)
     def _hold_expired(
         self, booking_id: UUID, fare_code: str, seats: int, expired_at: datetime
     ) -> None:
-        self.fares[fare_code].held.pop(booking_id, None)
+        self.fares[fare_code].drop_hold(booking_id)
 
     @event(SoldSeatsReturned)
     def _sold_seats_returned(
         self, booking_id: UUID, fare_code: str, seats: int, reason: str
     ) -> None:
-        self.fares[fare_code].sold.pop(booking_id, None)
+        self.fares[fare_code].unsell(booking_id)
 
     @event(FareChanged)
     def _fare_changed(

@@ -27,6 +27,12 @@ class MetadataMapper(Mapper[uuid.UUID]):
     """Adds ``__meta__`` (:class:`EventMetadata`) to every stored event."""
 
     def to_stored_event(self, domain_event: DomainEventProtocol[uuid.UUID]) -> StoredEvent:
+        return self.encode(domain_event)[0]
+
+    def encode(
+        self, domain_event: DomainEventProtocol[uuid.UUID]
+    ) -> tuple[StoredEvent, EventMetadata]:
+        """The stored event and the metadata it carries (its new event id among them)."""
         unit = current_unit_of_work()
         meta = EventMetadata(
             event_id=str(uuid.uuid4()),
@@ -39,7 +45,7 @@ class MetadataMapper(Mapper[uuid.UUID]):
         state: dict[str, Any] = domain_event.__dict__
         state[META_KEY] = msgspec.structs.asdict(meta)
         try:
-            return super().to_stored_event(domain_event)
+            return super().to_stored_event(domain_event), meta
         finally:
             del state[META_KEY]
 

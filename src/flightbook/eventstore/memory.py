@@ -80,3 +80,12 @@ class MemoryRecorder(POPOProcessRecorder):
             wanted = max(index) if version is None else version
             found = index.get(wanted)
             return None if found is None else found + 1
+
+    def select_events_after(self, versions: Sequence[tuple[uuid.UUID, int]]) -> list[StoredEvent]:
+        """Every event of each aggregate after the version given (0: all)."""
+        with self._database_lock:
+            return [
+                stored
+                for aggregate_id, version in sorted(versions, key=lambda pair: str(pair[0]))
+                for stored in self.select_events(aggregate_id, gt=version)
+            ]

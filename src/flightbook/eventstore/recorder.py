@@ -4,13 +4,15 @@ eventsourcing's process recorder already writes a follower's tracking record wit
 events it decided. We add one hook: ``rows`` (:mod:`flightbook.eventstore.rows`) —
 further changes (an idempotency key, a saga job) made in that same transaction, so a
 command either happens with all of its bookkeeping or not at all — checked first by
-``guards`` (a cap), and one question: the position of an aggregate's stored event.
+``guards`` (a cap), and two questions: the position of an aggregate's stored event, and
+the events of many aggregates after the versions a reader already holds (one statement).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg import sql
 
@@ -18,7 +20,6 @@ if TYPE_CHECKING:
     import uuid
     from collections.abc import Sequence
 
-    from eventsourcing.persistence import StoredEvent
     from psycopg import Cursor
     from psycopg.rows import DictRow
 
@@ -74,3 +75,33 @@ class TransactionalRecorder(PostgresProcessRecorder):
             return None
         value = next(iter(row.values())) if isinstance(row, dict) else row[0]
         return int(value) if value is not None else None
+
+    def select_events_after(self, versions: Sequence[tuple[uuid.UUID, int]]) -> list[StoredEvent]:
+        """Every event of each aggregate after the version given (0: all), in one statement.
+
+        Ordered by aggregate and version, so a reader can fast-forward what it holds.
+        """
+        if not versions:
+            return []
+        table = sql.SQL("{}.{}").format(
+            sql.Identifier(self.datastore.schema), sql.Identifier(self.events_table_name)
+        )
+        query = sql.SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+            " FROM unnest(%s::uuid[], %s::bigint[]) AS held(id, version)"
+            " JOIN {} e ON e.originator_id = held.id AND e.originator_version > held.version"
+            " ORDER BY e.originator_id, e.originator_version"
+        ).format(table)
+        ids = [aggregate_id for aggregate_id, _ in versions]
+        held = [version for _, version in versions]
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, (ids, held), prepare=True)
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]

@@ -1,5 +1,9 @@
 """Follows the three notification logs and stores each step with its tracking record.
 
+One event, one step, one transaction: the saga's reference follower (ADR 0011). The
+saga process runs the batched :class:`~flightbook.saga.rounds.RoundFollower` built on
+it; tests drive this one to stop the saga between any two steps, and compare the two.
+
 Positions are the tracking records themselves: the follower resumes, per source log,
 after the highest position any context recorded for it. Woken by LISTEN/NOTIFY on the
 logs' channels, and polls anyway, so a lost notification never stalls it.
@@ -17,6 +21,7 @@ from psycopg import sql
 
 from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.metadata import recording
+from flightbook.saga.jobs import ScheduleJob
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -53,7 +58,7 @@ class LogFollower:
         batch_size: int = 200,
         on_step: Callable[[str, str], None] | None = None,
         on_conflict: Callable[[int], None] | None = None,
-        on_jobs: Callable[[], None] | None = None,
+        on_jobs: Callable[[int], None] | None = None,
     ) -> None:
         self._sources = list(sources)
         self._targets = list(targets)
@@ -63,7 +68,7 @@ class LogFollower:
         self._positions: dict[str, int] = {}
         self._on_step = on_step or (lambda _source, _note: None)
         self._on_conflict = on_conflict
-        self._on_jobs = on_jobs or (lambda: None)
+        self._on_jobs = on_jobs or (lambda _count: None)
 
     def positions(self) -> dict[str, int]:
         """The last position answered, per source application name (from the tracking records)."""
@@ -127,8 +132,9 @@ class LogFollower:
                     tracking=Tracking(source.name, notification.id),
                     rows=step.rows,
                 )
-            if step.rows:
-                self._on_jobs()  # committed: wake the job workers now, not at their next poll
+            scheduled = sum(1 for row in step.rows if isinstance(row, ScheduleJob))
+            if scheduled:
+                self._on_jobs(scheduled)  # committed: wake job workers now, not at their poll
             return step.note
 
         note = retry_conflicts(attempt, on_retry=self._on_conflict)

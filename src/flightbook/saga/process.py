@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 
 from flightbook.runtime.loop import Backoff, ProcessLoop
 from flightbook.runtime.outages import unavailable_server
-from flightbook.saga.follower import LogFollower
+from flightbook.saga.rounds import RoundFollower
 from flightbook.saga.runner import JobRunner
 from flightbook.saga.steps import SagaSteps
 
@@ -89,16 +89,19 @@ class SagaProcess:
         # One permit per committed step that scheduled jobs: it wakes one idle worker, not
         # all of them (eight workers each claiming for one new job was eight UPDATEs).
         self._jobs_waiting = threading.Semaphore(0)
-        apps = store.applications
         steps = SagaSteps(store=store, hold_seconds=hold_seconds, clock=clock)
-        self.follower = LogFollower(
-            sources=apps,
-            targets=apps,
+        rounds = Counter(
+            "flightbook_saga_rounds_total", "Rounds of the follower stored", registry=self.registry
+        )
+        self.follower = RoundFollower(
+            store=store,
             steps=steps,
             postgres_url=postgres_url,
+            clock=clock,
             on_step=lambda source, note: steps_total.labels(source, note).inc(),
-            on_jobs=self._jobs_waiting.release,
+            on_jobs=lambda due: self._jobs_waiting.release(min(due, self._workers)),
             on_conflict=lambda _attempt: conflicts.inc(),
+            on_round=lambda _read, _written: rounds.inc(),
         )
         self.queue = queue
         self.runner = JobRunner(

@@ -9,9 +9,10 @@ twice: the aggregates' commands are no-ops when already done.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventsourcing.application import AggregateNotFoundError
 
@@ -30,13 +31,26 @@ from flightbook.saga.jobs import JobKind, drop_job, schedule_job
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from uuid import UUID
 
     from eventsourcing.domain import Aggregate
 
     from flightbook.eventstore.applications import ContextApplication, EventStore
     from flightbook.eventstore.rows import Row
 
-__all__ = ("SagaSteps", "Step")
+__all__ = ("Loader", "SagaSteps", "Step")
+
+
+class Loader(Protocol):
+    """Where a step reads the current state of the aggregates it decides on."""
+
+    def booking(self, booking_id: UUID) -> Booking:
+        """The booking (raises ``AggregateNotFoundError``)."""
+        ...
+
+    def flight(self, flight_id: UUID) -> FlightInventory:
+        """The flight (raises ``AggregateNotFoundError``)."""
+        ...
 
 
 @dataclass
@@ -66,6 +80,7 @@ class SagaSteps:
         self.payments = store.payments
         self.hold = dt.timedelta(seconds=hold_seconds)
         self.clock = clock
+        self.load: Loader = _Stored(store)
 
         self._handlers: dict[type, Callable[[Any, str], Step | None]] = {
             Booking.Requested: self._booking_requested,
@@ -82,6 +97,13 @@ class SagaSteps:
             Payment.Declined: self._payment_declined,
         }
 
+    def reading(self, loader: Loader) -> SagaSteps:
+        """These decisions, reading the aggregates from ``loader`` (a round's own state)."""
+        bound = copy.copy(self)
+        bound.load = loader
+        bound._handlers = {kind: getattr(bound, h.__name__) for kind, h in self._handlers.items()}
+        return bound
+
     def answers(self) -> frozenset[type]:
         """The event types the saga answers."""
         return frozenset(self._handlers)
@@ -94,11 +116,11 @@ class SagaSteps:
     # -- Booking log ------------------------------------------------------------------------
 
     def _booking_requested(self, event: Booking.Requested, correlation_id: str) -> Step:
-        booking = self.bookings.booking(event.originator_id)
+        booking = self.load.booking(event.originator_id)
         if booking.is_final:
             return Step(self.bookings, note="booking already ended")
         try:
-            flight = self.inventory.flight(booking.flight_id)
+            flight = self.load.flight(booking.flight_id)
         except AggregateNotFoundError:
             booking.reject(RejectionReason.NO_SEATS)
             return Step(self.bookings, [booking], note="unknown flight")
@@ -127,7 +149,7 @@ class SagaSteps:
         )
 
     def _booking_seats_held(self, event: Booking.SeatsHeld, correlation_id: str) -> Step:
-        booking = self.bookings.booking(event.originator_id)
+        booking = self.load.booking(event.originator_id)
         if booking.status is not BookingStatus.SEATS_HELD:
             return Step(self.payments, note="booking moved on")
         return Step(
@@ -141,8 +163,8 @@ class SagaSteps:
     def _booking_payment_authorized(
         self, event: Booking.PaymentAuthorized, correlation_id: str
     ) -> Step:
-        booking = self.bookings.booking(event.originator_id)
-        flight = self.inventory.flight(booking.flight_id)
+        booking = self.load.booking(event.originator_id)
+        flight = self.load.flight(booking.flight_id)
         if booking.status is not BookingStatus.PAYMENT_AUTHORIZED:
             return Step(self.inventory, note="booking moved on")
         if flight.hold_of(booking.id) is None:
@@ -173,14 +195,14 @@ class SagaSteps:
     def _booking_ended(
         self, event: Booking.Rejected | Booking.Cancelled, correlation_id: str
     ) -> Step:
-        booking = self.bookings.booking(event.originator_id)
+        booking = self.load.booking(event.originator_id)
         rows: list[Row] = [
             drop_job(booking.id, JobKind.EXPIRE_HOLD),
             drop_job(booking.id, JobKind.AUTHORIZE_PAYMENT),
             schedule_job(booking.id, JobKind.SETTLE_PAYMENT, self.clock(), correlation_id),
         ]
         try:
-            flight = self.inventory.flight(booking.flight_id)
+            flight = self.load.flight(booking.flight_id)
         except AggregateNotFoundError:
             return Step(self.inventory, rows=rows, note="unknown flight")
         reason = f"booking {booking.status.lower()}"
@@ -193,9 +215,9 @@ class SagaSteps:
     # -- Inventory log ----------------------------------------------------------------------
 
     def _seats_held(self, event: FlightInventory.SeatsHeld, correlation_id: str) -> Step:
-        booking = self.bookings.booking(event.booking_id)
+        booking = self.load.booking(event.booking_id)
         if booking.is_final:  # ended before its seats were held: give them back
-            flight = self.inventory.flight(event.originator_id)
+            flight = self.load.flight(event.originator_id)
             flight.release_hold(booking.id, f"booking {booking.status.lower()}")
             return Step(
                 self.inventory,
@@ -209,9 +231,9 @@ class SagaSteps:
         return Step(self.bookings, [booking], note="booking seats held")
 
     def _hold_confirmed(self, event: FlightInventory.HoldConfirmed, correlation_id: str) -> Step:
-        booking = self.bookings.booking(event.booking_id)
+        booking = self.load.booking(event.booking_id)
         if booking.is_final and booking.status is not BookingStatus.CONFIRMED:
-            flight = self.inventory.flight(event.originator_id)
+            flight = self.load.flight(event.originator_id)
             flight.return_sold_seats(booking.id, f"booking {booking.status.lower()}")
             return Step(self.inventory, [flight], note="late confirmation undone")
         try:
@@ -221,7 +243,7 @@ class SagaSteps:
         return Step(self.bookings, [booking], note="booking confirmed")
 
     def _hold_expired(self, event: FlightInventory.HoldExpired, correlation_id: str) -> Step:
-        booking = self.bookings.booking(event.booking_id)
+        booking = self.load.booking(event.booking_id)
         if booking.is_final or booking.status is BookingStatus.CONFIRMED:
             return Step(self.bookings, note="booking already ended")
         booking.reject(RejectionReason.HOLD_EXPIRED)
@@ -230,10 +252,10 @@ class SagaSteps:
     def _flight_cancelled(
         self, event: FlightInventory.FlightCancelled, correlation_id: str
     ) -> Step:
-        flight = self.inventory.flight(event.originator_id)
+        flight = self.load.flight(event.originator_id)
         cancelled: list[Aggregate] = []
         for booking_id in sorted(flight.bookings_on_flight()):
-            booking = self.bookings.booking(booking_id)
+            booking = self.load.booking(booking_id)
             if booking.is_final:
                 continue
             booking.cancel(CancellationReason.FLIGHT_CANCELLED, by="system")
@@ -243,7 +265,7 @@ class SagaSteps:
     # -- Payment log ------------------------------------------------------------------------
 
     def _payment_authorized(self, event: Payment.Authorized, correlation_id: str) -> Step:
-        booking = self.bookings.booking(event.booking_id)
+        booking = self.load.booking(event.booking_id)
         if booking.status is BookingStatus.SEATS_HELD:
             booking.mark_payment_authorized(event.originator_id)
             return Step(self.bookings, [booking], note="booking payment authorized")
@@ -258,7 +280,7 @@ class SagaSteps:
         return Step(self.bookings, note="booking moved on")
 
     def _payment_declined(self, event: Payment.Declined, correlation_id: str) -> Step:
-        booking = self.bookings.booking(event.booking_id)
+        booking = self.load.booking(event.booking_id)
         if booking.is_final or booking.status is BookingStatus.CONFIRMED:
             return Step(self.bookings, note="booking already ended")
         if event.reason == PAYER_BUDGET_EXHAUSTED:  # declined without a call (issue 15)
@@ -266,3 +288,17 @@ class SagaSteps:
             return Step(self.bookings, [booking], note="booking rejected: payment unavailable")
         booking.reject(RejectionReason.PAYMENT_DECLINED)
         return Step(self.bookings, [booking], note="booking rejected: payment declined")
+
+
+class _Stored:
+    """The aggregates as stored: each load reads the application's repository."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._bookings = store.bookings
+        self._inventory = store.inventory
+
+    def booking(self, booking_id: UUID) -> Booking:
+        return self._bookings.booking(booking_id)
+
+    def flight(self, flight_id: UUID) -> FlightInventory:
+        return self._inventory.flight(flight_id)

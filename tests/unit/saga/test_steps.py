@@ -37,8 +37,16 @@ pytestmark = pytest.mark.unit
 S = BookingStatus
 
 
+@pytest.fixture(params=[False, True], ids=["one-step", "rounds"])
+def saga(request: pytest.FixtureRequest) -> MemorySaga:
+    """Each decision test runs on the reference follower and on the saga's batched one."""
+    return MemorySaga(batched=request.param)
+
+
 @pytest.fixture
-def saga() -> MemorySaga:
+def stepwise_saga() -> MemorySaga:
+    """The one-step follower only: the test stops the saga between two steps that the
+    batched follower takes in one round (its folds never stop at that state)."""
     return MemorySaga()
 
 
@@ -235,9 +243,10 @@ def test_a_payment_that_never_answers_lets_the_hold_expire_and_gives_the_seats_b
 
 
 def test_a_hold_that_expires_while_the_confirmation_is_pending_rejects_and_voids(
-    saga: MemorySaga,
+    stepwise_saga: MemorySaga,
 ) -> None:
     """The payment was authorized, but the hold expired before the saga confirmed it."""
+    saga = stepwise_saga
     flight_id = saga.schedule_flight()
     booking_id = saga.request_booking(flight_id)
     saga.run_until(status_is(saga, booking_id, S.PAYMENT_AUTHORIZED))
@@ -268,12 +277,13 @@ def test_a_hold_that_expires_while_the_confirmation_is_pending_rejects_and_voids
     ],
 )
 def test_a_booking_cancelled_before_confirmation_gets_its_seats_back_and_is_not_charged(
-    saga: MemorySaga,
+    stepwise_saga: MemorySaga,
     stage: BookingStatus,
     ledger: list[tuple[str, int]],
     payment_status: str | None,
 ) -> None:
     """Before confirmation nothing was captured: an authorization is voided, nothing refunded."""
+    saga = stepwise_saga
     flight_id = saga.schedule_flight(seats=5, refundable=True)
     booking_id = saga.request_booking(flight_id, passengers=2)
     saga.run_until(status_is(saga, booking_id, stage))
@@ -380,8 +390,9 @@ def test_a_cancelled_flight_cancels_every_booking_on_it_and_refunds_the_paid_one
 
 
 def test_a_flight_cancelled_while_a_hold_awaits_confirmation_cancels_and_voids(
-    saga: MemorySaga,
+    stepwise_saga: MemorySaga,
 ) -> None:
+    saga = stepwise_saga
     flight_id = saga.schedule_flight()
     booking_id = saga.request_booking(flight_id)
     saga.run_until(status_is(saga, booking_id, S.PAYMENT_AUTHORIZED))  # hold not yet confirmed

@@ -1,0 +1,285 @@
+"""The batched follower: the saga answers its logs in rounds, one transaction per round.
+
+Each round (ADR 0020, amending ADR 0011) reads up to ``batch_size`` new notifications of
+each of the three logs, brings every aggregate they concern up to date at once (one query
+per context, :class:`~flightbook.saga.aggregates.AggregateCache`), and answers them in
+log order with the saga's own decisions (:class:`~flightbook.saga.steps.SagaSteps`), each
+reading the state the previous ones left. A decision's own new events are answered at
+once in the same round ("folded"): a booking's hold, its ``SeatsHeld`` and the payment
+job follow one another in memory. Only a step that needs the outside world stops the
+fold: a job row (a gateway call, a hold's deadline) whose outcome enters a later round.
+
+Everything the round decided — events of the three contexts, job rows, the tracking
+record of each log's last position read — is stored in ONE transaction
+(:class:`~flightbook.eventstore.batch.Batch`). So a crash loses the round whole or keeps
+it whole; an aggregate another writer changed first (a customer's cancellation) refuses
+the whole round, which is decided again on fresh state.
+
+A round's own events come back in the next rounds' reads; their consequences were already
+decided, so they are passed over (by aggregate id and version) without a decision. After
+a restart that memory is gone: such an event is decided again, and since every decision
+is state-driven (ADR 0011) it finds its work done and stores nothing new.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import Tracking
+from eventsourcing.utils import get_topic
+
+from flightbook.domain.booking import Booking
+from flightbook.domain.inventory import FlightInventory
+from flightbook.eventstore.applications import retry_conflicts
+from flightbook.eventstore.batch import Batch
+from flightbook.eventstore.metadata import recording
+from flightbook.saga.aggregates import AggregateCache
+from flightbook.saga.follower import LogFollower
+from flightbook.saga.jobs import ScheduleJob
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from uuid import UUID
+
+    from eventsourcing.persistence import Notification
+
+    from flightbook.eventstore.applications import ContextApplication, EventStore
+    from flightbook.saga.steps import SagaSteps
+
+__all__ = ("RoundFollower",)
+
+_log = structlog.get_logger()
+_MAX_FOLD = 64
+"""Steps one notification may lead to within a round; more means decisions that loop."""
+
+
+class RoundFollower(LogFollower):
+    """Answers the three logs in rounds (see the module docstring).
+
+    Args:
+        store: the three applications (sources and targets both).
+        steps: the decisions.
+        postgres_url: for LISTEN/NOTIFY.
+        batch_size: notifications read per log and round.
+        cache_size: aggregates kept per context between rounds.
+        clock: the current UTC time (to tell which new jobs are due at once).
+        on_round: called after each stored round with (notifications read, events written).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        steps: SagaSteps,
+        postgres_url: str,
+        batch_size: int = 200,
+        cache_size: int = 20_000,
+        clock: Callable[[], dt.datetime] | None = None,
+        on_step: Callable[[str, str], None] | None = None,
+        on_conflict: Callable[[int], None] | None = None,
+        on_jobs: Callable[[int], None] | None = None,
+        on_round: Callable[[int, int], None] | None = None,
+    ) -> None:
+        apps = store.applications
+        super().__init__(
+            sources=apps,
+            targets=apps,
+            steps=steps,
+            postgres_url=postgres_url,
+            batch_size=batch_size,
+            on_step=on_step,
+            on_conflict=on_conflict,
+            on_jobs=on_jobs,
+        )
+        self._store = store
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._on_round = on_round or (lambda _read, _written: None)
+        self.bookings = AggregateCache(store.bookings, maxsize=cache_size)
+        self.flights = AggregateCache(store.inventory, maxsize=cache_size)
+        self._own: set[tuple[UUID, int]] = set()
+        """(aggregate id, version) of events this follower stored and already answered."""
+        self._topics = frozenset(get_topic(kind) for kind in steps.answers())
+
+    def run_once(self) -> int:
+        """Answer every notification available now, round after round; how many were read."""
+        if not self._positions:
+            self._positions = self.positions()
+        handled = 0
+        while True:
+            read, full = self._round()
+            handled += read
+            if not full:
+                return handled
+
+    # -- one round --------------------------------------------------------------------------
+
+    def _round(self) -> tuple[int, bool]:
+        started = time.perf_counter()
+        batches = {
+            source.name: source.recorder.select_notifications(
+                start=self._positions[source.name] + 1, limit=self._batch_size
+            )
+            for source in self._sources
+        }
+        read = sum(len(batch) for batch in batches.values())
+        if read == 0:
+            return 0, False
+        full = any(len(batch) == self._batch_size for batch in batches.values())
+        outcome = retry_conflicts(lambda: self._decide(batches), on_retry=self._on_conflict)
+        batch, skipped, steps, due_jobs = outcome
+        self._own.difference_update(skipped)
+        self._own.update(batch.written)
+        for name, notifications in batches.items():
+            if notifications:
+                self._positions[name] = notifications[-1].id
+        if due_jobs:
+            self._on_jobs(due_jobs)
+        self._on_round(read, batch.event_count())
+        _log.info(
+            "saga.round",
+            read=read,
+            passed_over=len(skipped),
+            steps=steps,
+            events_written=batch.event_count(),
+            jobs_due=due_jobs,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return read, full
+
+    def _decide(
+        self, batches: dict[str, Sequence[Notification]]
+    ) -> tuple[Batch, list[tuple[UUID, int]], int, int]:
+        """Decide the round and store it; (batch, own events passed over, steps, due jobs)."""
+        skipped: list[tuple[UUID, int]] = []
+        work: list[tuple[ContextApplication, Notification, Any, Any]] = []
+        for source in self._sources:
+            for notification in batches[source.name]:
+                key = (notification.originator_id, notification.originator_version)
+                if key in self._own:
+                    skipped.append(key)
+                    continue
+                if notification.topic not in self._topics:
+                    continue
+                event, meta = source.metadata_mapper.decode(notification)
+                work.append((source, notification, event, meta))
+        state = _RoundState(self.bookings, self.flights)
+        try:
+            state.prefetch(event for _source, _n, event, _meta in work)
+            batch = Batch(self._store.applications)
+            steps = self._steps.reading(state)
+            taken, due_jobs = 0, 0
+            now = self._clock()
+            for source, notification, event, meta in work:
+                counts = self._answer_folding(steps, batch, source, notification, event, meta, now)
+                taken += counts[0]
+                due_jobs += counts[1]
+            for source in self._sources:
+                notifications = batches[source.name]
+                if notifications:
+                    batch.track(source, Tracking(source.name, notifications[-1].id))
+            batch.commit()
+        except BaseException:
+            # what this round changed in memory was not stored: read those again next time
+            state.forget()
+            raise
+        return batch, skipped, taken, due_jobs
+
+    def _answer_folding(
+        self,
+        steps: SagaSteps,
+        batch: Batch,
+        source: ContextApplication,
+        notification: Notification,
+        event: object,
+        meta: Any,
+        now: dt.datetime,
+    ) -> tuple[int, int]:
+        """Answer one notification and fold its consequences; (steps stored, jobs due now)."""
+        correlation_id: str = meta.correlation_id
+        pending: deque[tuple[object, str]] = deque([(event, meta.event_id)])
+        taken = due_jobs = 0
+        while pending:
+            if taken >= _MAX_FOLD:
+                raise RuntimeError(f"saga decisions loop on {notification.originator_id}")
+            current, causation_id = pending.popleft()
+            step = steps.decide(current, correlation_id)
+            if step is None:
+                continue
+            with recording(actor="saga", correlation_id=correlation_id, causation_id=causation_id):
+                produced = batch.collect(step.target, step.aggregates, step.rows)
+            taken += 1
+            due_jobs += sum(
+                1 for row in step.rows if isinstance(row, ScheduleJob) and row.due_at <= now
+            )
+            pending.extend((new_event, new_meta.event_id) for new_event, new_meta in produced)
+            self._on_step(source.name, step.note)
+            _log.info(
+                "saga.step",
+                source=source.name,
+                position=notification.id,
+                event_type=type(current).__qualname__,
+                aggregate_id=str(getattr(current, "originator_id", "")),
+                correlation_id=correlation_id,
+                outcome=step.note,
+                folded=current is not event,
+            )
+        return taken, due_jobs
+
+
+class _RoundState:
+    """The aggregates one round decides on: each read once, then changed in memory.
+
+    It is the steps' :class:`~flightbook.saga.steps.Loader`. Bookings and flights come from
+    the follower's caches (brought up to date when the round first needs them);
+    :meth:`forget` drops from the caches whatever the round may have changed.
+    """
+
+    def __init__(self, bookings: AggregateCache, flights: AggregateCache) -> None:
+        self._caches = (bookings, flights)
+        self._bookings: dict[UUID, Any] = {}
+        self._flights: dict[UUID, Any] = {}
+
+    def prefetch(self, events: Any) -> None:
+        """Bring every booking and flight the events concern up to date: two queries."""
+        booking_ids: set[UUID] = set()
+        flight_ids: set[UUID] = set()
+        for event in events:
+            if isinstance(event, Booking.Event):
+                booking_ids.add(event.originator_id)
+            elif isinstance(event, FlightInventory.Event):
+                flight_ids.add(event.originator_id)
+            found = getattr(event, "booking_id", None)
+            if found is not None:
+                booking_ids.add(found)
+        bookings, flights = self._caches
+        self._bookings.update(bookings.refresh(booking_ids - self._bookings.keys()))
+        flight_ids |= {b.flight_id for b in self._bookings.values() if isinstance(b, Booking)}
+        self._flights.update(flights.refresh(flight_ids - self._flights.keys()))
+
+    def booking(self, booking_id: UUID) -> Booking:
+        found = self._bookings.get(booking_id)
+        if found is None:
+            found = self._caches[0].get(booking_id)
+            self._bookings[booking_id] = found
+        if not isinstance(found, Booking):
+            raise AggregateNotFoundError(booking_id)
+        return found
+
+    def flight(self, flight_id: UUID) -> FlightInventory:
+        found = self._flights.get(flight_id)
+        if found is None:
+            found = self._caches[1].get(flight_id)
+            self._flights[flight_id] = found
+        if not isinstance(found, FlightInventory):
+            raise AggregateNotFoundError(flight_id)
+        return found
+
+    def forget(self) -> None:
+        bookings, flights = self._caches
+        bookings.forget(self._bookings)
+        flights.forget(self._flights)
