@@ -1,16 +1,25 @@
-"""The saga process: one log follower and a pool of job workers, until told to stop.
+"""The saga process: the round follower and the job dispatcher with its pool, until stopped.
+
+The dispatcher claims due jobs in batches (at most as many as the pool has free workers,
+and only when woken by a round that scheduled due jobs, by a finished job, or at its
+poll), lets the pool do their outside work (the gateway calls) concurrently, and stores
+the outcomes of whatever finished meanwhile together, in one transaction.
 
 SIGTERM/SIGINT set a stop flag; each thread finishes its current unit of work (a
-step is one transaction, a job one gateway call plus one transaction) and exits.
+round is one transaction; the dispatcher stores the jobs already under way) and exits.
 SIGKILL at any moment is safe too: progress lives in PostgreSQL only. A PostgreSQL outage
 is ridden out in each thread (not ready meanwhile); it never ends the process (ADR 0018).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import math
+import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 from flightbook.runtime.loop import Backoff, ProcessLoop
 from flightbook.runtime.outages import unavailable_server
 from flightbook.saga.rounds import RoundFollower
-from flightbook.saga.runner import JobRunner
+from flightbook.saga.runner import JobDone, JobRunner
 from flightbook.saga.steps import SagaSteps
 
 if TYPE_CHECKING:
@@ -28,7 +37,7 @@ if TYPE_CHECKING:
     from flightbook.eventstore.applications import EventStore
     from flightbook.eventstore.pii import PersonalDataVault
     from flightbook.payments.gateway import PaymentGateway
-    from flightbook.saga.jobs import JobQueue
+    from flightbook.saga.jobs import Job, JobQueue
 
 __all__ = ("SagaProcess", "utc_now")
 
@@ -86,9 +95,10 @@ class SagaProcess:
         self._pending = Gauge(
             "flightbook_saga_jobs_pending", "Jobs waiting", registry=self.registry
         )
-        # One permit per committed step that scheduled jobs: it wakes one idle worker, not
-        # all of them (eight workers each claiming for one new job was eight UPDATEs).
-        self._jobs_waiting = threading.Semaphore(0)
+        # The dispatcher waits on _wake: a round scheduled jobs due now (_jobs_due: claim
+        # them), a job finished (store it), or the process stops.
+        self._wake = threading.Event()
+        self._jobs_due = threading.Event()
         steps = SagaSteps(store=store, hold_seconds=hold_seconds, clock=clock)
         rounds = Counter(
             "flightbook_saga_rounds_total", "Rounds of the follower stored", registry=self.registry
@@ -99,7 +109,7 @@ class SagaProcess:
             postgres_url=postgres_url,
             clock=clock,
             on_step=lambda source, note: steps_total.labels(source, note).inc(),
-            on_jobs=lambda due: self._jobs_waiting.release(min(due, self._workers)),
+            on_jobs=lambda _due: self._jobs_waiting(),
             on_conflict=lambda _attempt: conflicts.inc(),
             on_round=lambda _read, _written: rounds.inc(),
         )
@@ -119,9 +129,13 @@ class SagaProcess:
         self._errors: list[BaseException] = []
         self._away_at = -_AWAY_SECONDS  # when a thread last met a server outage (monotonic)
 
+    def _jobs_waiting(self) -> None:
+        self._jobs_due.set()
+        self._wake.set()
+
     def stop(self) -> None:
         self.loop.stop()
-        self._jobs_waiting.release(self._workers)
+        self._wake.set()
 
     def ready(self) -> bool:
         """No thread died, none met an outage in the last seconds, and PostgreSQL answers."""
@@ -130,10 +144,9 @@ class SagaProcess:
 
     def run(self) -> None:
         """Run until :meth:`stop`; re-raise the first error a thread died of."""
-        threads = [threading.Thread(target=self._guard(self._follow), name="saga-follower")]
-        threads += [
-            threading.Thread(target=self._guard(self._work), name=f"saga-worker-{n}")
-            for n in range(self._workers)
+        threads = [
+            threading.Thread(target=self._guard(self._follow), name="saga-follower"),
+            threading.Thread(target=self._guard(self._dispatch), name="saga-jobs"),
         ]
         for thread in threads:
             thread.start()
@@ -188,11 +201,53 @@ class SagaProcess:
     def _follow(self) -> None:
         self.follower.run(self.loop.stop_requested, self._poll)
 
-    def _work(self) -> None:
-        while not self.loop.stop_requested():
-            if self.runner.run_due(1) == 0:
-                # woken at once when the follower schedules a job; polls for due timers
-                self._jobs_waiting.acquire(timeout=self._poll)
+    def _dispatch(self) -> None:
+        """Claim due jobs for free workers, store the outcomes of finished ones together."""
+        finished: queue.SimpleQueue[JobDone | BaseException] = queue.SimpleQueue()
+        in_flight = 0
+        more = True  # the last claim filled every free worker: there may be more due
+        claimed_at = -math.inf
+
+        def work(job: Job) -> None:
+            try:
+                finished.put(self.runner.prepare(job))
+            except BaseException as exc:  # handed to the dispatcher, which decides
+                finished.put(exc)
+            self._wake.set()
+
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="saga-worker") as pool:
+            try:
+                while not self.loop.stop_requested():
+                    self._wake.clear()
+                    done, errors = _drain(finished)
+                    in_flight -= len(done) + len(errors)
+                    if done:
+                        self.runner.store(done)
+                    if errors:
+                        raise errors[0]
+                    free = self._workers - in_flight
+                    due = self._jobs_due.is_set()
+                    polled = time.monotonic() - claimed_at >= self._poll
+                    if free > 0 and (due or more or polled):
+                        self._jobs_due.clear()
+                        claimed_at = time.monotonic()
+                        jobs = self.runner.queue.claim(free, self.runner.clock())
+                        more = len(jobs) == free
+                        for job in jobs:
+                            pool.submit(work, job)
+                        in_flight += len(jobs)
+                    if not done and not (more and in_flight < self._workers):
+                        # woken at once by a round's due jobs or a finished job; else polls
+                        self._wake.wait(self._poll)
+            finally:
+                # stopping, or a server away: finish what is under way and store it; what
+                # cannot be stored runs again when its lease ends (the gateway's
+                # idempotency keys make the repeat harmless)
+                pool.shutdown(wait=True)
+                done, _errors = _drain(finished)
+                if done:
+                    with contextlib.suppress(Exception):
+                        self.runner.store(done)
 
     def _observe(self) -> None:
         try:
@@ -202,3 +257,17 @@ class SagaProcess:
             self._pending.set(self.queue.pending())
         except Exception:
             _log.warning("saga.metrics_failed")
+
+
+def _drain(
+    finished: queue.SimpleQueue[JobDone | BaseException],
+) -> tuple[list[JobDone], list[BaseException]]:
+    """Every finished job waiting now, and the errors workers met."""
+    done: list[JobDone] = []
+    errors: list[BaseException] = []
+    while True:
+        try:
+            item = finished.get_nowait()
+        except queue.Empty:
+            return done, errors
+        (errors if isinstance(item, BaseException) else done).append(item)  # type: ignore[arg-type]

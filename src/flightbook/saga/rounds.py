@@ -2,7 +2,7 @@
 
 Each round (ADR 0020, amending ADR 0011) reads up to ``batch_size`` new notifications of
 each of the three logs, brings every aggregate they concern up to date at once (one query
-per context, :class:`~flightbook.saga.aggregates.AggregateCache`), and answers them in
+per context, :class:`~flightbook.eventstore.cache.AggregateCache`), and answers them in
 log order with the saga's own decisions (:class:`~flightbook.saga.steps.SagaSteps`), each
 reading the state the previous ones left. A decision's own new events are answered at
 once in the same round ("folded"): a booking's hold, its ``SeatsHeld`` and the payment
@@ -37,8 +37,8 @@ from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.batch import Batch
+from flightbook.eventstore.cache import AggregateCache
 from flightbook.eventstore.metadata import recording
-from flightbook.saga.aggregates import AggregateCache
 from flightbook.saga.follower import LogFollower
 from flightbook.saga.jobs import ScheduleJob
 

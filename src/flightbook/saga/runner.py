@@ -23,13 +23,16 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
+from eventsourcing.persistence import IntegrityError
 
 from flightbook.domain.booking import BookingStatus
 from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
 from flightbook.eventstore.applications import retry_conflicts
+from flightbook.eventstore.batch import Batch
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import ERASED, is_sealed
 from flightbook.payments.gateway import (
@@ -43,22 +46,40 @@ from flightbook.payments.gateway import (
 from flightbook.saga.jobs import Job, JobKind, JobQueue, complete_job
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+
+    from eventsourcing.domain import Aggregate
 
     from flightbook.domain.booking import Booking
-    from flightbook.eventstore.applications import EventStore
+    from flightbook.eventstore.applications import ContextApplication, EventStore
     from flightbook.eventstore.pii import PersonalDataVault
+    from flightbook.eventstore.rows import Row
     from flightbook.payments.gateway import PaymentGateway
 
-__all__ = ("JobRunner",)
+__all__ = ("JobDone", "JobRunner")
 
 _log = structlog.get_logger()
 _MAX_BACKOFF = 60.0
 TOKEN_ERASED = "payment_token_erased"  # noqa: S105 - a decline reason, not a secret
 
 
+@dataclass
+class JobDone:
+    """A job whose outside work is done (the gateway answered): what to store for it."""
+
+    job: Job
+    outcome: str
+    writes: list[tuple[ContextApplication, list[Aggregate], list[Row]]] = field(
+        default_factory=list
+    )
+    started: float = 0.0
+
+
 class JobRunner:
     """Executes claimed jobs.
+
+    :meth:`prepare` does a job's outside work, :meth:`store` stores the outcomes of many
+    jobs in one transaction, :meth:`run` does both for one job.
 
     Args:
         queue: the job table.
@@ -90,47 +111,86 @@ class JobRunner:
         self._on_job = on_job or (lambda _kind, _outcome: None)
 
     def run_due(self, limit: int = 1) -> int:
-        """Claim and run up to ``limit`` due jobs; return how many ran."""
+        """Claim and run up to ``limit`` due jobs, their outcomes stored together."""
         jobs = self.queue.claim(limit, self.clock())
-        for job in jobs:
-            self.run(job)
+        if jobs:
+            self.store([self.prepare(job) for job in jobs])
         return len(jobs)
 
     def run(self, job: Job) -> None:
+        """Run one job and store its outcome (again on fresh state after a conflict)."""
+
+        def attempt() -> JobDone:
+            done = self.prepare(job)
+            self._write([done])
+            return done
+
+        self._finished(retry_conflicts(attempt, on_retry=self._on_conflict))
+
+    def prepare(self, job: Job) -> JobDone:
+        """Load what the job needs and do its outside work; nothing is stored yet.
+
+        A gateway that does not answer reschedules the job at once (``retry later``).
+        """
         started = time.perf_counter()
         handler = {
             JobKind.AUTHORIZE_PAYMENT: self._authorize,
             JobKind.EXPIRE_HOLD: self._expire_hold,
             JobKind.SETTLE_PAYMENT: self._settle,
         }[job.kind]
-        with recording(
-            actor="saga",
-            correlation_id=job.correlation_id,
-            causation_id=f"job:{job.kind.value}:{job.booking_id}",
-        ):
-            try:
-                outcome = retry_conflicts(lambda: handler(job), on_retry=self._on_conflict)
-            except GatewayUnavailableError as exc:
-                outcome = self._later(job, f"gateway unavailable: {exc}")
-        self._on_job(job.kind.value, outcome.split(":")[0])
+        done = JobDone(job, "", started=started)
+        try:
+            done.outcome = handler(job, done)
+        except GatewayUnavailableError as exc:
+            done.writes.clear()
+            done.outcome = self._later(job, done, f"gateway unavailable: {exc}")
+        return done
+
+    def store(self, done: Sequence[JobDone]) -> None:
+        """Store the outcomes in one transaction; after a conflict, each job again alone."""
+        try:
+            self._write(done)
+        except IntegrityError:
+            for each in done:  # another writer changed an aggregate first: decide again
+                self.run(each.job)
+            return
+        for each in done:
+            self._finished(each)
+
+    def _write(self, done: Sequence[JobDone]) -> None:
+        batch = Batch((self.bookings, self.inventory, self.payments))
+        for each in done:
+            job = each.job
+            with recording(
+                actor="saga",
+                correlation_id=job.correlation_id,
+                causation_id=f"job:{job.kind.value}:{job.booking_id}",
+            ):
+                for app, aggregates, rows in each.writes:
+                    batch.collect(app, aggregates, rows)
+        batch.commit()
+
+    def _finished(self, done: JobDone) -> None:
+        job = done.job
+        self._on_job(job.kind.value, done.outcome.split(":")[0])
         _log.info(
             "saga.job",
             kind=job.kind.value,
             booking_id=str(job.booking_id),
             attempt=job.attempts,
             correlation_id=job.correlation_id,
-            outcome=outcome,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            outcome=done.outcome,
+            duration_ms=round((time.perf_counter() - done.started) * 1000, 2),
         )
 
-    def _later(self, job: Job, error: str) -> str:
+    def _later(self, job: Job, done: JobDone, error: str) -> str:
         delay = min(_MAX_BACKOFF, 0.5 * 2 ** min(job.attempts, 10))
         delay = random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not security
         booking = self.bookings.booking(job.booking_id)
         due = self.clock() + dt.timedelta(seconds=delay)
         if job.kind is JobKind.AUTHORIZE_PAYMENT and booking.hold_expires_at is not None:
             if self.clock() >= booking.hold_expires_at:
-                self.payments.record(rows=[complete_job(job)])
+                done.writes.append((self.payments, [], [complete_job(job)]))
                 return "given up: the hold expired"
             due = min(due, booking.hold_expires_at)
         self.queue.retry_later(job, due, error)
@@ -138,13 +198,13 @@ class JobRunner:
 
     # -- jobs -------------------------------------------------------------------------------
 
-    def _authorize(self, job: Job) -> str:
+    def _authorize(self, job: Job, done: JobDone) -> str:
         booking = self.bookings.booking(job.booking_id)
         if booking.status is not BookingStatus.SEATS_HELD:
-            self.payments.record(rows=[complete_job(job)])
+            done.writes.append((self.payments, [], [complete_job(job)]))
             return "not needed"
         if self.payments.payment_of(booking.id) is not None:
-            self.payments.record(rows=[complete_job(job)])
+            done.writes.append((self.payments, [], [complete_job(job)]))
             return "already answered"
         gateway = self.gateway
         if isinstance(gateway, PayerScopedGateway):
@@ -183,7 +243,7 @@ class JobRunner:
                 reason=answer.reason,
             )
             outcome = f"declined: {answer.reason}"
-        self.payments.record(payment, rows=[complete_job(job)])
+        done.writes.append((self.payments, [payment], [complete_job(job)]))
         return outcome
 
     def _payment_token(self, booking: Booking) -> str:
@@ -192,27 +252,27 @@ class JobRunner:
             return booking.payment_token
         return self.vault.open(booking.customer_id, booking.payment_token)
 
-    def _expire_hold(self, job: Job) -> str:
+    def _expire_hold(self, job: Job, done: JobDone) -> str:
         booking = self.bookings.booking(job.booking_id)
         flight = self.inventory.flight(booking.flight_id)
         hold = flight.hold_of(booking.id)
         if hold is None:
-            self.inventory.record(rows=[complete_job(job)])
+            done.writes.append((self.inventory, [], [complete_job(job)]))
             return "no hold"
         now = self.clock()
         if hold.expires_at > now:
             self.queue.retry_later(job, hold.expires_at, "not yet due")
             return "not yet due"
         flight.expire_hold(booking.id, now)
-        self.inventory.record(flight, rows=[complete_job(job)])
+        done.writes.append((self.inventory, [flight], [complete_job(job)]))
         return "expired"
 
-    def _settle(self, job: Job) -> str:
+    def _settle(self, job: Job, done: JobDone) -> str:
         booking = self.bookings.booking(job.booking_id)
         payment = self.payments.payment_of(booking.id)
         key = f"{booking.id}"
         if payment is None or payment.gateway_ref is None:
-            self.payments.record(rows=[complete_job(job)])
+            done.writes.append((self.payments, [], [complete_job(job)]))
             return "nothing to settle"
         try:
             if payment.status is PaymentStatus.AUTHORIZED:
@@ -257,7 +317,7 @@ class JobRunner:
                 outcome = "settled"
         except GatewayRejectedError as exc:  # the provider refuses for good: stop asking
             outcome = f"rejected by the gateway: {exc.reason}"
-        self.payments.record(payment, rows=[complete_job(job)])
+        done.writes.append((self.payments, [payment], [complete_job(job)]))
         return outcome
 
 

@@ -257,6 +257,20 @@ def test_a_repeat_with_the_same_key_and_body_gets_the_first_answer_and_stores_no
     assert keys_used(store) == 1
 
 
+def test_a_repeat_after_the_flight_was_cancelled_still_gets_the_first_answer(
+    service: CommandService, store: EventStore, flight_id: uuid.UUID
+) -> None:
+    """The flight refuses new bookings now, but this one was accepted before."""
+    first = book(service, flight_id, "key-1")
+    service.cancel_flight(flight_id, "ops")
+
+    again = book(service, flight_id, "key-1")
+
+    assert again == first._replace(repeated=True)
+    with pytest.raises(FlightNotBookableError):
+        book(service, flight_id, "key-2")
+
+
 @pytest.mark.parametrize(
     "changes",
     [{"token": "tok_declined"}, {"passengers": (ADA, CHARLES)}, {"fare": "J"}],
@@ -302,38 +316,39 @@ def test_another_customer_gets_another_booking(
     assert booking_id_for(first, first_key) != booking_id_for(second, second_key)
 
 
-class LateKeys:
-    """Says a key is new the first time it is asked, like a duplicate sent at the same moment
-    as the first request sees before that one commits."""
+class CountedKeys:
+    """The idempotency keys, counting how often the service looks one up."""
 
     def __init__(self, keys: IdempotencyKeys) -> None:
         self._keys = keys
-        self._asked = 0
+        self.asked = 0
 
     def first_request(self, customer_id: str, idempotency_key: str) -> FirstRequest | None:
-        self._asked += 1
-        if self._asked == 1:
-            return None
+        self.asked += 1
         return self._keys.first_request(customer_id, idempotency_key)
 
 
-def test_a_concurrent_duplicate_stores_no_second_booking_and_gets_the_first_answer(
+def test_a_new_key_is_not_looked_up_and_a_repeat_is_refused_by_the_store_then_answered(
     store: EventStore, clock: Clock, flight_id: uuid.UUID, service: CommandService
 ) -> None:
-    first = book(service, flight_id, "key-1")
-    database = memory_of(store)
-    racing = CommandService(
+    """No look-up before the insert: the key's row refuses the duplicate, then it is read
+    (a duplicate sent at the same moment as the first request meets the same refusal)."""
+    keys = CountedKeys(MemoryIdempotencyKeys(memory_of(store)))
+    counted = CommandService(
         store=store,
-        keys=LateKeys(MemoryIdempotencyKeys(database)),
+        keys=keys,
         vault=service.vault,  # one KEK: a vault of its own could not unwrap the first's key
         settings=MEMORY,
         clock=clock,
     )
+    first = book(counted, flight_id, "key-1")
+    assert keys.asked == 0
     before = event_counts(store)
 
-    again = book(racing, flight_id, "key-1")
+    again = book(counted, flight_id, "key-1")
 
     assert again == first._replace(repeated=True)
+    assert keys.asked == 1
     assert event_counts(store) == before
 
 

@@ -28,7 +28,7 @@ from flightbook.domain.subject import DataSubject, ErasureReason
 from flightbook.payments.budget import TimeoutBudget
 from flightbook.payments.resilience import ResilientGateway
 from flightbook.saga.jobs import DropJob, Job, JobKind, ScheduleJob
-from flightbook.saga.runner import JobRunner
+from flightbook.saga.runner import JobDone, JobRunner
 from flightbook.saga.steps import SagaSteps, Step
 from flightbook.saga.transitions import (
     JOBS,
@@ -92,20 +92,18 @@ class CheckedRunner(JobRunner):
         super().__init__(**kwargs)
         self.coverage = Coverage()
 
-    def run(self, job: Job) -> None:
-        apps = (self.bookings, self.inventory, self.payments)
-        heads = {app.spec.name: app.recorder.max_notification_id() or 0 for app in apps}
-        super().run(job)
+    def prepare(self, job: Job) -> JobDone:
+        done = super().prepare(job)
         (row,) = [j for j in JOBS if j.kind is job.kind]
-        for app in apps:
-            new = app.recorder.select_notifications(start=heads[app.spec.name] + 1, limit=1000)
-            caused = {type(app.metadata_mapper.decode(n)[0]) for n in new}
+        for app, aggregates, _rows in done.writes:
+            caused = {type(e) for a in aggregates for e in a.pending_events}
             if app.spec.name != row.writes:
-                assert caused == set(), f"{job.kind} wrote {caused} to {app.spec.name}"
+                assert caused == set(), f"{job.kind} would write {caused} to {app.spec.name}"
                 continue
-            assert caused <= set(row.causes), f"{job.kind} stored {caused - set(row.causes)}"
+            assert caused <= set(row.causes), f"{job.kind} would store {caused - set(row.causes)}"
             self.coverage.job_causes |= {(job.kind, c) for c in caused}
         self.coverage.jobs.add(job.kind)
+        return done
 
 
 class Decided(NamedTuple):

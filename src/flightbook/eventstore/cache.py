@@ -1,20 +1,24 @@
-"""The saga's aggregates, kept between rounds and fast-forwarded, many in one query.
+"""Aggregates kept in memory and fast-forwarded, many in one query.
 
 A flight's inventory is the aggregate every booking on it touches; replaying its whole
 history at each load made a booking on a flight with 10,000 bookings cost ten thousand
-events. :class:`AggregateCache` keeps each aggregate it loaded (least recently used ones
+events — in the saga's decisions and in the command API's check of the flight.
+:class:`AggregateCache` keeps each aggregate it loaded (least recently used ones
 leave past ``maxsize``) and, when a round needs a set of aggregates again, reads only the
 events stored after the versions it holds — for all of them in one statement per context
 (``select_events_after``) — and applies those. What another writer stored meanwhile (the
 command API, the job workers) is therefore always seen before a decision.
 
-Not thread-safe: the saga's round follower owns its cache. A round that fails after it
-changed cached aggregates in memory must :meth:`forget` them, so the next load reads them
-from the log again.
+The aggregates are the cache's own objects, not copies (copying a big flight would cost
+what replaying it did). Their one writer is the cache's owner: the saga's round follower
+changes them in memory and, when a round fails, must :meth:`forget` them so the next load
+reads them from the log again. Readers in other threads (the command API's workers)
+refresh and read under :attr:`lock`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +47,17 @@ class AggregateCache:
         self.app = app
         self._maxsize = maxsize
         self._held: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self.lock = threading.RLock()
+        """Held by every method; hold it too while reading what they returned."""
         self.loaded_events = 0
         """Events read from the log so far (to see that a warm cache reads only new ones)."""
 
     def refresh(self, ids: Iterable[UUID]) -> dict[UUID, Aggregate]:
         """The aggregates of ``ids`` that exist, each brought up to date (one query)."""
-        wanted = list(dict.fromkeys(ids))
+        with self.lock:
+            return self._refresh(list(dict.fromkeys(ids)))
+
+    def _refresh(self, wanted: list[UUID]) -> dict[UUID, Aggregate]:
         if not wanted:
             return {}
         versions = [(i, self._held[i].version if i in self._held else 0) for i in wanted]
@@ -76,18 +85,16 @@ class AggregateCache:
 
     def get(self, aggregate_id: UUID) -> Aggregate:
         """The aggregate brought up to date (raises ``AggregateNotFoundError``)."""
-        found = self.refresh([aggregate_id]).get(aggregate_id)
+        found = self.find(aggregate_id)
         if found is None:
             raise AggregateNotFoundError(aggregate_id)
         return found
 
-    def held(self, aggregate_id: UUID) -> Aggregate | None:
-        """The aggregate as held now, without reading the log."""
-        return self._held.get(aggregate_id)
+    def find(self, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate brought up to date, or None if it does not exist."""
+        return self.refresh([aggregate_id]).get(aggregate_id)
 
     def forget(self, ids: Iterable[UUID]) -> None:
-        for aggregate_id in ids:
-            self._held.pop(aggregate_id, None)
-
-    def clear(self) -> None:
-        self._held.clear()
+        with self.lock:
+            for aggregate_id in ids:
+                self._held.pop(aggregate_id, None)
