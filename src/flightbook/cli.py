@@ -138,10 +138,15 @@ def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
     import msgspec
 
+    from flightbook.bench.capacity import parse_rates
     from flightbook.bench.runner import PHASES, BenchOptions, render_table, run_bench
 
     output = Path(args.output)
     options = BenchOptions.quick_run(output) if args.quick else BenchOptions(output=output)
+    try:
+        rates = parse_rates(args.rates) if args.rates else options.rates
+    except ValueError as exc:
+        _fail(f"flightbook bench: --rates: {exc}", 2)
     options = BenchOptions(
         seconds=args.seconds or options.seconds,
         clients=args.clients or options.clients,
@@ -150,6 +155,9 @@ def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         output=output,
         quick=args.quick,
         phases=_phases(args.phases, PHASES),
+        rates=rates,
+        drain_seconds=options.drain_seconds,
+        settle_seconds=options.settle_seconds,
     )
     if settings.state_dir == ".flightbook":  # a stack of its own, beside a running system
         settings = msgspec.structs.replace(
@@ -230,14 +238,21 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the pipeline and the raw limits (BENCHMARKS.md)")
     bench.add_argument("--quick", action="store_true", help="a short run (about a minute)")
-    bench.add_argument("--seconds", type=float, help="length of each load phase")
+    bench.add_argument(
+        "--seconds", type=float, help="length of each load phase, and of each capacity step"
+    )
     bench.add_argument("--clients", type=int, help="concurrent HTTP clients (default 32)")
     bench.add_argument("--backlog", type=int, help="events for the relay and rebuild phases")
     bench.add_argument("--output", default="bench/results", help="folder for the JSON file")
     bench.add_argument(
         "--phases",
         help="comma-separated load phases to run (default: all; read_path needs bookings): "
-        "bookings, hot_flight, read_path, identity, relay, replay",
+        "bookings, hot_flight, read_path, capacity, hot_capacity, identity, relay, replay",
+    )
+    bench.add_argument(
+        "--rates",
+        help="comma-separated bookings/s of the open-loop steps of capacity and hot_capacity "
+        "(default 10,25,50,100,200,400; --quick 5,10)",
     )
     bench.set_defaults(handler=_cmd_bench)
 

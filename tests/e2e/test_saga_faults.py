@@ -156,7 +156,7 @@ def _topics_by_aggregate(write_side: WriteSide) -> dict[uuid.UUID, list[str]]:
     while True:
         page = recorder.select_notifications(start=after + 1, limit=10_000)
         for notification in page:
-            topics[notification.originator_id].append(notification.topic)
+            topics[uuid.UUID(str(notification.originator_id))].append(notification.topic)
         if len(page) < 10_000:
             return topics
         after = page[-1].id

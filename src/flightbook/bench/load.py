@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from flightbook.bench.system import SystemUnderTest
     from flightbook.config.settings import Settings
 
-__all__ = ("BookingLoad", "LoadResult", "ReadLoad", "schedule_flights")
+__all__ = ("BookingLoad", "LoadResult", "ReadLoad", "fare_code", "schedule_flights")
 
 _DEPARTURE = "2031-06-0{day}T10:00:00Z"
 _FIRST_POLL = 0.025
@@ -71,7 +71,14 @@ def _port(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
-async def _schedule(command_url: str, settings: Settings, count: int, seats: int) -> list[str]:
+def fare_code(n: int) -> str:
+    """The code of a bench flight's ``n``-th fare: ``Y``, then ``Y1``, ``Y2``, ..."""
+    return f"Y{n}" if n else "Y"
+
+
+async def _schedule(
+    command_url: str, settings: Settings, count: int, seats: int, fares: int
+) -> list[str]:
     ops = mint_token(settings, subject="bench-ops", roles=["ops"], ttl_seconds=7200)
     connection = HttpConnection("127.0.0.1", _port(command_url))
     flights = []
@@ -85,12 +92,13 @@ async def _schedule(command_url: str, settings: Settings, count: int, seats: int
                 "arrival": _DEPARTURE.format(day=1 + n % 9).replace("10:00", "18:00"),
                 "fares": [
                     {
-                        "code": "Y",
+                        "code": fare_code(f),
                         "cabin": "economy",
                         "price": {"amount": 45000, "currency": "EUR"},
                         "seats": seats,
                         "refundable": True,
                     }
+                    for f in range(fares)
                 ],
             }
             response = await connection.request(
@@ -107,9 +115,14 @@ async def _schedule(command_url: str, settings: Settings, count: int, seats: int
     return flights
 
 
-def schedule_flights(command_url: str, settings: Settings, count: int, seats: int) -> list[str]:
-    """Schedule ``count`` flights with ``seats`` economy seats each; return their ids."""
-    return asyncio.run(_schedule(command_url, settings, count, seats))
+def schedule_flights(
+    command_url: str, settings: Settings, count: int, seats: int, *, fares: int = 1
+) -> list[str]:
+    """Schedule ``count`` flights; return their ids.
+
+    Each has ``fares`` economy fares (named by :func:`fare_code`) of ``seats`` seats.
+    """
+    return asyncio.run(_schedule(command_url, settings, count, seats, fares))
 
 
 class BookingLoad:

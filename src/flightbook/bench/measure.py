@@ -1,8 +1,9 @@
-"""Small measuring tools: percentiles, free ports, waiting for HTTP, peak RSS of processes."""
+"""Small measuring tools: percentiles, free ports, waiting for HTTP, metrics, peak RSS."""
 
 from __future__ import annotations
 
 import math
+import re
 import socket
 import threading
 import time
@@ -10,7 +11,17 @@ import urllib.request
 
 import psutil
 
-__all__ = ("RssWatcher", "free_port", "percentile", "wait_http")
+__all__ = (
+    "RssWatcher",
+    "free_port",
+    "latency_ms",
+    "metric_values",
+    "parse_metric",
+    "percentile",
+    "wait_http",
+)
+
+_LABEL = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="((?:[^"\\]|\\.)*)"')
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -20,6 +31,16 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(p / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def latency_ms(values: list[float]) -> dict[str, float]:
+    """p50, p95, p99 and max of ``values`` (seconds), in milliseconds."""
+    return {
+        "p50_ms": round(percentile(values, 50) * 1000, 2),
+        "p95_ms": round(percentile(values, 95) * 1000, 2),
+        "p99_ms": round(percentile(values, 99) * 1000, 2),
+        "max_ms": round(max(values, default=0.0) * 1000, 2),
+    }
 
 
 def free_port() -> int:
@@ -38,6 +59,32 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def parse_metric(text: str, name: str) -> dict[str, float]:
+    """The samples of metric ``name`` in a Prometheus text exposition, by their labels.
+
+    The key is the samples' label values joined by ``,`` (``""`` for a sample without
+    labels): ``flightbook_saga_lag_positions{source="booking"} 3.0`` gives
+    ``{"booking": 3.0}``.
+    """
+    found = {}
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, brace, labels = head.partition("{")
+        if metric != name:
+            continue  # another metric whose name starts with this one
+        key = ",".join(_LABEL.findall(labels)) if brace else ""
+        found[key] = float(value)
+    return found
+
+
+def metric_values(url: str, name: str, timeout: float = 5.0) -> dict[str, float]:
+    """:func:`parse_metric` of the ``/metrics`` served at ``url``."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=timeout) as response:  # noqa: S310
+        return parse_metric(response.read().decode(), name)
 
 
 class RssWatcher:

@@ -22,9 +22,16 @@ import psycopg
 from psycopg import sql
 
 from flightbook.bench import raw
+from flightbook.bench.capacity import DEFAULT_RATES
+from flightbook.bench.capacity_phase import (
+    CAPACITY_PHASES,
+    CapacityPlan,
+    capacity_phase,
+    render_steps,
+)
 from flightbook.bench.identity import IdentityLoad
 from flightbook.bench.load import BookingLoad, ReadLoad, schedule_flights
-from flightbook.bench.measure import RssWatcher, percentile
+from flightbook.bench.measure import RssWatcher, latency_ms, percentile
 from flightbook.bench.system import SystemUnderTest
 from flightbook.config.settings import require
 from flightbook.contracts.readmodels import CHECKPOINTS, MARKERS, checkpoint_id
@@ -37,9 +44,21 @@ if TYPE_CHECKING:
 
 __all__ = ("PHASES", "BenchOptions", "run_bench")
 
-PHASES = ("bookings", "hot_flight", "read_path", "identity", "relay", "replay")
+PHASES = (
+    "bookings",
+    "hot_flight",
+    "read_path",
+    "capacity",
+    "hot_capacity",
+    "identity",
+    "relay",
+    "replay",
+)
 """The load phases in the order they run; the raw limits are always measured first.
-``read_path`` reads the bookings that ``bookings`` made, so it needs that phase too."""
+``read_path`` reads the bookings that ``bookings`` made, so it needs that phase too.
+``bookings``, ``hot_flight`` and ``read_path`` are closed loop (``clients`` clients, each
+waiting for its answer); ``capacity`` and ``hot_capacity`` are open loop, stepped through
+``rates`` (:mod:`flightbook.bench.capacity_phase`)."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +70,22 @@ class BenchOptions:
     output: Path = Path("bench/results")
     quick: bool = False
     phases: tuple[str, ...] = PHASES
+    rates: tuple[float, ...] = DEFAULT_RATES  # bookings/s of each capacity step
+    drain_seconds: float = 10.0  # the most a capacity step waits for its stragglers
+    settle_seconds: float = 60.0  # ... and a phase for the backlog of a step past capacity
 
     @classmethod
     def quick_run(cls, output: Path) -> BenchOptions:
         return cls(
-            seconds=6.0, clients=8, raw_seconds=1.0, backlog=3_000, output=output, quick=True
+            seconds=6.0,
+            clients=8,
+            raw_seconds=1.0,
+            backlog=3_000,
+            output=output,
+            quick=True,
+            rates=(5.0, 10.0),
+            drain_seconds=5.0,
+            settle_seconds=10.0,
         )
 
 
@@ -80,12 +110,7 @@ def _cpu_model() -> str:
 
 
 def _latency(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(percentile(values, 50) * 1000, 2),
-        "p95_ms": round(percentile(values, 95) * 1000, 2),
-        "p99_ms": round(percentile(values, 99) * 1000, 2),
-        "max_ms": round(max(values, default=0.0) * 1000, 2),
-    }
+    return latency_ms(values)
 
 
 def _metric(url: str, name: str) -> float:
@@ -113,6 +138,7 @@ def run_bench(
             "backlog": options.backlog,
             "quick": options.quick,
             "phases": list(options.phases),
+            "rates": list(options.rates),
         },
     }
     system = SystemUnderTest(settings, say=say)
@@ -197,6 +223,15 @@ def _load_phases(
         }
     if "bookings" in phases:
         results["projection_lag"] = _projection_lag(system.settings)
+    plan = CapacityPlan(
+        rates=options.rates,
+        seconds=options.seconds,
+        drain_seconds=options.drain_seconds,
+        settle_seconds=options.settle_seconds,
+    )
+    for name in CAPACITY_PHASES:
+        if name in phases:
+            results[name] = capacity_phase(system, plan, name=name, say=say)
     if "identity" in phases:
         results["identity"] = _identity_phase(system, options, say)
     if "relay" in phases:
@@ -486,12 +521,18 @@ def render_table(results: dict[str, Any]) -> str:
         "hot_flight",
         "read_path",
         "projection_lag",
+        *CAPACITY_PHASES,
         "identity",
         "relay",
         "replay",
         "peak_rss_mib",
         "ratios",
     ):
-        walk(section, results.get(section, {}))
+        figures = results.get(section, {})
+        if section in CAPACITY_PHASES:  # the steps get a table of their own, below
+            figures = {key: value for key, value in figures.items() if key != "steps"}
+        walk(section, figures)
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value:>14}" for name, value in rows)
+    table = "\n".join(f"{name:<{width}}  {value:>14}" for name, value in rows)
+    steps = [render_steps(name, results[name]) for name in CAPACITY_PHASES if results.get(name)]
+    return "\n\n".join([table, *steps])

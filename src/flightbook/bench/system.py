@@ -52,24 +52,20 @@ class SystemUnderTest:
     """Starts the servers (unless configured by URL) and the processes; stops what it started."""
 
     def __init__(self, settings: Settings, *, say: Callable[[str], None]) -> None:
-        ports = {
-            setting: free_port()
-            for spec in PROCESSES
-            for setting in (spec.port_setting, spec.ops_port_setting)
-            if setting
-        }
         self.settings = msgspec.structs.replace(
-            settings, log_level="warning", **ports, **UNTHROTTLED
+            settings, log_level="warning", **_free_ports(), **UNTHROTTLED
         )
         self._say = say
         self._stack = LocalStack(self.settings, say=say)
         self._started_servers: list[str] = []
+        self.server_pids: dict[str, int] = {}  # the local servers (not those configured by URL)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._env: dict[str, str] = {}
 
     def start_servers(self) -> None:
         states = self._stack.up()
         self._started_servers = [name for name, state in states.items() if state.started]
+        self.server_pids = {n: s.pid for n, s in states.items() if s.pid is not None}
         self.settings = self.settings.with_urls(
             **{KIND_BY_NAME[n].setting: s.url for n, s in states.items()}
         )
@@ -77,6 +73,11 @@ class SystemUnderTest:
         self._env = {**os.environ, **self.settings.to_env()}
 
     def start(self, *names: str) -> None:
+        if not names and not self.processes:
+            # ports picked just before use: the raw limits ran since __init__, and another
+            # run on this machine may have taken one of those meanwhile
+            self.settings = msgspec.structs.replace(self.settings, **_free_ports())
+            self._env = {**os.environ, **self.settings.to_env()}
         root = project_dir(self.settings.project_dir)
         for spec in PROCESSES:
             if names and spec.name not in names:
@@ -91,6 +92,8 @@ class SystemUnderTest:
             )
             if spec.port_setting:
                 wait_http(f"{self.url(spec)}/health/live", timeout=60)
+                if self.processes[spec.name].poll() is not None:  # another one answered
+                    raise RuntimeError(f"{spec.name} exited on start (its port was taken?)")
 
     def url(self, spec: ProcessSpec | str) -> str:
         if isinstance(spec, str):
@@ -119,3 +122,13 @@ class SystemUnderTest:
         self.stop()
         if self._started_servers:
             self._stack.down(self._started_servers)
+
+
+def _free_ports() -> dict[str, int]:
+    """A free port for every process's HTTP (and ops) port setting."""
+    return {
+        setting: free_port()
+        for spec in PROCESSES
+        for setting in (spec.port_setting, spec.ops_port_setting)
+        if setting
+    }

@@ -120,6 +120,12 @@ class Postgres(ServerKind):
             "fsync=on",
             "-c",
             "synchronous_commit=on",
+            # what ``flightbook bench`` measures on the server itself (the capacity phases):
+            # each transaction's commit time, and per-statement counts; both cost little
+            "-c",
+            "track_commit_timestamp=on",
+            "-c",
+            "shared_preload_libraries=pg_stat_statements",
         ]
 
     def url(self, port: int) -> str:
