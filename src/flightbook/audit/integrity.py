@@ -90,13 +90,12 @@ class Sealer:
                         ):
                             link = link_of(link, notification)
                             rows.append((context, notification.id, link))
-                        if rows:
-                            with conn.cursor() as cur:
-                                cur.executemany(
-                                    "INSERT INTO audit.chain (context, position, link)"
-                                    " VALUES (%s, %s, %s)",
-                                    rows,
-                                )
+                        if rows:  # one statement for the whole batch
+                            conn.execute(
+                                "INSERT INTO audit.chain (context, position, link)"
+                                " SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[])",
+                                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+                            )
                     added += len(rows)
                     if len(rows) < self._batch:
                         break

@@ -182,6 +182,17 @@ def capacity_phase(
         sampling.close()
 
 
+def _top_statements(
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], count: int = 12
+) -> list[tuple[str, int]]:
+    """The statements called most between two snapshots: (text, calls)."""
+    deltas = [
+        (query, calls - before.get(queryid, ("", 0))[1])
+        for queryid, (query, calls) in after.items()
+    ]
+    return sorted((d for d in deltas if d[1] > 0), key=lambda d: -d[1])[:count]
+
+
 def _rate(rate: float | None) -> str:
     return "none of the steps" if rate is None else f"{rate:g} bookings/s"
 
@@ -239,6 +250,7 @@ class _Step:
         bookings = prepare_bookings(self._settings, targets, tag=tag)
         say(f"{self._name} {rate:g}/s: {len(bookings)} bookings over {plan.seconds:g}s ...")
         counters = self._probe.counters(statements=self.statements, also=(self._sampling,))
+        calls_before = self._probe.statement_calls() if self.statements else {}
         cpu = self._meter.snapshot()
         start = self._backlog.point(0.0)
         interval = max(0.2, min(1.0, plan.seconds / 30))
@@ -250,9 +262,12 @@ class _Step:
         end = self._backlog.point(result.seconds)
         drained, drain_seconds = self._drain(result.booking_ids, start, end.at)
         spent = self._meter.snapshot()
-        commits, statements = self._probe.counters(
-            statements=self.statements, also=(self._sampling,)
-        ).since(counters)
+        counters_after = self._probe.counters(statements=self.statements, also=(self._sampling,))
+        commits, statements = counters_after.since(counters)
+        writes = counters_after.writes_since(counters)
+        top = (
+            _top_statements(calls_before, self._probe.statement_calls()) if self.statements else []
+        )
         outcomes = self._probe.outcomes(result.booking_ids, commit_times=self.commit_times)
 
         points = [start, *sampler.points, end]
@@ -322,7 +337,12 @@ class _Step:
             },
             "postgres_per_booking": {
                 "commits": per_booking(commits),
+                "write_transactions": per_booking(writes),
                 "statements": per_booking(statements),
+                "top_statements": [
+                    {"calls_per_booking": per_booking(calls), "query": query[:160]}
+                    for query, calls in top
+                ],
             },
             "passes": step_passes(verdict),
         }
@@ -404,6 +424,10 @@ def render_steps(name: str, phase: dict[str, Any]) -> str:
         row(f"cpu ms/booking {server}", _cpu("servers", server))
     row(f"cpu ms/booking {LOADGEN}", _cpu(None, LOADGEN))
     row("commits/booking", lambda step: step["postgres_per_booking"]["commits"])
+    row(
+        "write transactions/booking",
+        lambda step: step["postgres_per_booking"]["write_transactions"],
+    )
     row("statements/booking", lambda step: step["postgres_per_booking"]["statements"])
 
     header = f"{name} ({phase['flights']} flight(s), {phase['seconds']:g}s a step)"

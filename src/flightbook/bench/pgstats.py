@@ -50,6 +50,7 @@ class Counters:
     commits: int
     statements: int | None
     own: int
+    next_xid: int = 0
 
     def since(self, earlier: Counters) -> tuple[int, int | None]:
         """Commits and statements of everyone but the probes, from ``earlier`` to this one."""
@@ -59,6 +60,14 @@ class Counters:
         if self.statements is not None and earlier.statements is not None:
             statements = max(0, self.statements - earlier.statements - own)
         return commits, statements
+
+    def writes_since(self, earlier: Counters) -> int:
+        """Transactions that wrote (were given a transaction id) from ``earlier`` to this one.
+
+        ``xact_commit`` also counts every read-only transaction (an autocommit SELECT is
+        one); a transaction gets an id only when it first writes, and the probes never do.
+        """
+        return max(0, self.next_xid - earlier.next_xid)
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,16 @@ class PostgresProbe:
                 "(SELECT oid FROM pg_database WHERE datname = current_database())"
             )
             calls = int(found[0][0])
-        return Counters(commits=int(rows[0][0]), statements=calls, own=own)
+        xid = self._rows("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        return Counters(commits=int(rows[0][0]), statements=calls, own=own, next_xid=int(xid[0][0]))
+
+    def statement_calls(self) -> dict[int, tuple[str, int]]:
+        """Calls so far of each statement of the database (queryid -> (text, calls))."""
+        rows = self._rows(
+            "SELECT queryid, query, calls FROM pg_stat_statements WHERE dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return {int(r[0]): (str(r[1]), int(r[2])) for r in rows if r[0] is not None}
 
     def in_progress(self, booking_ids: Sequence[str] | None = None) -> int:
         """Bookings requested and not yet final: all of them, or those of ``booking_ids``."""

@@ -22,6 +22,7 @@ from psycopg import sql
 
 from flightbook.eventstore.memory import MemoryRecorder
 from flightbook.eventstore.recorder import TransactionalRecorder
+from flightbook.eventstore.rows import statements_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -123,8 +124,7 @@ def _commit_in_postgres(parts: Sequence[_Part]) -> None:
             with conn.cursor() as curs:
                 for part in parts:
                     recorder = _postgres_recorder(part)
-                    for row in part.rows:
-                        statement, params = row.sql()
+                    for statement, params in statements_of(part.rows):
                         curs.execute(statement, params)  # type: ignore[arg-type]
                     for tracking in part.tracking:
                         recorder._insert_tracking(curs, tracking)

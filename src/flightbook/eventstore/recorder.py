@@ -16,6 +16,8 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresProcessRecorder
 from psycopg import sql
 
+from flightbook.eventstore.rows import statements_of
+
 if TYPE_CHECKING:
     import uuid
     from collections.abc import Sequence
@@ -41,8 +43,7 @@ class TransactionalRecorder(PostgresProcessRecorder):
         for guard in guards:
             guard.verify(curs)  # before the table lock: a guard's lock never waits behind it
         rows: Sequence[Row] = kwargs.get("rows", ())
-        for row in rows:
-            statement, params = row.sql()
+        for statement, params in statements_of(rows):
             curs.execute(statement, params)  # type: ignore[arg-type]
         super()._insert_events(curs, stored_events, **kwargs)
 

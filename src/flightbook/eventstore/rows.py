@@ -15,7 +15,7 @@ raising it refuses the whole transaction.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from flightbook.eventstore.memory import MemoryDatabase
 
-__all__ = ("Guard", "Row", "Statement")
+__all__ = ("Guard", "ManyRows", "Row", "Statement", "statements_of")
 
 Statement = tuple["str | Composable", "Sequence[object]"]
 """One SQL statement and its parameters."""
@@ -47,6 +47,49 @@ class Row(Protocol):
     def apply(self, database: MemoryDatabase) -> None:
         """Make the change in memory (after every row of the transaction was checked)."""
         ...
+
+
+@runtime_checkable
+class ManyRows(Protocol):
+    """A row class that can write a run of its rows in one statement (a batch's writer).
+
+    ``key()`` names what a row changes: a run is cut before a key it already holds, so a
+    multi-row ``INSERT … ON CONFLICT DO UPDATE`` never touches one row twice.
+    """
+
+    def key(self) -> object: ...
+
+    @classmethod
+    def sql_many(cls, rows: Sequence[Any]) -> Statement:
+        """One statement that makes every change of ``rows`` (all of this class)."""
+        ...
+
+
+def statements_of(rows: Sequence[Row]) -> list[Statement]:
+    """The statements for ``rows`` in their order, a run of one ``ManyRows`` class as one."""
+    statements: list[Statement] = []
+    run: list[Any] = []
+    keys: set[object] = set()
+
+    def flush() -> None:
+        if len(run) == 1:
+            statements.append(run[0].sql())
+        elif run:
+            statements.append(type(run[0]).sql_many(run))
+        run.clear()
+        keys.clear()
+
+    for row in rows:
+        if not isinstance(row, ManyRows):
+            flush()
+            statements.append(row.sql())
+            continue
+        if run and (type(run[0]) is not type(row) or row.key() in keys):
+            flush()
+        run.append(row)
+        keys.add(row.key())
+    flush()
+    return statements
 
 
 @runtime_checkable

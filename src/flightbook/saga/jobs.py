@@ -19,6 +19,8 @@ from uuid import UUID
 import msgspec
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from psycopg_pool import ConnectionPool
 
     from flightbook.eventstore.memory import MemoryDatabase
@@ -69,11 +71,24 @@ class ScheduleJob:
     correlation_id: str
 
     def sql(self) -> Statement:
+        return self.sql_many([self])
+
+    def key(self) -> object:
+        return (self.booking_id, self.kind)
+
+    @classmethod
+    def sql_many(cls, rows: Sequence[ScheduleJob]) -> Statement:
         return (
             "INSERT INTO saga.jobs (booking_id, kind, due_at, correlation_id) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (booking_id, kind) DO UPDATE "
+            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[]) "
+            "ON CONFLICT (booking_id, kind) DO UPDATE "
             "SET due_at = excluded.due_at, attempts = 0, last_error = NULL",
-            (self.booking_id, self.kind.value, self.due_at, self.correlation_id),
+            (
+                [r.booking_id for r in rows],
+                [r.kind.value for r in rows],
+                [r.due_at for r in rows],
+                [r.correlation_id for r in rows],
+            ),
         )
 
     def check(self, database: MemoryDatabase) -> None:
@@ -104,6 +119,21 @@ class CompleteJob:
             (self.booking_id, self.kind.value, self.attempts),
         )
 
+    def key(self) -> object:
+        return (self.booking_id, self.kind)
+
+    @classmethod
+    def sql_many(cls, rows: Sequence[CompleteJob]) -> Statement:
+        return (
+            "DELETE FROM saga.jobs WHERE (booking_id, kind, attempts) IN "
+            "(SELECT * FROM unnest(%s::uuid[], %s::text[], %s::integer[]))",
+            (
+                [r.booking_id for r in rows],
+                [r.kind.value for r in rows],
+                [r.attempts for r in rows],
+            ),
+        )
+
     def check(self, database: MemoryDatabase) -> None:
         pass
 
@@ -125,6 +155,17 @@ class DropJob:
         return (
             "DELETE FROM saga.jobs WHERE booking_id = %s AND kind = %s",
             (self.booking_id, self.kind.value),
+        )
+
+    def key(self) -> object:
+        return (self.booking_id, self.kind)
+
+    @classmethod
+    def sql_many(cls, rows: Sequence[DropJob]) -> Statement:
+        return (
+            "DELETE FROM saga.jobs WHERE (booking_id, kind) IN "
+            "(SELECT * FROM unnest(%s::uuid[], %s::text[]))",
+            ([r.booking_id for r in rows], [r.kind.value for r in rows]),
         )
 
     def check(self, database: MemoryDatabase) -> None:

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 from flightbook.runtime.loop import Backoff, ProcessLoop
 from flightbook.runtime.outages import unavailable_server
 from flightbook.saga.rounds import RoundFollower
-from flightbook.saga.runner import JobDone, JobRunner
+from flightbook.saga.runner import JobDone, JobRunner, Loaded
 from flightbook.saga.steps import SagaSteps
 
 if TYPE_CHECKING:
@@ -208,9 +208,9 @@ class SagaProcess:
         more = True  # the last claim filled every free worker: there may be more due
         claimed_at = -math.inf
 
-        def work(job: Job) -> None:
+        def work(job: Job, loaded: Loaded | None) -> None:
             try:
-                finished.put(self.runner.prepare(job))
+                finished.put(self.runner.prepare(job, loaded))
             except BaseException as exc:  # handed to the dispatcher, which decides
                 finished.put(exc)
             self._wake.set()
@@ -233,8 +233,9 @@ class SagaProcess:
                         claimed_at = time.monotonic()
                         jobs = self.runner.queue.claim(free, self.runner.clock())
                         more = len(jobs) == free
+                        loaded = self.runner.prefetch(jobs) if jobs else None
                         for job in jobs:
-                            pool.submit(work, job)
+                            pool.submit(work, job, loaded.get(job) if loaded else None)
                         in_flight += len(jobs)
                     if not done and not (more and in_flight < self._workers):
                         # woken at once by a round's due jobs or a finished job; else polls

@@ -24,15 +24,16 @@ import datetime as dt
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from eventsourcing.persistence import IntegrityError
 
-from flightbook.domain.booking import BookingStatus
+from flightbook.domain.booking import Booking, BookingStatus
 from flightbook.domain.payment import Payment, PaymentStatus, payment_id_for
 from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.batch import Batch
+from flightbook.eventstore.cache import load_many
 from flightbook.eventstore.metadata import recording
 from flightbook.eventstore.pii import ERASED, is_sealed
 from flightbook.payments.gateway import (
@@ -47,20 +48,52 @@ from flightbook.saga.jobs import Job, JobKind, JobQueue, complete_job
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from uuid import UUID
 
     from eventsourcing.domain import Aggregate
 
-    from flightbook.domain.booking import Booking
     from flightbook.eventstore.applications import ContextApplication, EventStore
     from flightbook.eventstore.pii import PersonalDataVault
     from flightbook.eventstore.rows import Row
     from flightbook.payments.gateway import PaymentGateway
 
-__all__ = ("JobDone", "JobRunner")
+__all__ = ("JobDone", "JobRunner", "Loaded", "Prefetched")
 
 _log = structlog.get_logger()
 _MAX_BACKOFF = 60.0
 TOKEN_ERASED = "payment_token_erased"  # noqa: S105 - a decline reason, not a secret
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A job's booking and payment as read before the job ran (None: none stored)."""
+
+    booking: Booking | None
+    payment: Payment | None
+
+
+class Prefetched:
+    """The bookings and payments of a batch of claimed jobs.
+
+    Each booking's aggregates go to ONE job of the batch (:meth:`get`): a second job of the
+    same booking (a hold expiry and a payment, say) reads its own, so no two workers change
+    one object.
+    """
+
+    def __init__(self, bookings: dict[UUID, Any], payments: dict[UUID, Any]) -> None:
+        self._bookings = bookings
+        self._payments = payments
+        self._given: set[UUID] = set()
+
+    def get(self, job: Job) -> Loaded | None:
+        if job.booking_id in self._given:
+            return None
+        self._given.add(job.booking_id)
+        booking = self._bookings.get(job.booking_id)
+        payment = self._payments.get(payment_id_for(job.booking_id))
+        if not isinstance(booking, Booking):
+            return None  # not stored (yet): the job reads it again itself
+        return Loaded(booking, payment if isinstance(payment, Payment) else None)
 
 
 @dataclass
@@ -73,6 +106,7 @@ class JobDone:
         default_factory=list
     )
     started: float = 0.0
+    loaded: Loaded | None = None
 
 
 class JobRunner:
@@ -114,8 +148,16 @@ class JobRunner:
         """Claim and run up to ``limit`` due jobs, their outcomes stored together."""
         jobs = self.queue.claim(limit, self.clock())
         if jobs:
-            self.store([self.prepare(job) for job in jobs])
+            loaded = self.prefetch(jobs)
+            self.store([self.prepare(job, loaded.get(job)) for job in jobs])
         return len(jobs)
+
+    def prefetch(self, jobs: Sequence[Job]) -> Prefetched:
+        """The bookings and payments of claimed jobs, read in one query per context."""
+        ids = [job.booking_id for job in jobs]
+        bookings = load_many(self.bookings, ids)
+        payments = load_many(self.payments, [payment_id_for(i) for i in ids])
+        return Prefetched(bookings, payments)
 
     def run(self, job: Job) -> None:
         """Run one job and store its outcome (again on fresh state after a conflict)."""
@@ -127,10 +169,11 @@ class JobRunner:
 
         self._finished(retry_conflicts(attempt, on_retry=self._on_conflict))
 
-    def prepare(self, job: Job) -> JobDone:
+    def prepare(self, job: Job, loaded: Loaded | None = None) -> JobDone:
         """Load what the job needs and do its outside work; nothing is stored yet.
 
-        A gateway that does not answer reschedules the job at once (``retry later``).
+        ``loaded``: the job's booking and payment as prefetched (else read now). A gateway
+        that does not answer reschedules the job at once (``retry later``).
         """
         started = time.perf_counter()
         handler = {
@@ -138,7 +181,7 @@ class JobRunner:
             JobKind.EXPIRE_HOLD: self._expire_hold,
             JobKind.SETTLE_PAYMENT: self._settle,
         }[job.kind]
-        done = JobDone(job, "", started=started)
+        done = JobDone(job, "", started=started, loaded=loaded)
         try:
             done.outcome = handler(job, done)
         except GatewayUnavailableError as exc:
@@ -199,11 +242,11 @@ class JobRunner:
     # -- jobs -------------------------------------------------------------------------------
 
     def _authorize(self, job: Job, done: JobDone) -> str:
-        booking = self.bookings.booking(job.booking_id)
+        booking = self._booking(job, done)
         if booking.status is not BookingStatus.SEATS_HELD:
             done.writes.append((self.payments, [], [complete_job(job)]))
             return "not needed"
-        if self.payments.payment_of(booking.id) is not None:
+        if self._payment(job, done) is not None:
             done.writes.append((self.payments, [], [complete_job(job)]))
             return "already answered"
         gateway = self.gateway
@@ -246,6 +289,16 @@ class JobRunner:
         done.writes.append((self.payments, [payment], [complete_job(job)]))
         return outcome
 
+    def _booking(self, job: Job, done: JobDone) -> Booking:
+        if done.loaded is not None and done.loaded.booking is not None:
+            return done.loaded.booking
+        return self.bookings.booking(job.booking_id)
+
+    def _payment(self, job: Job, done: JobDone) -> Payment | None:
+        if done.loaded is not None:
+            return done.loaded.payment
+        return self.payments.payment_of(job.booking_id)
+
     def _payment_token(self, booking: Booking) -> str:
         """The booking's payment token opened (a legacy plain one as it is), or ERASED."""
         if not is_sealed(booking.payment_token):
@@ -253,7 +306,7 @@ class JobRunner:
         return self.vault.open(booking.customer_id, booking.payment_token)
 
     def _expire_hold(self, job: Job, done: JobDone) -> str:
-        booking = self.bookings.booking(job.booking_id)
+        booking = self._booking(job, done)
         flight = self.inventory.flight(booking.flight_id)
         hold = flight.hold_of(booking.id)
         if hold is None:
@@ -268,8 +321,8 @@ class JobRunner:
         return "expired"
 
     def _settle(self, job: Job, done: JobDone) -> str:
-        booking = self.bookings.booking(job.booking_id)
-        payment = self.payments.payment_of(booking.id)
+        booking = self._booking(job, done)
+        payment = self._payment(job, done)
         key = f"{booking.id}"
         if payment is None or payment.gateway_ref is None:
             done.writes.append((self.payments, [], [complete_job(job)]))

@@ -28,7 +28,7 @@ from flightbook.domain.subject import DataSubject, ErasureReason
 from flightbook.payments.budget import TimeoutBudget
 from flightbook.payments.resilience import ResilientGateway
 from flightbook.saga.jobs import DropJob, Job, JobKind, ScheduleJob
-from flightbook.saga.runner import JobDone, JobRunner
+from flightbook.saga.runner import JobDone, JobRunner, Loaded
 from flightbook.saga.steps import SagaSteps, Step
 from flightbook.saga.transitions import (
     JOBS,
@@ -92,8 +92,8 @@ class CheckedRunner(JobRunner):
         super().__init__(**kwargs)
         self.coverage = Coverage()
 
-    def prepare(self, job: Job) -> JobDone:
-        done = super().prepare(job)
+    def prepare(self, job: Job, loaded: Loaded | None = None) -> JobDone:
+        done = super().prepare(job, loaded)
         (row,) = [j for j in JOBS if j.kind is job.kind]
         for app, aggregates, _rows in done.writes:
             caused = {type(e) for a in aggregates for e in a.pending_events}
