@@ -33,7 +33,7 @@ from eventsourcing.persistence import PersistenceError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg import sql
 
-from flightbook.relay.relay import RelayDeliveryError, relay_batch
+from flightbook.relay.relay import HeldCheckpoints, RelayDeliveryError, relay_batch
 from flightbook.relay.translate import to_envelope
 from flightbook.runtime.loop import ProcessLoop
 
@@ -294,20 +294,29 @@ class RelayProcess:
         with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
             if not self._lock(conn):
                 return
-            for app in self._sources.values():
+            by_channel: dict[str, str] = {}
+            for context, app in self._sources.items():
                 channel = app.recorder.channel_name  # type: ignore[attr-defined]
+                by_channel[channel] = context
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            # the lock is ours: the checkpoints are read once and then kept (and written)
+            checkpoints = HeldCheckpoints(self._checkpoints)
+            contexts: set[str] = set(self._sources)  # after (re)connecting: every log
             while not self.loop.stop_requested():
                 producer = self._connected()
-                self._catch_up(producer)
+                self._catch_up(producer, checkpoints, contexts)
                 self.loop.backoff.reset()
                 self._observe()
                 self._check_broker(producer)
                 # A notification that came while catching up is waiting on this connection
-                # (nothing else reads it), so this returns at once; looking again without
-                # one (as before) cost a second round of queries per wake-up.
-                for _ in conn.notifies(timeout=self._poll, stop_after=1):
-                    pass
+                # (nothing else reads it), so this returns at once. Only the logs that
+                # notified are read next; after a quiet poll, all of them (a lost NOTIFY).
+                notified = {
+                    by_channel.get(n.channel, "")
+                    for n in conn.notifies(timeout=self._poll, stop_after=1)
+                }
+                notified |= {by_channel.get(n.channel, "") for n in _pending(conn)}
+                contexts = (notified & set(self._sources)) or set(self._sources)
 
     def _lock(self, conn: psycopg.Connection[tuple[object, ...]]) -> bool:
         """Hold the relay's advisory lock on ``conn``; False if stopped while waiting for it."""
@@ -330,16 +339,20 @@ class RelayProcess:
             self._broker_ok_at = time.monotonic()
         return self._producer
 
-    def _catch_up(self, producer: KafkaProducer) -> int:
+    def _catch_up(
+        self, producer: KafkaProducer, checkpoints: HeldCheckpoints, contexts: set[str]
+    ) -> int:
         total = 0
         while not self.loop.stop_requested():
             more = False
             for context, app in self._sources.items():
+                if context not in contexts:
+                    continue
                 result = relay_batch(
                     context=context,
                     source=app.recorder,
                     translate=self._translators[context],
-                    checkpoints=self._checkpoints,
+                    checkpoints=checkpoints,
                     producer=producer,
                     topic=self._topics[context],
                     limit=self._batch_size,
@@ -435,3 +448,8 @@ def _error_kind(exc: Exception) -> str:
     if isinstance(exc, (psycopg.Error, PersistenceError)):
         return "postgres"
     return "other"
+
+
+def _pending(conn: psycopg.Connection[tuple[object, ...]]) -> list[psycopg.Notify]:
+    """Notifications already received on ``conn``, without waiting."""
+    return list(conn.notifies(timeout=0))

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = (
     "BatchResult",
     "Checkpoints",
+    "HeldCheckpoints",
     "MemoryCheckpoints",
     "NotificationLog",
     "PostgresCheckpoints",
@@ -286,6 +287,28 @@ class PostgresCheckpoints:
         with self._pool.connection(timeout=2.0) as conn:
             conn.execute("SELECT 1")
         return True
+
+
+class HeldCheckpoints:
+    """The checkpoints of a relay that holds the advisory lock: read once, then kept.
+
+    While the lock is held no other relay moves them, so each context's position is read
+    from ``stored`` on first use and afterwards known; :meth:`advance` writes through (one
+    statement per batch). Make a new one each time the lock is taken again.
+    """
+
+    def __init__(self, stored: Checkpoints) -> None:
+        self._stored = stored
+        self._known: dict[str, int] = {}
+
+    def position(self, context: str) -> int:
+        if context not in self._known:
+            self._known[context] = self._stored.position(context)
+        return self._known[context]
+
+    def advance(self, context: str, position: int) -> None:
+        self._stored.advance(context, position)
+        self._known[context] = max(position, self._known.get(context, 0))
 
 
 class MemoryCheckpoints:
