@@ -113,6 +113,10 @@ class ConcurrentChangeError(DomainError):
         super().__init__(f"{what} was changed concurrently too often; try again")
 
 
+_FLIGHT_MAX_AGE = 1.0
+"""Seconds a flight read for a new booking serves later ones without a read."""
+
+
 class FlightScheduledResult(NamedTuple):
     flight_id: uuid.UUID
     positions: Positions
@@ -356,6 +360,7 @@ class CommandService:
                 return FlightCancellationResult(flight_id, flight.status, position, repeated=True)
             flight.cancel(reason)
             recordings = self.inventory.record(flight)
+            self.flights.forget([flight_id])  # this process refuses new bookings at once
             positions = _positions("inventory", recordings)
             return FlightCancellationResult(flight_id, flight.status, positions)
 
@@ -419,7 +424,9 @@ class CommandService:
         self, request: BookingRequest, booking_id: uuid.UUID, customer_id: str
     ) -> Booking:
         with self.flights.lock:  # read only: the saga decides on the seats
-            flight = self.flights.find(request.flight_id)
+            # Up to a second old: this is an early refusal; the saga checks the flight
+            # again (cancelled, departed, seats) when it holds the seats.
+            flight = self.flights.find(request.flight_id, max_age=_FLIGHT_MAX_AGE)
             if not isinstance(flight, FlightInventory):
                 raise UnknownFlightError(request.flight_id)
             fare = flight.fare(request.fare)  # UnknownFareError (field "fare")

@@ -15,9 +15,11 @@ the three recorders share, so there too nothing of a refused batch is stored.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from eventsourcing.persistence import Notification
 from psycopg import sql
 
 from flightbook.eventstore.memory import MemoryRecorder
@@ -25,17 +27,18 @@ from flightbook.eventstore.recorder import TransactionalRecorder
 from flightbook.eventstore.rows import statements_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from uuid import UUID
 
     from eventsourcing.domain import Aggregate, DomainEventProtocol
     from eventsourcing.persistence import StoredEvent, Tracking
+    from psycopg import Connection
 
     from flightbook.eventstore.applications import ContextApplication
     from flightbook.eventstore.metadata import EventMetadata
     from flightbook.eventstore.rows import Row
 
-__all__ = ("Batch",)
+__all__ = ("Batch", "read_logs", "session")
 
 
 @dataclass
@@ -96,8 +99,12 @@ class Batch:
     def event_count(self) -> int:
         return len(self.written)
 
-    def commit(self) -> None:
-        """Store everything collected in one transaction (raises ``IntegrityError``)."""
+    def commit(self, conn: Connection[Any] | None = None) -> None:
+        """Store everything collected in one transaction (raises ``IntegrityError``).
+
+        ``conn``: a :func:`session`'s connection — the batch is then written in that
+        session's transaction, which commits when the session ends.
+        """
         parts = [self._parts[name] for name in self._order]
         parts = [p for p in parts if p.events or p.rows or p.tracking]
         if not parts:
@@ -105,46 +112,124 @@ class Batch:
         recorder = parts[0].app.recorder
         if isinstance(recorder, MemoryRecorder):
             _commit_in_memory(parts)
+        elif conn is not None:
+            _write_in_postgres(parts, conn)
         else:
-            _commit_in_postgres(parts)
+            datastore = _postgres_recorder(parts[0]).datastore
+            with datastore.get_connection() as own, own.transaction():
+                _write_in_postgres(parts, own)
+
+
+@contextlib.contextmanager
+def session(applications: Sequence[ContextApplication]) -> Iterator[Connection[Any] | None]:
+    """One connection and one transaction for a unit of work's reads and its batch.
+
+    Reads made on it (:func:`read_logs`, ``select_events_after(conn=…)``) and the batch
+    (``Batch.commit(conn)``) then cost the database one transaction, committed when the
+    block ends (rolled back if it raises). Yields None on the in-memory store.
+    """
+    recorder = applications[0].recorder
+    if isinstance(recorder, MemoryRecorder):
+        yield None
+        return
+    if not isinstance(recorder, TransactionalRecorder):  # pragma: no cover - configuration
+        raise TypeError(f"{applications[0].name} does not record in PostgreSQL")
+    with recorder.datastore.get_connection() as conn, conn.transaction():
+        yield conn
+
+
+def read_logs(
+    reads: Sequence[tuple[ContextApplication, int, int]], conn: Connection[Any] | None
+) -> dict[str, list[Notification]]:
+    """The notifications of several logs, each ``(app, after, limit)``, in ONE statement.
+
+    Each log's notifications come in its own order; on the in-memory store (``conn`` None)
+    each log is read by its recorder.
+    """
+    if conn is None:
+        return {
+            app.name: list(app.recorder.select_notifications(start=after + 1, limit=limit))
+            for app, after, limit in reads
+        }
+    selects = []
+    params: list[object] = []
+    for index, (app, after, limit) in enumerate(reads):
+        selects.append(
+            sql.SQL(
+                "(SELECT {index}::int AS log, notification_id, originator_id, "
+                "originator_version, topic, state FROM {table} WHERE notification_id > %s "
+                "ORDER BY notification_id LIMIT %s)"
+            ).format(index=sql.Literal(index), table=_postgres_recorder_of(app).events_table())
+        )
+        params += [after, limit]
+    found: dict[str, list[Notification]] = {app.name: [] for app, _, _ in reads}
+    with conn.cursor() as curs:
+        curs.execute(sql.SQL(" UNION ALL ").join(selects), params, prepare=True)
+        for row in curs.fetchall():
+            log = row["log"] if isinstance(row, dict) else row[0]
+            values = row if isinstance(row, dict) else None
+            notification = (
+                Notification(
+                    id=values["notification_id"],
+                    originator_id=values["originator_id"],
+                    originator_version=values["originator_version"],
+                    topic=values["topic"],
+                    state=bytes(values["state"]),
+                )
+                if values is not None
+                else Notification(
+                    id=row[1],
+                    originator_id=row[2],
+                    originator_version=row[3],
+                    topic=row[4],
+                    state=bytes(row[5]),
+                )
+            )
+            found[reads[log][0].name].append(notification)
+    for notifications in found.values():
+        notifications.sort(key=lambda n: n.id)
+    return found
 
 
 def _postgres_recorder(part: _Part) -> TransactionalRecorder:
-    recorder = part.app.recorder
+    return _postgres_recorder_of(part.app)
+
+
+def _postgres_recorder_of(app: ContextApplication) -> TransactionalRecorder:
+    recorder = app.recorder
     if not isinstance(recorder, TransactionalRecorder):  # pragma: no cover - configuration
-        raise TypeError(f"{part.app.name} does not record in PostgreSQL")
+        raise TypeError(f"{app.name} does not record in PostgreSQL")
     return recorder
 
 
-def _commit_in_postgres(parts: Sequence[_Part]) -> None:
-    datastore = _postgres_recorder(parts[0]).datastore
+def _write_in_postgres(parts: Sequence[_Part], conn: Connection[Any]) -> None:
+    """Write the parts on ``conn``, in the transaction open on it."""
     failure: Exception | None = None
-    with datastore.get_connection() as conn:
-        with conn.pipeline() as pipeline, conn.transaction():
-            with conn.cursor() as curs:
-                for part in parts:
-                    recorder = _postgres_recorder(part)
-                    for statement, params in statements_of(part.rows):
-                        curs.execute(statement, params)  # type: ignore[arg-type]
-                    for tracking in part.tracking:
-                        recorder._insert_tracking(curs, tracking)
+    with conn.pipeline() as pipeline:
+        with conn.cursor() as curs:
             for part in parts:
-                if not part.events:
-                    continue
                 recorder = _postgres_recorder(part)
-                with conn.cursor() as curs:
-                    try:
-                        # the library's own table lock and NOTIFY: commit order is
-                        # notification order in each log (ADR 0004)
-                        recorder._lock_table(curs)
-                        recorder._notify_channel(curs)
-                        curs.execute(_insert_statement(recorder), _columns(part.events))
-                        pipeline.sync()  # a conflict raises IntegrityError here
-                    except Exception as exc:  # re-raised after the pipeline closed
-                        failure = exc
-                        break
-        if failure is not None:
-            raise failure
+                for statement, params in statements_of(part.rows):
+                    curs.execute(statement, params)  # type: ignore[arg-type]
+                for tracking in part.tracking:
+                    recorder._insert_tracking(curs, tracking)
+        for part in parts:
+            if not part.events:
+                continue
+            recorder = _postgres_recorder(part)
+            with conn.cursor() as curs:
+                try:
+                    # the library's own table lock and NOTIFY: commit order is
+                    # notification order in each log (ADR 0004)
+                    recorder._lock_table(curs)
+                    recorder._notify_channel(curs)
+                    curs.execute(_insert_statement(recorder), _columns(part.events))
+                    pipeline.sync()  # a conflict raises IntegrityError here
+                except Exception as exc:  # re-raised after the pipeline closed
+                    failure = exc
+                    break
+    if failure is not None:
+        raise failure
 
 
 def _insert_statement(recorder: TransactionalRecorder) -> sql.Composed:

@@ -19,6 +19,7 @@ refresh and read under :attr:`lock`.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +36,13 @@ if TYPE_CHECKING:
 __all__ = ("AggregateCache", "load_many")
 
 
-def load_many(app: ContextApplication, ids: Iterable[UUID]) -> dict[UUID, Aggregate]:
+def load_many(
+    app: ContextApplication, ids: Iterable[UUID], *, conn: Any = None
+) -> dict[UUID, Aggregate]:
     """The aggregates of ``ids`` that exist, each read whole, in one query (nothing kept)."""
     recorder: Any = app.recorder
     found: dict[UUID, Aggregate] = {}
-    for stored in recorder.select_events_after([(i, 0) for i in dict.fromkeys(ids)]):
+    for stored in recorder.select_events_after([(i, 0) for i in dict.fromkeys(ids)], conn=conn):
         event = app.mapper.to_domain_event(stored)
         found[event.originator_id] = event.mutate(found.get(event.originator_id))  # type: ignore[attr-defined]
     return found
@@ -57,23 +60,27 @@ class AggregateCache:
         self.app = app
         self._maxsize = maxsize
         self._held: OrderedDict[UUID, Aggregate] = OrderedDict()
+        self._read_at: dict[UUID, float] = {}
         self.lock = threading.RLock()
         """Held by every method; hold it too while reading what they returned."""
         self.loaded_events = 0
         """Events read from the log so far (to see that a warm cache reads only new ones)."""
 
-    def refresh(self, ids: Iterable[UUID]) -> dict[UUID, Aggregate]:
-        """The aggregates of ``ids`` that exist, each brought up to date (one query)."""
-        with self.lock:
-            return self._refresh(list(dict.fromkeys(ids)))
+    def refresh(self, ids: Iterable[UUID], *, conn: Any = None) -> dict[UUID, Aggregate]:
+        """The aggregates of ``ids`` that exist, each brought up to date (one query).
 
-    def _refresh(self, wanted: list[UUID]) -> dict[UUID, Aggregate]:
+        ``conn``: read on this connection (a transaction under way), else on the pool's.
+        """
+        with self.lock:
+            return self._refresh(list(dict.fromkeys(ids)), conn)
+
+    def _refresh(self, wanted: list[UUID], conn: Any = None) -> dict[UUID, Aggregate]:
         if not wanted:
             return {}
         versions = [(i, self._held[i].version if i in self._held else 0) for i in wanted]
         recorder: Any = self.app.recorder
         mapper = self.app.mapper
-        for stored in recorder.select_events_after(versions):
+        for stored in recorder.select_events_after(versions, conn=conn):
             event = mapper.to_domain_event(stored)
             current = self._held.get(event.originator_id)
             if current is not None and event.originator_version != current.version + 1:
@@ -90,21 +97,35 @@ class AggregateCache:
                 self._held.move_to_end(aggregate_id)
                 found[aggregate_id] = aggregate
         while len(self._held) > self._maxsize:
-            self._held.popitem(last=False)
+            evicted, _ = self._held.popitem(last=False)
+            self._read_at.pop(evicted, None)
         return found
 
-    def get(self, aggregate_id: UUID) -> Aggregate:
+    def get(self, aggregate_id: UUID, *, conn: Any = None) -> Aggregate:
         """The aggregate brought up to date (raises ``AggregateNotFoundError``)."""
-        found = self.find(aggregate_id)
+        found = self.refresh([aggregate_id], conn=conn).get(aggregate_id)
         if found is None:
             raise AggregateNotFoundError(aggregate_id)
         return found
 
-    def find(self, aggregate_id: UUID) -> Aggregate | None:
-        """The aggregate brought up to date, or None if it does not exist."""
-        return self.refresh([aggregate_id]).get(aggregate_id)
+    def find(self, aggregate_id: UUID, *, max_age: float = 0.0) -> Aggregate | None:
+        """The aggregate brought up to date, or None if it does not exist.
+
+        ``max_age``: seconds for which an aggregate brought up to date is good enough
+        without reading the log again (0: always read).
+        """
+        with self.lock:
+            if max_age > 0:
+                read_at = self._read_at.get(aggregate_id)
+                if read_at is not None and time.monotonic() - read_at < max_age:
+                    return self._held.get(aggregate_id)
+            found = self._refresh([aggregate_id]).get(aggregate_id)
+            if found is not None:
+                self._read_at[aggregate_id] = time.monotonic()
+            return found
 
     def forget(self, ids: Iterable[UUID]) -> None:
         with self.lock:
             for aggregate_id in ids:
                 self._held.pop(aggregate_id, None)
+                self._read_at.pop(aggregate_id, None)

@@ -81,8 +81,10 @@ class MemoryRecorder(POPOProcessRecorder):
             found = index.get(wanted)
             return None if found is None else found + 1
 
-    def select_events_after(self, versions: Sequence[tuple[uuid.UUID, int]]) -> list[StoredEvent]:
-        """Every event of each aggregate after the version given (0: all)."""
+    def select_events_after(
+        self, versions: Sequence[tuple[uuid.UUID, int]], *, conn: object = None
+    ) -> list[StoredEvent]:
+        """Every event of each aggregate after the version given (0: all); no connections."""
         with self._database_lock:
             return [
                 stored

@@ -10,6 +10,7 @@ the events of many aggregates after the versions a reader already holds (one sta
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import StoredEvent
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     import uuid
     from collections.abc import Sequence
 
-    from psycopg import Cursor
+    from psycopg import Connection, Cursor
     from psycopg.rows import DictRow
 
     from flightbook.eventstore.rows import Guard, Row
@@ -77,10 +78,13 @@ class TransactionalRecorder(PostgresProcessRecorder):
         value = next(iter(row.values())) if isinstance(row, dict) else row[0]
         return int(value) if value is not None else None
 
-    def select_events_after(self, versions: Sequence[tuple[uuid.UUID, int]]) -> list[StoredEvent]:
+    def select_events_after(
+        self, versions: Sequence[tuple[uuid.UUID, int]], *, conn: Connection[DictRow] | None = None
+    ) -> list[StoredEvent]:
         """Every event of each aggregate after the version given (0: all), in one statement.
 
-        Ordered by aggregate and version, so a reader can fast-forward what it holds.
+        Ordered by aggregate and version, so a reader can fast-forward what it holds. On
+        ``conn`` when given (a transaction under way), else on a connection of the pool.
         """
         if not versions:
             return []
@@ -95,7 +99,10 @@ class TransactionalRecorder(PostgresProcessRecorder):
         ).format(table)
         ids = [aggregate_id for aggregate_id, _ in versions]
         held = [version for _, version in versions]
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with contextlib.ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self.datastore.get_connection())
+            curs = stack.enter_context(conn.cursor())
             curs.execute(query, (ids, held), prepare=True)
             return [
                 StoredEvent(
@@ -106,3 +113,9 @@ class TransactionalRecorder(PostgresProcessRecorder):
                 )
                 for row in curs.fetchall()
             ]
+
+    def events_table(self) -> sql.Composed:
+        """The schema-qualified events table."""
+        return sql.SQL("{}.{}").format(
+            sql.Identifier(self.datastore.schema), sql.Identifier(self.events_table_name)
+        )

@@ -10,10 +10,11 @@ two homes of the table.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -195,8 +196,11 @@ def drop_job(booking_id: UUID, kind: JobKind) -> DropJob:
 class JobQueue(Protocol):
     """Claims due jobs and reschedules failed ones."""
 
-    def claim(self, limit: int, now: dt.datetime) -> list[Job]:
-        """Lease up to ``limit`` due jobs; each claim increments the job's attempts."""
+    def claim(self, limit: int, now: dt.datetime, *, conn: Any = None) -> list[Job]:
+        """Lease up to ``limit`` due jobs; each claim increments the job's attempts.
+
+        ``conn``: claim in this connection's transaction (a session), else on its own.
+        """
         ...
 
     def retry_later(self, job: Job, due_at: dt.datetime, error: str) -> None: ...
@@ -216,8 +220,10 @@ class PostgresJobQueue:
     def __init__(self, pool: ConnectionPool) -> None:
         self._pool = pool
 
-    def claim(self, limit: int, now: dt.datetime) -> list[Job]:
-        with self._pool.connection() as conn:
+    def claim(self, limit: int, now: dt.datetime, *, conn: Any = None) -> list[Job]:
+        with contextlib.ExitStack() as stack:
+            if conn is None:
+                conn = stack.enter_context(self._pool.connection())
             rows = conn.execute(
                 "UPDATE saga.jobs SET due_at = %s, attempts = attempts + 1 "
                 "WHERE (booking_id, kind) IN (SELECT booking_id, kind FROM saga.jobs "
@@ -225,12 +231,7 @@ class PostgresJobQueue:
                 "RETURNING booking_id, kind, due_at, attempts, correlation_id",
                 (now + LEASE, now, limit),
             ).fetchall()
-        return [
-            Job(
-                booking_id=r[0], kind=JobKind(r[1]), due_at=r[2], attempts=r[3], correlation_id=r[4]
-            )
-            for r in rows
-        ]
+        return [_job(row) for row in rows]
 
     def retry_later(self, job: Job, due_at: dt.datetime, error: str) -> None:
         with self._pool.connection() as conn:
@@ -251,6 +252,25 @@ class PostgresJobQueue:
         return int(row[0]) if row else 0
 
 
+def _job(row: Any) -> Job:
+    """A claimed job from its row (a tuple, or a dict on the event store's connections)."""
+    if isinstance(row, dict):
+        row = (
+            row["booking_id"],
+            row["kind"],
+            row["due_at"],
+            row["attempts"],
+            row["correlation_id"],
+        )
+    return Job(
+        booking_id=row[0],
+        kind=JobKind(row[1]),
+        due_at=row[2],
+        attempts=row[3],
+        correlation_id=row[4],
+    )
+
+
 def _job_key(key: object) -> tuple[UUID, JobKind]:
     if not isinstance(key, tuple) or len(key) != 2:  # pragma: no cover - written by the rows
         raise TypeError(f"not a job key: {key!r}")
@@ -268,7 +288,7 @@ class MemoryJobQueue:
     def __init__(self, database: MemoryDatabase) -> None:
         self._database = database
 
-    def claim(self, limit: int, now: dt.datetime) -> list[Job]:
+    def claim(self, limit: int, now: dt.datetime, *, conn: Any = None) -> list[Job]:
         with self._database.lock:
             table = self._database.table(TABLE)
             due = sorted((row["due_at"], key) for key, row in table.items() if row["due_at"] <= now)

@@ -23,12 +23,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import structlog
+from eventsourcing.persistence import IntegrityError
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 
+from flightbook.eventstore.batch import session
 from flightbook.runtime.loop import Backoff, ProcessLoop
 from flightbook.runtime.outages import unavailable_server
 from flightbook.saga.rounds import RoundFollower
-from flightbook.saga.runner import JobDone, JobRunner, Loaded
+from flightbook.saga.runner import JobDone, JobRunner, Loaded, Prefetched
 from flightbook.saga.steps import SagaSteps
 
 if TYPE_CHECKING:
@@ -221,22 +223,22 @@ class SagaProcess:
                     self._wake.clear()
                     done, errors = _drain(finished)
                     in_flight -= len(done) + len(errors)
-                    if done:
-                        self.runner.store(done)
                     if errors:
+                        self.runner.store(done)
                         raise errors[0]
                     free = self._workers - in_flight
                     due = self._jobs_due.is_set()
                     polled = time.monotonic() - claimed_at >= self._poll
-                    if free > 0 and (due or more or polled):
+                    claiming = free > 0 and (due or more or polled)
+                    if claiming:
                         self._jobs_due.clear()
                         claimed_at = time.monotonic()
-                        jobs = self.runner.queue.claim(free, self.runner.clock())
+                    jobs, loaded = self._store_and_claim(done, free if claiming else 0)
+                    if claiming:
                         more = len(jobs) == free
-                        loaded = self.runner.prefetch(jobs) if jobs else None
-                        for job in jobs:
-                            pool.submit(work, job, loaded.get(job) if loaded else None)
-                        in_flight += len(jobs)
+                    for job in jobs:
+                        pool.submit(work, job, loaded.get(job) if loaded else None)
+                    in_flight += len(jobs)
                     if not done and not (more and in_flight < self._workers):
                         # woken at once by a round's due jobs or a finished job; else polls
                         self._wake.wait(self._poll)
@@ -249,6 +251,31 @@ class SagaProcess:
                 if done:
                     with contextlib.suppress(Exception):
                         self.runner.store(done)
+
+    def _store_and_claim(
+        self, done: list[JobDone], limit: int
+    ) -> tuple[list[Job], Prefetched | None]:
+        """Store what finished, claim up to ``limit`` due jobs, read what they need: one commit.
+
+        Outcomes refused (another writer changed an aggregate first) are stored job by job
+        on fresh state instead, and nothing is claimed this time.
+        """
+        if not done and limit == 0:
+            return [], None
+        try:
+            with session(self.runner.store_applications) as conn:
+                if done:
+                    self.runner.write(done, conn)
+                jobs = (
+                    self.runner.queue.claim(limit, self.runner.clock(), conn=conn) if limit else []
+                )
+                loaded = self.runner.prefetch(jobs, conn=conn) if jobs else None
+        except IntegrityError:
+            self.runner.run_again(done)
+            return [], None
+        for each in done:
+            self.runner.finished(each)
+        return jobs, loaded
 
     def _observe(self) -> None:
         try:

@@ -36,14 +36,14 @@ from eventsourcing.utils import get_topic
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
 from flightbook.eventstore.applications import retry_conflicts
-from flightbook.eventstore.batch import Batch
+from flightbook.eventstore.batch import Batch, read_logs, session
 from flightbook.eventstore.cache import AggregateCache
 from flightbook.eventstore.metadata import recording
 from flightbook.saga.follower import LogFollower
 from flightbook.saga.jobs import ScheduleJob
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
     from uuid import UUID
 
     from eventsourcing.persistence import Notification
@@ -120,18 +120,11 @@ class RoundFollower(LogFollower):
 
     def _round(self) -> tuple[int, bool]:
         started = time.perf_counter()
-        batches = {
-            source.name: source.recorder.select_notifications(
-                start=self._positions[source.name] + 1, limit=self._batch_size
-            )
-            for source in self._sources
-        }
-        read = sum(len(batch) for batch in batches.values())
-        if read == 0:
+        outcome = retry_conflicts(self._read_decide_store, on_retry=self._on_conflict)
+        if outcome is None:
             return 0, False
-        full = any(len(batch) == self._batch_size for batch in batches.values())
-        outcome = retry_conflicts(lambda: self._decide(batches), on_retry=self._on_conflict)
-        batch, skipped, steps, due_jobs = outcome
+        batches, batch, skipped, steps, due_jobs = outcome
+        read = sum(len(notifications) for notifications in batches.values())
         self._own.difference_update(skipped)
         self._own.update(batch.written)
         for name, notifications in batches.items():
@@ -149,10 +142,23 @@ class RoundFollower(LogFollower):
             jobs_due=due_jobs,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+        full = any(len(n) == self._batch_size for n in batches.values())
         return read, full
 
+    def _read_decide_store(
+        self,
+    ) -> tuple[dict[str, list[Notification]], Batch, list[tuple[UUID, int]], int, int] | None:
+        """One round in ONE transaction: read the logs and the aggregates, decide, store."""
+        with session(self._store.applications) as conn:
+            batches = read_logs(
+                [(s, self._positions[s.name], self._batch_size) for s in self._sources], conn
+            )
+            if not any(batches.values()):
+                return None
+            return (batches, *self._decide(batches, conn))
+
     def _decide(
-        self, batches: dict[str, Sequence[Notification]]
+        self, batches: dict[str, list[Notification]], conn: Any
     ) -> tuple[Batch, list[tuple[UUID, int]], int, int]:
         """Decide the round and store it; (batch, own events passed over, steps, due jobs)."""
         skipped: list[tuple[UUID, int]] = []
@@ -167,7 +173,7 @@ class RoundFollower(LogFollower):
                     continue
                 event, meta = source.metadata_mapper.decode(notification)
                 work.append((source, notification, event, meta))
-        state = _RoundState(self.bookings, self.flights)
+        state = _RoundState(self.bookings, self.flights, conn)
         try:
             state.prefetch(event for _source, _n, event, _meta in work)
             batch = Batch(self._store.applications)
@@ -182,7 +188,7 @@ class RoundFollower(LogFollower):
                 notifications = batches[source.name]
                 if notifications:
                     batch.track(source, Tracking(source.name, notifications[-1].id))
-            batch.commit()
+            batch.commit(conn)
         except BaseException:
             # what this round changed in memory was not stored: read those again next time
             state.forget()
@@ -239,8 +245,9 @@ class _RoundState:
     :meth:`forget` drops from the caches whatever the round may have changed.
     """
 
-    def __init__(self, bookings: AggregateCache, flights: AggregateCache) -> None:
+    def __init__(self, bookings: AggregateCache, flights: AggregateCache, conn: Any) -> None:
         self._caches = (bookings, flights)
+        self._conn = conn
         self._bookings: dict[UUID, Any] = {}
         self._flights: dict[UUID, Any] = {}
 
@@ -257,14 +264,16 @@ class _RoundState:
             if found is not None:
                 booking_ids.add(found)
         bookings, flights = self._caches
-        self._bookings.update(bookings.refresh(booking_ids - self._bookings.keys()))
+        self._bookings.update(
+            bookings.refresh(booking_ids - self._bookings.keys(), conn=self._conn)
+        )
         flight_ids |= {b.flight_id for b in self._bookings.values() if isinstance(b, Booking)}
-        self._flights.update(flights.refresh(flight_ids - self._flights.keys()))
+        self._flights.update(flights.refresh(flight_ids - self._flights.keys(), conn=self._conn))
 
     def booking(self, booking_id: UUID) -> Booking:
         found = self._bookings.get(booking_id)
         if found is None:
-            found = self._caches[0].get(booking_id)
+            found = self._caches[0].get(booking_id, conn=self._conn)
             self._bookings[booking_id] = found
         if not isinstance(found, Booking):
             raise AggregateNotFoundError(booking_id)
@@ -273,7 +282,7 @@ class _RoundState:
     def flight(self, flight_id: UUID) -> FlightInventory:
         found = self._flights.get(flight_id)
         if found is None:
-            found = self._caches[1].get(flight_id)
+            found = self._caches[1].get(flight_id, conn=self._conn)
             self._flights[flight_id] = found
         if not isinstance(found, FlightInventory):
             raise AggregateNotFoundError(flight_id)

@@ -152,11 +152,11 @@ class JobRunner:
             self.store([self.prepare(job, loaded.get(job)) for job in jobs])
         return len(jobs)
 
-    def prefetch(self, jobs: Sequence[Job]) -> Prefetched:
+    def prefetch(self, jobs: Sequence[Job], *, conn: Any = None) -> Prefetched:
         """The bookings and payments of claimed jobs, read in one query per context."""
         ids = [job.booking_id for job in jobs]
-        bookings = load_many(self.bookings, ids)
-        payments = load_many(self.payments, [payment_id_for(i) for i in ids])
+        bookings = load_many(self.bookings, ids, conn=conn)
+        payments = load_many(self.payments, [payment_id_for(i) for i in ids], conn=conn)
         return Prefetched(bookings, payments)
 
     def run(self, job: Job) -> None:
@@ -164,10 +164,10 @@ class JobRunner:
 
         def attempt() -> JobDone:
             done = self.prepare(job)
-            self._write([done])
+            self.write([done])
             return done
 
-        self._finished(retry_conflicts(attempt, on_retry=self._on_conflict))
+        self.finished(retry_conflicts(attempt, on_retry=self._on_conflict))
 
     def prepare(self, job: Job, loaded: Loaded | None = None) -> JobDone:
         """Load what the job needs and do its outside work; nothing is stored yet.
@@ -192,16 +192,29 @@ class JobRunner:
     def store(self, done: Sequence[JobDone]) -> None:
         """Store the outcomes in one transaction; after a conflict, each job again alone."""
         try:
-            self._write(done)
+            self.write(done)
         except IntegrityError:
-            for each in done:  # another writer changed an aggregate first: decide again
-                self.run(each.job)
+            self.run_again(done)
             return
         for each in done:
-            self._finished(each)
+            self.finished(each)
 
-    def _write(self, done: Sequence[JobDone]) -> None:
-        batch = Batch((self.bookings, self.inventory, self.payments))
+    def run_again(self, done: Sequence[JobDone]) -> None:
+        """Each job again, alone, on fresh state, after their outcomes were refused together.
+
+        Another writer changed an aggregate first; the gateway's keys make repeats safe.
+        """
+        for each in done:
+            self.run(each.job)
+
+    @property
+    def store_applications(self) -> tuple[ContextApplication, ...]:
+        """The contexts the jobs write to (for a session of their own)."""
+        return (self.bookings, self.inventory, self.payments)
+
+    def write(self, done: Sequence[JobDone], conn: Any = None) -> None:
+        """Store the outcomes in one transaction (``conn``: a session's)."""
+        batch = Batch(self.store_applications)
         for each in done:
             job = each.job
             with recording(
@@ -211,9 +224,10 @@ class JobRunner:
             ):
                 for app, aggregates, rows in each.writes:
                     batch.collect(app, aggregates, rows)
-        batch.commit()
+        batch.commit(conn)
 
-    def _finished(self, done: JobDone) -> None:
+    def finished(self, done: JobDone) -> None:
+        """Count and log a job whose outcome is stored."""
         job = done.job
         self._on_job(job.kind.value, done.outcome.split(":")[0])
         _log.info(
