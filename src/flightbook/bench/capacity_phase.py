@@ -183,7 +183,7 @@ def capacity_phase(
 
 
 def _top_statements(
-    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], count: int = 12
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], count: int = 30
 ) -> list[tuple[str, int]]:
     """The statements called most between two snapshots: (text, calls)."""
     deltas = [

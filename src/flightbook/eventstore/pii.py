@@ -41,6 +41,7 @@ from flightbook.eventstore.keks import (
     MemoryKeyEncryptionKeys,
     keks_from_settings,
 )
+from flightbook.eventstore.pools import autocommit
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -141,8 +142,11 @@ class DataKeys(Protocol):
         """The subject's live data key, if it has one."""
         ...
 
-    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> None:
-        """Store a new live key, unless the subject has a live key already (then nothing)."""
+    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> bool:
+        """Store a new live key, unless the subject has a live key already (then nothing).
+
+        True if this key was stored (it is the subject's live key now).
+        """
         ...
 
     def find(self, key_id: uuid.UUID) -> tuple[str, WrappedKey | None] | None:
@@ -260,7 +264,7 @@ class PostgresDataKeys:
         self._pool = pool
 
     def live(self, subject_id: str) -> tuple[uuid.UUID, WrappedKey] | None:
-        with self._pool.connection() as conn:
+        with autocommit(self._pool) as conn:
             row = conn.execute(
                 "SELECT key_id, kek_id, wrapped FROM pii.data_keys "
                 "WHERE subject_id = %s AND wrapped IS NOT NULL",
@@ -271,17 +275,18 @@ class PostgresDataKeys:
         key_id: uuid.UUID = row[0]
         return key_id, WrappedKey(str(key_id), subject_id, row[1], bytes(row[2]))
 
-    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
+    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> bool:
+        with autocommit(self._pool) as conn:
+            row = conn.execute(
                 "INSERT INTO pii.data_keys (key_id, subject_id, wrapped, kek_id) "
                 "VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (subject_id) WHERE wrapped IS NOT NULL DO NOTHING",
+                "ON CONFLICT (subject_id) WHERE wrapped IS NOT NULL DO NOTHING RETURNING key_id",
                 (key_id, subject_id, wrapped, kek_id),
-            )
+            ).fetchone()
+        return row is not None
 
     def find(self, key_id: uuid.UUID) -> tuple[str, WrappedKey | None] | None:
-        with self._pool.connection() as conn:
+        with autocommit(self._pool) as conn:
             row = conn.execute(
                 "SELECT subject_id, kek_id, wrapped FROM pii.data_keys WHERE key_id = %s",
                 (key_id,),
@@ -409,15 +414,17 @@ class MemoryDataKeys:
                     )
         return None
 
-    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> None:
+    def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> bool:
         with self._database.lock:
-            if self.live(subject_id) is None:
-                self._database.table(DATA_KEYS)[key_id] = {
-                    "subject_id": subject_id,
-                    "kek_id": kek_id,
-                    "wrapped": wrapped,
-                    "erased_at": None,
-                }
+            if self.live(subject_id) is not None:
+                return False
+            self._database.table(DATA_KEYS)[key_id] = {
+                "subject_id": subject_id,
+                "kek_id": kek_id,
+                "wrapped": wrapped,
+                "erased_at": None,
+            }
+            return True
 
     def find(self, key_id: uuid.UUID) -> tuple[str, WrappedKey | None] | None:
         with self._database.lock:
@@ -642,7 +649,8 @@ class PersonalDataVault:
                 return found
             key_id = uuid.uuid4()
             kek_id, wrapped = self.keks.wrap(str(key_id), AESGCM.generate_key(bit_length=256))
-            self.keys.add(key_id, subject_id, kek_id, wrapped)
+            if self.keys.add(key_id, subject_id, kek_id, wrapped):  # ours is the live key
+                return key_id, WrappedKey(str(key_id), subject_id, kek_id, wrapped)
         raise SealedDataError(f"no key could be made for subject {subject_id}")
 
     def _key_of(self, key_id: uuid.UUID, subject_id: str, wrapped: WrappedKey) -> bytes:

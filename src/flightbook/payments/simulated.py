@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 import psycopg
-from psycopg import pq, sql
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from flightbook.eventstore.pools import autocommit
 from flightbook.payments import gateway
 
 if TYPE_CHECKING:
@@ -519,23 +520,12 @@ class SimulatedGateway(gateway.PaymentLedger):
             raise gateway.GatewayUnavailableError(str(outcome["body"]["message"]))
         return outcome["kind"], outcome["body"]
 
-    @contextlib.contextmanager
-    def _autocommit(self) -> Iterator[psycopg.Connection[TupleRow]]:
+    def _autocommit(self) -> contextlib.AbstractContextManager[psycopg.Connection[TupleRow]]:
         """A pooled connection on which each statement is its own transaction.
 
-        No BEGIN and COMMIT round trips. It goes back to the pool as it came (the pool may
-        be shared with other users, who expect their own setting).
+        No BEGIN and COMMIT round trips; it goes back in the mode it came in (shared pool).
         """
-        with self._pool.connection() as conn:
-            autocommit = conn.autocommit
-            if not autocommit:
-                conn.autocommit = True
-            try:
-                yield conn
-            finally:
-                # a broken connection is discarded by the pool; changing it would raise
-                if not autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
-                    conn.autocommit = False
+        return autocommit(self._pool)
 
 
 @contextlib.contextmanager

@@ -364,6 +364,7 @@ class RelayProcess:
                     more = more or result.count >= self._batch_size
                 if self.loop.stop_requested():
                     break
+            checkpoints.flush()  # one statement per round over the logs
             if not more:
                 break
         return total

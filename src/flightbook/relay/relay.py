@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from flightbook.contracts.envelope import CONTRACT_VERSION, encoder
+from flightbook.eventstore.pools import autocommit
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -266,14 +267,21 @@ class PostgresCheckpoints:
         return int(row[0]) if row else 0
 
     def advance(self, context: str, position: int) -> None:
-        with self._pool.connection() as conn:
+        self.advance_many({context: position})
+
+    def advance_many(self, positions: dict[str, int]) -> None:
+        """Move several contexts' checkpoints forward in one statement."""
+        if not positions:
+            return
+        with autocommit(self._pool) as conn:
             conn.execute(
                 "INSERT INTO relay.checkpoints AS c (context, position, updated_at) "
-                "VALUES (%s, %s, now()) "
+                "SELECT context, position, now() FROM unnest(%s::text[], %s::bigint[]) "
+                "AS p(context, position) "
                 "ON CONFLICT (context) DO UPDATE "
                 "SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at "
                 "WHERE c.position < EXCLUDED.position",
-                (context, position),
+                (list(positions), list(positions.values())),
             )
 
     def positions(self) -> dict[str, int]:
@@ -293,13 +301,17 @@ class HeldCheckpoints:
     """The checkpoints of a relay that holds the advisory lock: read once, then kept.
 
     While the lock is held no other relay moves them, so each context's position is read
-    from ``stored`` on first use and afterwards known; :meth:`advance` writes through (one
-    statement per batch). Make a new one each time the lock is taken again.
+    from ``stored`` on first use and afterwards known. :meth:`advance` (after a batch was
+    acknowledged) moves it in memory; :meth:`flush` writes every moved one in one
+    statement, once per round over the logs. A crash before the flush publishes that
+    round's batches again, which the consumers pass over (ADR 0013). Make a new one each
+    time the lock is taken again.
     """
 
-    def __init__(self, stored: Checkpoints) -> None:
+    def __init__(self, stored: PostgresCheckpoints | MemoryCheckpoints) -> None:
         self._stored = stored
         self._known: dict[str, int] = {}
+        self._moved: dict[str, int] = {}
 
     def position(self, context: str) -> int:
         if context not in self._known:
@@ -307,8 +319,13 @@ class HeldCheckpoints:
         return self._known[context]
 
     def advance(self, context: str, position: int) -> None:
-        self._stored.advance(context, position)
         self._known[context] = max(position, self._known.get(context, 0))
+        self._moved[context] = self._known[context]
+
+    def flush(self) -> None:
+        if self._moved:
+            self._stored.advance_many(self._moved)
+            self._moved = {}
 
 
 class MemoryCheckpoints:
@@ -322,6 +339,10 @@ class MemoryCheckpoints:
 
     def advance(self, context: str, position: int) -> None:
         self._positions[context] = max(position, self._positions.get(context, 0))
+
+    def advance_many(self, positions: dict[str, int]) -> None:
+        for context, position in positions.items():
+            self.advance(context, position)
 
     def positions(self) -> dict[str, int]:
         return dict(self._positions)
