@@ -52,6 +52,8 @@ __all__ = ("BrokerError", "KafkaBroker", "RelayProcess", "producer_config")
 _log = structlog.get_logger()
 
 _KAFKA_LOGGER = logging.getLogger("flightbook.relay.librdkafka")
+_CHECKPOINT_INTERVAL = 0.25
+"""Seconds between checkpoint writes while events flow (and at each quiet poll after)."""
 _LOCK_KEY = 0x_F11_9B_4E1A  # pg_try_advisory_lock key: one publishing relay per database
 
 
@@ -317,6 +319,7 @@ class RelayProcess:
                 }
                 notified |= {by_channel.get(n.channel, "") for n in _pending(conn)}
                 contexts = (notified & set(self._sources)) or set(self._sources)
+            checkpoints.flush()  # stopping: what was acknowledged is not published again
 
     def _lock(self, conn: psycopg.Connection[tuple[object, ...]]) -> bool:
         """Hold the relay's advisory lock on ``conn``; False if stopped while waiting for it."""
@@ -364,7 +367,7 @@ class RelayProcess:
                     more = more or result.count >= self._batch_size
                 if self.loop.stop_requested():
                     break
-            checkpoints.flush()  # one statement per round over the logs
+            checkpoints.flush(min_interval=_CHECKPOINT_INTERVAL)  # one statement, at most 4/s
             if not more:
                 break
         return total

@@ -14,6 +14,7 @@ has seen position N will never later find a new row below N.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -303,8 +304,9 @@ class HeldCheckpoints:
     While the lock is held no other relay moves them, so each context's position is read
     from ``stored`` on first use and afterwards known. :meth:`advance` (after a batch was
     acknowledged) moves it in memory; :meth:`flush` writes every moved one in one
-    statement, once per round over the logs. A crash before the flush publishes that
-    round's batches again, which the consumers pass over (ADR 0013). Make a new one each
+    statement, at most every ``min_interval`` seconds (a commit per interval, not per
+    batch). A crash before the flush publishes those batches again, which the consumers
+    pass over (ADR 0013). Make a new one each
     time the lock is taken again.
     """
 
@@ -312,6 +314,7 @@ class HeldCheckpoints:
         self._stored = stored
         self._known: dict[str, int] = {}
         self._moved: dict[str, int] = {}
+        self._flushed_at = -math.inf
 
     def position(self, context: str) -> int:
         if context not in self._known:
@@ -322,10 +325,13 @@ class HeldCheckpoints:
         self._known[context] = max(position, self._known.get(context, 0))
         self._moved[context] = self._known[context]
 
-    def flush(self) -> None:
-        if self._moved:
-            self._stored.advance_many(self._moved)
-            self._moved = {}
+    def flush(self, *, min_interval: float = 0.0) -> None:
+        """Write the moved checkpoints, unless the last write is under ``min_interval`` old."""
+        if not self._moved or time.monotonic() - self._flushed_at < min_interval:
+            return
+        self._stored.advance_many(self._moved)
+        self._moved = {}
+        self._flushed_at = time.monotonic()
 
 
 class MemoryCheckpoints:

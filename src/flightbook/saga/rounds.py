@@ -24,18 +24,18 @@ is state-driven (ADR 0011) it finds its work done and stores nothing new.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.utils import get_topic
 
 from flightbook.domain.booking import Booking
 from flightbook.domain.inventory import FlightInventory
-from flightbook.eventstore.applications import retry_conflicts
 from flightbook.eventstore.batch import Batch, read_logs, session
 from flightbook.eventstore.cache import AggregateCache
 from flightbook.eventstore.metadata import recording
@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = ("RoundFollower",)
 
 _log = structlog.get_logger()
+_CONFLICT_ATTEMPTS = 30
+"""Rounds refused by a concurrent writer before the follower gives up (and the process
+restarts it): each attempt reads fresh state, so only a bug keeps conflicting."""
 _MAX_FOLD = 64
 """Steps one notification may lead to within a round; more means decisions that loop."""
 
@@ -104,6 +107,7 @@ class RoundFollower(LogFollower):
         self._own: set[tuple[UUID, int]] = set()
         """(aggregate id, version) of events this follower stored and already answered."""
         self._topics = frozenset(get_topic(kind) for kind in steps.answers())
+        self._limit = batch_size
 
     def run_once(self) -> int:
         """Answer every notification available now, round after round; how many were read."""
@@ -120,7 +124,7 @@ class RoundFollower(LogFollower):
 
     def _round(self) -> tuple[int, bool]:
         started = time.perf_counter()
-        outcome = retry_conflicts(self._read_decide_store, on_retry=self._on_conflict)
+        outcome = self._with_conflicts_retried()
         if outcome is None:
             return 0, False
         batches, batch, skipped, steps, due_jobs = outcome
@@ -142,8 +146,30 @@ class RoundFollower(LogFollower):
             jobs_due=due_jobs,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
-        full = any(len(n) == self._batch_size for n in batches.values())
+        full = any(len(n) >= self._limit for n in batches.values())
         return read, full
+
+    def _with_conflicts_retried(
+        self,
+    ) -> tuple[dict[str, list[Notification]], Batch, list[tuple[UUID, int]], int, int] | None:
+        """The round, decided again on fresh state while other writers get there first.
+
+        Each conflict halves the next attempt's round (down to one notification per log),
+        so a busy aggregate — a customer cancelling while the saga answers — cannot make
+        a big round lose the race for ever; the next full round is big again.
+        """
+        self._limit = self._batch_size
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                return self._read_decide_store()
+            except IntegrityError:
+                if attempt == _CONFLICT_ATTEMPTS:
+                    raise
+                if self._on_conflict is not None:
+                    self._on_conflict(attempt)
+                self._limit = max(1, self._limit // 2)
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311
+        raise AssertionError("unreachable")
 
     def _read_decide_store(
         self,
@@ -151,7 +177,7 @@ class RoundFollower(LogFollower):
         """One round in ONE transaction: read the logs and the aggregates, decide, store."""
         with session(self._store.applications) as conn:
             batches = read_logs(
-                [(s, self._positions[s.name], self._batch_size) for s in self._sources], conn
+                [(s, self._positions[s.name], self._limit) for s in self._sources], conn
             )
             if not any(batches.values()):
                 return None
@@ -163,12 +189,14 @@ class RoundFollower(LogFollower):
         """Decide the round and store it; (batch, own events passed over, steps, due jobs)."""
         skipped: list[tuple[UUID, int]] = []
         work: list[tuple[ContextApplication, Notification, Any, Any]] = []
+        others: set[str] = set()  # logs with an event this follower did not store itself
         for source in self._sources:
             for notification in batches[source.name]:
                 key = (notification.originator_id, notification.originator_version)
                 if key in self._own:
                     skipped.append(key)
                     continue
+                others.add(source.name)
                 if notification.topic not in self._topics:
                     continue
                 event, meta = source.metadata_mapper.decode(notification)
@@ -185,8 +213,10 @@ class RoundFollower(LogFollower):
                 taken += counts[0]
                 due_jobs += counts[1]
             for source in self._sources:
+                # A log read only for the round's own earlier events need not move its
+                # tracking record now: after a restart they are decided again, state-driven.
                 notifications = batches[source.name]
-                if notifications:
+                if notifications and source.name in others:
                     batch.track(source, Tracking(source.name, notifications[-1].id))
             batch.commit(conn)
         except BaseException:
