@@ -7,8 +7,9 @@ process's name and nothing else; the names, composition roots and ports are the 
 
 from __future__ import annotations
 
+import importlib.util
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 import msgspec
 import psycopg
@@ -317,7 +318,14 @@ def serve_http(app: Litestar, *, host: str, port: int, process: str) -> None:
         access_log=False,  # the APIs log one line per request themselves
         server_header=False,  # no "server: uvicorn"
         timeout_graceful_shutdown=10,
+        loop=_event_loop(),
+        http="httptools",  # ADR 0021
     )
+
+
+def _event_loop() -> Literal["uvloop", "asyncio"]:
+    """The event loop: uvloop where it is installed (not on Windows), else asyncio's (ADR 0021)."""
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
 
 
 # -- the workers ------------------------------------------------------------------------------

@@ -140,7 +140,10 @@ def broker_produce_rate(bootstrap: str, messages: int, size: int = 500) -> float
 
 
 def http_hello_rate(seconds: float, concurrency: int = 64) -> tuple[float, float]:
-    """Requests/s of a Litestar+msgspec "hello" on one uvicorn worker; and the load's CPU %."""
+    """Requests/s of a Litestar+msgspec "hello" on one uvicorn worker; and the load's CPU %.
+
+    The server runs as the APIs do: uvloop (where installed) and httptools.
+    """
     port = free_port()
     server = subprocess.Popen(
         [
@@ -153,6 +156,8 @@ def http_hello_rate(seconds: float, concurrency: int = 64) -> tuple[float, float
             "--log-level",
             "warning",
             "--no-access-log",
+            "--http",
+            "httptools",  # the APIs' own server stack (ADR 0021)
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
