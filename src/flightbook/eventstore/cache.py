@@ -101,6 +101,47 @@ class AggregateCache:
             self._read_at.pop(evicted, None)
         return found
 
+    def version_of(self, aggregate_id: UUID | str) -> int | None:
+        """The version of the aggregate as held (None: not held)."""
+        held = self._held.get(aggregate_id)  # type: ignore[arg-type]  # a log row: a UUID
+        return None if held is None else int(held.version)
+
+    def apply(self, event: Any) -> None:
+        """Bring a held aggregate up to date with its next event, seen in its log.
+
+        A follower that reads every event of the log keeps what it holds current this way,
+        without a query. An event the aggregate already has (it was loaded after it) is
+        passed over; one that leaves a gap drops the aggregate, which is read again when
+        next needed.
+        """
+        with self.lock:
+            held = self._held.get(event.originator_id)
+            if held is None or event.originator_version <= held.version:
+                return
+            if event.originator_version != held.version + 1:
+                self._held.pop(event.originator_id, None)
+                self._read_at.pop(event.originator_id, None)
+                return
+            self._held[event.originator_id] = event.mutate(held)
+
+    def held_or_load(self, ids: Iterable[UUID], *, conn: Any = None) -> dict[UUID, Aggregate]:
+        """The aggregates of ``ids`` that exist: as held, the others read (one query).
+
+        For a reader that keeps what it holds current with :meth:`apply`.
+        """
+        with self.lock:
+            wanted = list(dict.fromkeys(ids))
+            missing = [i for i in wanted if i not in self._held]
+            if missing:
+                self._refresh(missing, conn)
+            found: dict[UUID, Aggregate] = {}
+            for aggregate_id in wanted:
+                aggregate = self._held.get(aggregate_id)
+                if aggregate is not None:
+                    self._held.move_to_end(aggregate_id)
+                    found[aggregate_id] = aggregate
+            return found
+
     def get(self, aggregate_id: UUID, *, conn: Any = None) -> Aggregate:
         """The aggregate brought up to date (raises ``AggregateNotFoundError``)."""
         found = self.refresh([aggregate_id], conn=conn).get(aggregate_id)

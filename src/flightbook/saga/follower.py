@@ -77,6 +77,16 @@ class LogFollower:
             for source in self._sources
         }
 
+    def answered(self) -> dict[str, int]:
+        """The last position answered per source log, as this follower knows it now.
+
+        The rounds follower does not always move a log's tracking record for its own
+        events (ADR 0020), so this, not :meth:`positions`, is what its lag is measured
+        from; before the first pass it is the tracking records.
+        """
+        known = dict(self._positions)
+        return known or self.positions()
+
     def heads(self) -> dict[str, int]:
         """The newest position of each source log."""
         return {s.name: s.recorder.max_notification_id() or 0 for s in self._sources}

@@ -279,7 +279,7 @@ class SagaProcess:
 
     def _observe(self) -> None:
         try:
-            heads, done = self.follower.heads(), self.follower.positions()
+            heads, done = self.follower.heads(), self.follower.answered()
             for source, head in heads.items():
                 self._lag.labels(source).set(max(0, head - done.get(source, 0)))
             self._pending.set(self.queue.pending())

@@ -190,26 +190,38 @@ class RoundFollower(LogFollower):
         skipped: list[tuple[UUID, int]] = []
         work: list[tuple[ContextApplication, Notification, Any, Any]] = []
         others: set[str] = set()  # logs with an event this follower did not store itself
+        caches = {
+            self._store.bookings.name: self.bookings,
+            self._store.inventory.name: self.flights,
+        }
         for source in self._sources:
+            cache = caches.get(source.name)
             for notification in batches[source.name]:
                 key = (notification.originator_id, notification.originator_version)
-                if key in self._own:
+                if key in self._own:  # decided in an earlier round: what we hold has it
                     skipped.append(key)
                     continue
                 others.add(source.name)
-                if notification.topic not in self._topics:
+                answered = notification.topic in self._topics
+                held = cache.version_of(notification.originator_id) if cache else None
+                behind = held is not None and notification.originator_version > held
+                if not answered and not behind:
                     continue
                 event, meta = source.metadata_mapper.decode(notification)
-                work.append((source, notification, event, meta))
+                if cache is not None and behind:
+                    # another writer's event (a cancellation, an expiry): what we hold
+                    # follows the log itself, without a query
+                    cache.apply(event)
+                if answered:
+                    work.append((source, notification, event, meta))
         state = _RoundState(self.bookings, self.flights, conn)
         try:
             state.prefetch(event for _source, _n, event, _meta in work)
             batch = Batch(self._store.applications)
             steps = self._steps.reading(state)
             taken, due_jobs = 0, 0
-            now = self._clock()
             for source, notification, event, meta in work:
-                counts = self._answer_folding(steps, batch, source, notification, event, meta, now)
+                counts = self._answer_folding(steps, batch, source, notification, event, meta)
                 taken += counts[0]
                 due_jobs += counts[1]
             for source in self._sources:
@@ -233,7 +245,6 @@ class RoundFollower(LogFollower):
         notification: Notification,
         event: object,
         meta: Any,
-        now: dt.datetime,
     ) -> tuple[int, int]:
         """Answer one notification and fold its consequences; (steps stored, jobs due now)."""
         correlation_id: str = meta.correlation_id
@@ -249,6 +260,8 @@ class RoundFollower(LogFollower):
             with recording(actor="saga", correlation_id=correlation_id, causation_id=causation_id):
                 produced = batch.collect(step.target, step.aggregates, step.rows)
             taken += 1
+            # due now: after the decision (a job it schedules "now" is due at its clock)
+            now = self._clock()
             due_jobs += sum(
                 1 for row in step.rows if isinstance(row, ScheduleJob) and row.due_at <= now
             )
@@ -271,7 +284,11 @@ class _RoundState:
     """The aggregates one round decides on: each read once, then changed in memory.
 
     It is the steps' :class:`~flightbook.saga.steps.Loader`. Bookings and flights come from
-    the follower's caches (brought up to date when the round first needs them);
+    the follower's caches, which follow the logs the follower reads (every event of a held
+    aggregate passes through :meth:`AggregateCache.apply`); only those not held are read,
+    in one query per context. State as of the round's log positions is what a decision
+    sees; an event stored after them by another writer refuses the round's write
+    (optimistic concurrency), and the round is decided again on fresh state.
     :meth:`forget` drops from the caches whatever the round may have changed.
     """
 
@@ -295,15 +312,19 @@ class _RoundState:
                 booking_ids.add(found)
         bookings, flights = self._caches
         self._bookings.update(
-            bookings.refresh(booking_ids - self._bookings.keys(), conn=self._conn)
+            bookings.held_or_load(booking_ids - self._bookings.keys(), conn=self._conn)
         )
         flight_ids |= {b.flight_id for b in self._bookings.values() if isinstance(b, Booking)}
-        self._flights.update(flights.refresh(flight_ids - self._flights.keys(), conn=self._conn))
+        self._flights.update(
+            flights.held_or_load(flight_ids - self._flights.keys(), conn=self._conn)
+        )
 
     def booking(self, booking_id: UUID) -> Booking:
         found = self._bookings.get(booking_id)
         if found is None:
-            found = self._caches[0].get(booking_id, conn=self._conn)
+            found = self._caches[0].held_or_load([booking_id], conn=self._conn).get(booking_id)
+            if found is None:
+                raise AggregateNotFoundError(booking_id)
             self._bookings[booking_id] = found
         if not isinstance(found, Booking):
             raise AggregateNotFoundError(booking_id)
@@ -312,7 +333,9 @@ class _RoundState:
     def flight(self, flight_id: UUID) -> FlightInventory:
         found = self._flights.get(flight_id)
         if found is None:
-            found = self._caches[1].get(flight_id, conn=self._conn)
+            found = self._caches[1].held_or_load([flight_id], conn=self._conn).get(flight_id)
+            if found is None:
+                raise AggregateNotFoundError(flight_id)
             self._flights[flight_id] = found
         if not isinstance(found, FlightInventory):
             raise AggregateNotFoundError(flight_id)

@@ -33,6 +33,13 @@ def test_counter_deltas_leave_out_the_probes_own_queries() -> None:
     assert Counters(commits=1_130, statements=None, own=30).since(earlier) == (110, None)
 
 
+def test_write_transactions_are_the_transaction_ids_given_out_meanwhile() -> None:
+    earlier = Counters(commits=1_000, statements=None, own=10, next_xid=500)
+    later = Counters(commits=1_130, statements=None, own=30, next_xid=540)
+
+    assert later.writes_since(earlier) == 40
+
+
 def test_latencies_are_in_milliseconds_by_nearest_rank() -> None:
     figures = latency_ms([0.001 * n for n in range(1, 101)])
 
@@ -67,7 +74,7 @@ def test_the_steps_table_has_one_column_per_step_and_names_the_capacity() -> Non
             "servers": {"postgres": 13.0},
             "loadgen": 2.0,
         },
-        "postgres_per_booking": {"commits": 50.0, "statements": None},
+        "postgres_per_booking": {"commits": 50.0, "write_transactions": 12.0, "statements": None},
     }
     phase = {
         "flights": 8,
