@@ -94,7 +94,9 @@ def _check_afterwards(
         write_side = WriteSide(store)
         ids = [uuid.UUID(b) for b in bookers.accepted]
         eventually(
-            lambda: [b for b in ids if write_side.booking(b).status not in FINAL],
+            lambda: {
+                b: write_side.story(b) for b in ids if write_side.booking(b).status not in FINAL
+            },
             lambda pending: not pending,
             within=180,
             what="every accepted booking final",

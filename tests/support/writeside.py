@@ -65,6 +65,37 @@ class WriteSide:
         found: Booking = self.bookings.repository.get(booking_id)
         return found
 
+    def story(self, booking_id: uuid.UUID) -> dict[str, object]:
+        """What the write side holds about a booking: to say why it is not final."""
+        booking = self.bookings.find_booking(booking_id)
+        if booking is None:
+            return {"booking": "not stored"}
+        stored = self.bookings.repository.event_store.get(booking_id)
+        events = [type(event).__qualname__ for event in stored]
+        payment = self.payments.payment_of(booking_id)
+        flight = self.inventory.find_flight(booking.flight_id)
+        hold = flight.hold_of(booking_id) if flight is not None else None
+        datastore = self.bookings.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.get_connection() as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT kind, due_at, attempts, last_error FROM saga.jobs WHERE booking_id = %s",
+                (booking_id,),
+            )
+            jobs = [str(row) for row in cursor.fetchall()]
+            cursor.execute(
+                "SELECT 'booking', * FROM booking.bookings_tracking UNION ALL"
+                " SELECT 'inventory', * FROM inventory.inventory_tracking UNION ALL"
+                " SELECT 'payment', * FROM payment.payments_tracking"
+            )
+            tracking = [str(row) for row in cursor.fetchall()]
+        return {
+            "events": events,
+            "payment": None if payment is None else payment.status,
+            "hold": None if hold is None else str(hold),
+            "jobs": jobs,
+            "tracking": tracking,
+        }
+
     def flight(self, flight_id: uuid.UUID) -> FlightInventory:
         found: FlightInventory = self.inventory.repository.get(flight_id)
         return found

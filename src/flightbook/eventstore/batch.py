@@ -7,7 +7,9 @@ per followed log. :meth:`Batch.commit` writes all of it in one PostgreSQL transa
 one connection — the contexts' tables live in one database, in three schemas — in a fixed
 context order (booking, inventory, payment), so two batches lock the events tables in the
 same order and cannot deadlock. Either all of it is stored or none: an aggregate another
-writer changed first raises ``IntegrityError`` before anything is committed.
+writer changed first raises ``IntegrityError`` before anything is committed, and so does
+an aggregate whose first new event does not follow a stored one (a writer that decided on
+state the log does not hold: the store never gets a gap in an aggregate's versions).
 
 On the in-memory store every part is checked first and then applied under the one lock
 the three recorders share, so there too nothing of a refused batch is stored.
@@ -19,7 +21,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import IntegrityError, Notification
 from psycopg import sql
 
 from flightbook.eventstore.memory import MemoryRecorder
@@ -223,8 +225,16 @@ def _write_in_postgres(parts: Sequence[_Part], conn: Connection[Any]) -> None:
                     # notification order in each log (ADR 0004)
                     recorder._lock_table(curs)
                     recorder._notify_channel(curs)
-                    curs.execute(_insert_statement(recorder), _columns(part.events))
+                    curs.execute(
+                        _insert_statement(recorder),
+                        (*_columns(part.events), *_first_versions(part.events)),
+                    )
                     pipeline.sync()  # a conflict raises IntegrityError here
+                    if curs.rowcount != len(part.events):
+                        raise IntegrityError(
+                            f"{recorder.events_table_name}: an event does not follow the "
+                            "aggregate's stored version"
+                        )
                 except Exception as exc:  # re-raised after the pipeline closed
                     failure = exc
                     break
@@ -233,15 +243,32 @@ def _write_in_postgres(parts: Sequence[_Part], conn: Connection[Any]) -> None:
 
 
 def _insert_statement(recorder: TransactionalRecorder) -> sql.Composed:
-    """One INSERT of many events from column arrays.
+    """One INSERT of many events from column arrays, or of none if one would leave a gap.
 
     Column arrays rather than the library's array of the schema's composite type: this
-    connection writes three schemas, each with its own type of the same name.
+    connection writes three schemas, each with its own type of the same name. The last two
+    arrays are each aggregate's first version in the batch: when one is not 1 and its
+    predecessor is not stored, nothing is inserted (the caller compares the row count).
     """
     return sql.SQL(
-        "INSERT INTO {}.{} (originator_id, originator_version, topic, state)"
+        "INSERT INTO {table} (originator_id, originator_version, topic, state)"
         " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[])"
-    ).format(sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name))
+        " WHERE NOT EXISTS (SELECT 1 FROM unnest(%s::uuid[], %s::bigint[]) AS first (id, v)"
+        " WHERE first.v > 1 AND NOT EXISTS (SELECT 1 FROM {table} AS stored"
+        " WHERE stored.originator_id = first.id AND stored.originator_version = first.v - 1))"
+    ).format(
+        table=sql.Identifier(recorder.datastore.schema, recorder.events_table_name),
+    )
+
+
+def _first_versions(events: Sequence[StoredEvent]) -> tuple[list[object], list[object]]:
+    """Each aggregate's lowest version among ``events``: (ids, versions)."""
+    first: dict[UUID | str, int] = {}
+    for event in events:
+        known = first.get(event.originator_id)
+        if known is None or event.originator_version < known:
+            first[event.originator_id] = event.originator_version
+    return list(first), list(first.values())
 
 
 def _columns(events: Sequence[StoredEvent]) -> tuple[list[object], ...]:

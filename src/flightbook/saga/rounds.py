@@ -174,19 +174,37 @@ class RoundFollower(LogFollower):
     def _read_decide_store(
         self,
     ) -> tuple[dict[str, list[Notification]], Batch, list[tuple[UUID, int]], int, int] | None:
-        """One round in ONE transaction: read the logs and the aggregates, decide, store."""
-        with session(self._store.applications) as conn:
-            batches = read_logs(
-                [(s, self._positions[s.name], self._limit) for s in self._sources], conn
-            )
-            if not any(batches.values()):
-                return None
-            return (batches, *self._decide(batches, conn))
+        """One round in ONE transaction: read the logs and the aggregates, decide, store.
+
+        Whatever the round changed in memory is forgotten unless its transaction committed:
+        the COMMIT itself can fail (the server dies at that moment) after every statement
+        of the batch succeeded, and a cache that kept those changes would have the next
+        round store a flight's later events over the ones lost with this round.
+        """
+        state: _RoundState | None = None
+        try:
+            with session(self._store.applications) as conn:
+                batches = read_logs(
+                    [(s, self._positions[s.name], self._limit) for s in self._sources], conn
+                )
+                if not any(batches.values()):
+                    return None
+                state = _RoundState(self.bookings, self.flights, conn)
+                decided = self._decide(batches, state)
+        except BaseException:
+            # not stored (or not known to be): read what the round touched again next time
+            if state is not None:
+                state.forget()
+            raise
+        return (batches, *decided)
 
     def _decide(
-        self, batches: dict[str, list[Notification]], conn: Any
+        self, batches: dict[str, list[Notification]], state: _RoundState
     ) -> tuple[Batch, list[tuple[UUID, int]], int, int]:
-        """Decide the round and store it; (batch, own events passed over, steps, due jobs)."""
+        """Decide the round and write it in the round's transaction.
+
+        Returns (batch, own events passed over, steps, due jobs).
+        """
         skipped: list[tuple[UUID, int]] = []
         work: list[tuple[ContextApplication, Notification, Any, Any]] = []
         others: set[str] = set()  # logs with an event this follower did not store itself
@@ -214,27 +232,21 @@ class RoundFollower(LogFollower):
                     cache.apply(event)
                 if answered:
                     work.append((source, notification, event, meta))
-        state = _RoundState(self.bookings, self.flights, conn)
-        try:
-            state.prefetch(event for _source, _n, event, _meta in work)
-            batch = Batch(self._store.applications)
-            steps = self._steps.reading(state)
-            taken, due_jobs = 0, 0
-            for source, notification, event, meta in work:
-                counts = self._answer_folding(steps, batch, source, notification, event, meta)
-                taken += counts[0]
-                due_jobs += counts[1]
-            for source in self._sources:
-                # A log read only for the round's own earlier events need not move its
-                # tracking record now: after a restart they are decided again, state-driven.
-                notifications = batches[source.name]
-                if notifications and source.name in others:
-                    batch.track(source, Tracking(source.name, notifications[-1].id))
-            batch.commit(conn)
-        except BaseException:
-            # what this round changed in memory was not stored: read those again next time
-            state.forget()
-            raise
+        state.prefetch(event for _source, _n, event, _meta in work)
+        batch = Batch(self._store.applications)
+        steps = self._steps.reading(state)
+        taken, due_jobs = 0, 0
+        for source, notification, event, meta in work:
+            counts = self._answer_folding(steps, batch, source, notification, event, meta)
+            taken += counts[0]
+            due_jobs += counts[1]
+        for source in self._sources:
+            # A log read only for the round's own earlier events need not move its
+            # tracking record now: after a restart they are decided again, state-driven.
+            notifications = batches[source.name]
+            if notifications and source.name in others:
+                batch.track(source, Tracking(source.name, notifications[-1].id))
+        batch.commit(state.conn)
         return batch, skipped, taken, due_jobs
 
     def _answer_folding(
@@ -294,7 +306,8 @@ class _RoundState:
 
     def __init__(self, bookings: AggregateCache, flights: AggregateCache, conn: Any) -> None:
         self._caches = (bookings, flights)
-        self._conn = conn
+        self.conn = conn
+        """The round's session: reads and the batch in its one transaction."""
         self._bookings: dict[UUID, Any] = {}
         self._flights: dict[UUID, Any] = {}
 
@@ -312,17 +325,17 @@ class _RoundState:
                 booking_ids.add(found)
         bookings, flights = self._caches
         self._bookings.update(
-            bookings.held_or_load(booking_ids - self._bookings.keys(), conn=self._conn)
+            bookings.held_or_load(booking_ids - self._bookings.keys(), conn=self.conn)
         )
         flight_ids |= {b.flight_id for b in self._bookings.values() if isinstance(b, Booking)}
         self._flights.update(
-            flights.held_or_load(flight_ids - self._flights.keys(), conn=self._conn)
+            flights.held_or_load(flight_ids - self._flights.keys(), conn=self.conn)
         )
 
     def booking(self, booking_id: UUID) -> Booking:
         found = self._bookings.get(booking_id)
         if found is None:
-            found = self._caches[0].held_or_load([booking_id], conn=self._conn).get(booking_id)
+            found = self._caches[0].held_or_load([booking_id], conn=self.conn).get(booking_id)
             if found is None:
                 raise AggregateNotFoundError(booking_id)
             self._bookings[booking_id] = found
@@ -333,7 +346,7 @@ class _RoundState:
     def flight(self, flight_id: UUID) -> FlightInventory:
         found = self._flights.get(flight_id)
         if found is None:
-            found = self._caches[1].held_or_load([flight_id], conn=self._conn).get(flight_id)
+            found = self._caches[1].held_or_load([flight_id], conn=self.conn).get(flight_id)
             if found is None:
                 raise AggregateNotFoundError(flight_id)
             self._flights[flight_id] = found

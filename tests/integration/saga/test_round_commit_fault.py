@@ -6,6 +6,10 @@ bookings on a flight of 15 seats so that a round holds many decisions:
 
 - *before the commit*: the round's batch is refused before anything is written, as a
   dropped connection or a crash at that moment would; nothing of the round may be stored;
+- *at the commit*: the batch was written in the round's transaction, then the COMMIT
+  failed (the server died at that moment) and the transaction is rolled back: nothing of
+  the round may be stored, and nothing the round changed in the saga's memory may be
+  built on (a round that did once stored a flight's later events over a gap);
 - *after the commit*: the transaction committed, then the process failed before it
   learned so (its positions, its memory of its own events): the round is stored, and
   whatever follows must not repeat it.
@@ -75,6 +79,7 @@ FAULTY_ROUNDS = frozenset({1, 3})
 holds the seats of all 20 bookings, the third answers the gateway's authorizations."""
 
 Outcome = Literal["confirmed", "declined", "no seats"]
+When = Literal["before", "at", "after"]
 
 
 def expected_outcome(index: int, token: str) -> Outcome:
@@ -131,7 +136,7 @@ def crash() -> InjectedCrashError:
 class Faults:
     """Fails the commit of the rounds numbered in ``rounds``, before or after it happens."""
 
-    when: Literal["before", "after"]
+    when: When
     error: Callable[[], Exception]
     rounds: frozenset[int] = FAULTY_ROUNDS
     commits: int = 0
@@ -164,6 +169,8 @@ class Faults:
             faults.written = False
             with real_session(applications) as conn:
                 yield conn
+                if faults.when == "at" and faults.written and faults.due():
+                    faults.fail()  # written, then the COMMIT failed: it all rolls back
             # the round's transaction has committed here
             if faults.when == "after" and faults.written and faults.due():
                 faults.fail()
@@ -217,7 +224,7 @@ def run_to_the_end(sagas: Sagas, faults: Faults, bookings: list[uuid.UUID]) -> S
             if faults.raised == injected:
                 raise  # not ours
             stored = follower.positions()
-            if faults.when == "before":
+            if faults.when in {"before", "at"}:
                 assert stored == answered, "a round refused at its commit stored something"
             else:
                 assert stored != answered, "the round failed after its commit was not stored"
@@ -256,12 +263,16 @@ def events_about(app: ContextApplication) -> dict[object, list[str]]:
     [
         ("before", lost_connection),
         ("before", crash),
+        ("at", lost_connection),
+        ("at", crash),
         ("after", lost_connection),
         ("after", crash),
     ],
     ids=[
         "before-commit-connection-lost",
         "before-commit-process-died",
+        "commit-failed-connection-lost",
+        "commit-failed-process-died",
         "after-commit-connection-lost",
         "after-commit-process-died",
     ],
@@ -270,7 +281,7 @@ def test_a_round_failing_at_its_commit_loses_nothing_and_repeats_nothing(
     settings: Settings,
     write_side: WriteSide,
     monkeypatch: pytest.MonkeyPatch,
-    when: Literal["before", "after"],
+    when: When,
     error: Callable[[], Exception],
 ) -> None:
     flight_id = write_side.schedule_flight(seats=SEATS)
