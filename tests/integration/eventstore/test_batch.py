@@ -34,6 +34,14 @@ def _hold(flight: FlightInventory) -> None:
     flight.hold_seats(uuid.uuid4(), "Y", 1, IN_AN_HOUR)
 
 
+def _store_together(write_side: WriteSide, *flights: FlightInventory) -> None:
+    """The flights' pending events in one batch, committed in one session."""
+    batch = Batch(write_side.store.applications)
+    batch.collect(write_side.inventory, list(flights))
+    with session(write_side.store.applications) as conn:
+        batch.commit(conn)
+
+
 def test_a_batch_built_on_events_that_were_never_stored_stores_nothing(
     write_side: WriteSide,
 ) -> None:
@@ -45,13 +53,8 @@ def test_a_batch_built_on_events_that_were_never_stored_stores_nothing(
     _hold(in_memory)  # version 4, on top of them
     newcomer = a_flight(seats=5)  # a new aggregate in the same batch
 
-    batch = Batch(write_side.store.applications)
-    batch.collect(write_side.inventory, [in_memory, newcomer])
-    with (
-        pytest.raises(IntegrityError, match="does not follow"),
-        session(write_side.store.applications) as conn,
-    ):
-        batch.commit(conn)
+    with pytest.raises(IntegrityError, match="does not follow"):
+        _store_together(write_side, in_memory, newcomer)
 
     assert _stored_versions(write_side, flight_id) == [1]
     assert _stored_versions(write_side, newcomer.id) == []
@@ -66,10 +69,7 @@ def test_a_batch_that_follows_the_stored_versions_is_stored_whole(
     _hold(flight)  # versions 2 and 3 in one batch: 3 follows 2, which the batch holds
     newcomer = a_flight(seats=5)
 
-    batch = Batch(write_side.store.applications)
-    batch.collect(write_side.inventory, [flight, newcomer])
-    with session(write_side.store.applications) as conn:
-        batch.commit(conn)
+    _store_together(write_side, flight, newcomer)
 
     assert _stored_versions(write_side, flight_id) == [1, 2, 3]
     assert _stored_versions(write_side, newcomer.id) == [1]
