@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from flightbook.commands.requests import BookingRequest, FlightRequest
     from flightbook.config.settings import Settings
     from flightbook.eventstore.applications import EventStore
-    from flightbook.eventstore.pii import PersonalDataVault
+    from flightbook.eventstore.pii import PersonalDataVault, Sealer
+    from flightbook.eventstore.rows import Row
     from flightbook.http.tokens import Principal
 
 __all__ = (
@@ -291,12 +292,15 @@ class CommandService:
     ) -> tuple[Booking, list[Recording[uuid.UUID]]]:
         """Seal and store the new booking with its key, under the caps and the live-key check.
 
+        A new customer's data key is stored in the booking's transaction (``NewDataKey``).
         An erasure of the customer that commits between the sealing and the booking's
         transaction erased the key the booking was sealed under; the booking is then sealed
-        again under the customer's new key (the erasure holds the same customer lock).
+        again under the customer's new key (the erasure holds the same customer lock). So is
+        a booking whose new key lost to one another request of the customer made meanwhile.
         """
         for _ in range(3):
-            booking = self._new_booking(request, booking_id, customer_id)
+            sealer = self._sealer(customer_id)
+            booking = self._new_booking(request, booking_id, customer_id, sealer)
             caps = CapsGuard(
                 caps=self.caps,
                 customer_id=customer_id,
@@ -304,16 +308,22 @@ class CommandService:
                 flight_id=booking.flight_id,
                 seats=booking.passenger_count,
             )
-            sealed_with = {
-                self.vault.key_id_of(booking.passengers),
-                self.vault.key_id_of(booking.payment_token),
-            }
-            live = LiveKeysGuard(tuple(k for k in sealed_with if k is not None))
+            live = LiveKeysGuard(() if sealer.new_key is not None else (sealer.key_id,))
+            rows: list[Row] = [key] if sealer.new_key is None else [sealer.new_key, key]
             try:
                 with recording(actor=actor, correlation_id=correlation_id):
-                    return booking, self.bookings.record(booking, rows=[key], guards=[caps, live])
+                    recordings = self.bookings.record(booking, rows=rows, guards=[caps, live])
             except SealedUnderErasedKeyError:
                 self.vault.forget(customer_id)  # erased since: seal again under a new key
+                continue
+            except IntegrityError:
+                if sealer.new_key is None:
+                    raise  # the idempotency key or the booking id: a concurrent duplicate
+                # Or another request made the customer's key first: seal again under it.
+                self.vault.forget(customer_id)
+                continue
+            self.vault.stored(sealer)
+            return booking, recordings
         raise DomainError(
             "the customer's personal data is being erased; try again", code="personal_data_erased"
         )
@@ -420,8 +430,14 @@ class CommandService:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _sealer(self, customer_id: str) -> Sealer:
+        try:
+            return self.vault.sealer(customer_id)
+        except SealedDataError as exc:
+            raise DomainError(str(exc), code="personal_data_erased") from None
+
     def _new_booking(
-        self, request: BookingRequest, booking_id: uuid.UUID, customer_id: str
+        self, request: BookingRequest, booking_id: uuid.UUID, customer_id: str, sealer: Sealer
     ) -> Booking:
         with self.flights.lock:  # read only: the saga decides on the seats
             # Up to a second old: this is an early refusal; the saga checks the flight
@@ -440,11 +456,8 @@ class CommandService:
             for index, passenger in enumerate(request.passengers)
         ]
         plaintext = msgspec.json.encode([p.to_dict() for p in passengers]).decode()
-        try:
-            sealed = self.vault.seal(customer_id, plaintext)
-        except SealedDataError as exc:
-            raise DomainError(str(exc), code="personal_data_erased") from None
-        token = self.vault.seal(customer_id, request.payment_token)  # opened by the saga
+        sealed = sealer.seal(plaintext)
+        token = sealer.seal(request.payment_token)  # opened by the saga
         price = fare.price.multiply(len(passengers))
         return Booking.request(
             booking_id=booking_id,

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.persistence import IntegrityError
 
 from flightbook.eventstore.keks import (
     KeyEncryptionKeyError,
@@ -64,11 +65,13 @@ __all__ = (
     "KeyEncryptionKeyError",
     "LiveKeysGuard",
     "MemoryDataKeys",
+    "NewDataKey",
     "PersonalDataVault",
     "PostgresDataKeys",
     "RotationRunningError",
     "SealedDataError",
     "SealedUnderErasedKeyError",
+    "Sealer",
     "SubjectErasure",
     "WrappedKey",
     "build_vault",
@@ -248,6 +251,71 @@ class LiveKeysGuard:
             row = table.get(key_id)
             if row is not None and row["wrapped"] is None:
                 raise SealedUnderErasedKeyError("sealed under a key erased since")
+
+
+# -- a new key, as a row of the transaction of the first values sealed under it -------------
+
+
+@dataclass(frozen=True)
+class NewDataKey:
+    """A subject's new live data key, stored with the first values sealed under it.
+
+    A :class:`~flightbook.eventstore.rows.Row`: a new customer's key then costs no
+    transaction of its own, and no value can be stored under a key that is not. When
+    another transaction made the subject's live key first, the partial unique index
+    refuses this one with ``IntegrityError`` (nothing of the transaction is stored); the
+    caller seals again under that key (:meth:`PersonalDataVault.sealer`).
+    """
+
+    key_id: uuid.UUID
+    subject_id: str
+    kek_id: str
+    wrapped: bytes
+
+    def sql(self) -> Statement:
+        return (
+            "INSERT INTO pii.data_keys (key_id, subject_id, wrapped, kek_id) "
+            "VALUES (%s, %s, %s, %s)",
+            (self.key_id, self.subject_id, self.wrapped, self.kek_id),
+        )
+
+    def check(self, database: MemoryDatabase) -> None:
+        for row in database.table(DATA_KEYS).values():
+            if row["subject_id"] == self.subject_id and row["wrapped"] is not None:
+                raise IntegrityError(f"subject {self.subject_id} has a live data key")
+
+    def apply(self, database: MemoryDatabase) -> None:
+        database.table(DATA_KEYS)[self.key_id] = {
+            "subject_id": self.subject_id,
+            "kek_id": self.kek_id,
+            "wrapped": self.wrapped,
+            "erased_at": None,
+        }
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """Seals values of one subject under one data key (:meth:`PersonalDataVault.sealer`).
+
+    Attributes:
+        subject_id: whose values these are.
+        key_id: the data key they are sealed under.
+        new_key: the key's row when it is not stored yet: it must be written in the
+            transaction that stores the sealed values, and :meth:`PersonalDataVault.stored`
+            told once that committed.
+    """
+
+    subject_id: str
+    key_id: uuid.UUID
+    key: bytes
+    new_key: NewDataKey | None
+
+    def seal(self, plaintext: str) -> str:
+        nonce = os.urandom(_NONCE)
+        box = AESGCM(self.key).encrypt(
+            nonce, plaintext.encode(), _aad(self.subject_id, self.key_id)
+        )
+        return f"{_V2}{self.key_id.hex}:{base64.b64encode(nonce + box).decode()}"
 
 
 # -- the stores -------------------------------------------------------------------------------
@@ -566,9 +634,35 @@ class PersonalDataVault:
         the subject and seals again, under the new key (``CommandService`` does).
         """
         key_id, key = self._live_key(subject_id)
-        nonce = os.urandom(_NONCE)
-        box = AESGCM(key).encrypt(nonce, plaintext.encode(), _aad(subject_id, key_id))
-        return f"{_V2}{key_id.hex}:{base64.b64encode(nonce + box).decode()}"
+        return Sealer(subject_id, key_id, key, None).seal(plaintext)
+
+    def sealer(self, subject_id: str) -> Sealer:
+        """Seals under the subject's live key, or under a new key not stored yet.
+
+        The values of a subject with no live key are sealed under a new key whose row
+        (``Sealer.new_key``) the caller writes in the transaction that stores them, and
+        then passes to :meth:`stored`; a subject's first booking so needs no transaction
+        for its key. Until then the new key is not this process's live key: a transaction
+        that failed leaves nothing behind, here or in the database.
+        """
+        live = self._cached_live_key(subject_id)
+        if live is not None:
+            return Sealer(subject_id, *live, None)
+        found = self.keys.live(subject_id)
+        if found is not None:
+            return Sealer(subject_id, *self._adopt(subject_id, *found), None)
+        key_id = uuid.uuid4()
+        key = AESGCM.generate_key(bit_length=256)
+        kek_id, material = self.keks.wrap(str(key_id), key)
+        return Sealer(subject_id, key_id, key, NewDataKey(key_id, subject_id, kek_id, material))
+
+    def stored(self, sealer: Sealer) -> None:
+        """The transaction holding ``sealer``'s new key committed: it is the live key now."""
+        if sealer.new_key is None:
+            return
+        self._remember(sealer.key_id.hex, sealer.subject_id, sealer.key)
+        with self._lock:
+            self._live[sealer.subject_id] = (self._clock(), sealer.key_id)
 
     def open(self, subject_id: str, sealed: str) -> str:
         """The plaintext, or :data:`ERASED` when the key it was sealed under was erased.
@@ -630,13 +724,24 @@ class PersonalDataVault:
     # -- keys ---------------------------------------------------------------------------------
 
     def _live_key(self, subject_id: str) -> tuple[uuid.UUID, bytes]:
+        live = self._cached_live_key(subject_id)
+        if live is not None:
+            return live
+        return self._adopt(subject_id, *self._find_or_make_live_key(subject_id))
+
+    def _cached_live_key(self, subject_id: str) -> tuple[uuid.UUID, bytes] | None:
         with self._lock:
             live = self._live.get(subject_id)
         if live is not None and self._clock() - live[0] < _KEY_TTL:
             cached = self._cached(live[1].hex)
             if cached is not None and cached.key is not None:
                 return live[1], cached.key
-        key_id, wrapped = self._find_or_make_live_key(subject_id)
+        return None
+
+    def _adopt(
+        self, subject_id: str, key_id: uuid.UUID, wrapped: WrappedKey
+    ) -> tuple[uuid.UUID, bytes]:
+        """The stored live key, unwrapped and remembered as the subject's live key."""
         key = self._key_of(key_id, subject_id, wrapped)
         with self._lock:
             self._live[subject_id] = (self._clock(), key_id)

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from flightbook.config.settings import Settings
 from flightbook.domain.booking import Booking, RejectionReason
 from flightbook.domain.inventory import FlightInventory
 from flightbook.eventstore.applications import Bookings, ContextApplication, Inventory
@@ -97,6 +99,30 @@ def test_a_booking_is_accepted_as_requested_with_its_position(
     assert booking.refundable is False
     assert booking.passengers.startswith("pii2:")
     assert "ada@example.com" not in booking.passengers
+
+
+def test_a_new_customers_data_key_is_stored_in_the_transaction_of_its_first_booking(
+    api: Api, auth: Headers, flight_id: str, settings: Settings
+) -> None:
+    """No transaction of its own: the key row and the booking's event share one ``xmin``."""
+    first = book(api, auth, flight_id, "key-1")
+    second = book(api, auth, flight_id, "key-2")
+
+    assert (first.status_code, second.status_code) == (202, 202), (first.text, second.text)
+    assert settings.postgres_url is not None
+    with psycopg.connect(settings.postgres_url) as conn:
+        keys = conn.execute(
+            "SELECT xmin::text FROM pii.data_keys WHERE subject_id = 'alice'"
+        ).fetchall()
+        events = conn.execute(
+            "SELECT originator_id::text, xmin::text FROM booking.bookings_events"
+            " WHERE originator_id = ANY(%s::uuid[])",
+            ([first.json()["booking_id"], second.json()["booking_id"]],),
+        ).fetchall()
+    by_booking: dict[str, str] = dict(events)
+    assert len(keys) == 1  # the second booking was sealed under the first one's key
+    assert keys[0][0] == by_booking[first.json()["booking_id"]]
+    assert keys[0][0] != by_booking[second.json()["booking_id"]]
 
 
 def test_the_same_key_and_body_answer_the_first_answer_and_store_nothing(

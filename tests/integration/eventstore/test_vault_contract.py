@@ -255,3 +255,58 @@ def test_a_legacy_value_of_a_subject_without_a_key_reads_erased(contract: Contra
     legacy = legacy_seal(AESGCM.generate_key(bit_length=256), "erin", "x")
 
     assert contract.vault.open("erin", legacy) == ERASED
+
+
+def test_a_new_subjects_key_is_stored_with_the_first_values_sealed_under_it(
+    contract: Contract,
+) -> None:
+    sealer = contract.vault.sealer("frank")
+    assert sealer.new_key is not None
+    sealed = sealer.seal("Frank")
+    assert contract.vault.keys.live("frank") is None  # nothing stored yet
+
+    with recording(actor="frank"):
+        contract.store.bookings.record(
+            a_booking(uuid.uuid4(), customer="frank", sealed=sealed), rows=[sealer.new_key]
+        )
+    contract.vault.stored(sealer)
+
+    assert contract.fresh_vault().open("frank", sealed) == "Frank"
+    again = contract.vault.sealer("frank")
+    assert (again.key_id, again.new_key) == (sealer.key_id, None)
+    assert contract.fresh_vault().sealer("frank").key_id == sealer.key_id
+
+
+def test_a_new_key_whose_transaction_failed_leaves_nothing_behind(contract: Contract) -> None:
+    booking = a_booking(uuid.uuid4(), customer="grace")
+    with recording(actor="grace"):
+        contract.store.bookings.record(booking)
+    sealer = contract.vault.sealer("grace")
+    assert sealer.new_key is not None
+    clash = a_booking(uuid.uuid4(), customer="grace", booking_id=booking.id)
+
+    with pytest.raises(IntegrityError), recording(actor="grace"):
+        contract.store.bookings.record(clash, rows=[sealer.new_key])
+
+    assert contract.vault.keys.live("grace") is None
+    retry = contract.vault.sealer("grace")
+    assert retry.new_key is not None
+    assert retry.key_id != sealer.key_id
+
+
+def test_of_two_new_keys_for_one_subject_the_second_is_refused(contract: Contract) -> None:
+    first = contract.vault.sealer("heidi")
+    second = contract.fresh_vault().sealer("heidi")  # another process, at the same moment
+    assert first.new_key is not None
+    assert second.new_key is not None
+    with recording(actor="heidi"):
+        contract.store.bookings.record(
+            a_booking(uuid.uuid4(), customer="heidi"), rows=[first.new_key]
+        )
+
+    late = a_booking(uuid.uuid4(), customer="heidi", sealed=second.seal("Heidi"))
+    with pytest.raises(IntegrityError), recording(actor="heidi"):
+        contract.store.bookings.record(late, rows=[second.new_key])
+
+    assert contract.store.bookings.find_booking(late.id) is None
+    assert contract.fresh_vault().sealer("heidi").key_id == first.key_id

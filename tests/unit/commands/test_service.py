@@ -41,7 +41,7 @@ from flightbook.domain.errors import (
 from flightbook.domain.inventory import FlightStatus
 from flightbook.domain.values import Cabin
 from flightbook.eventstore.applications import EventStore
-from flightbook.eventstore.pii import ERASED, is_sealed
+from flightbook.eventstore.pii import ERASED, PersonalDataVault, is_sealed
 from flightbook.http.tokens import Principal
 from tests.support.memory import (
     MEMORY,
@@ -488,6 +488,40 @@ def test_a_booking_sealed_just_before_its_customer_was_erased_is_sealed_again_un
     assert erased_first == [True]
     assert service.vault.open("alice", booking.passengers) != ERASED
     assert service.vault.open("alice", booking.payment_token) == "tok_ok_after-erasure"
+
+
+def test_a_new_customer_whose_key_another_process_made_meanwhile_is_sealed_again_under_it(
+    service: CommandService,
+    store: EventStore,
+    clock: Clock,
+    flight_id: uuid.UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two first bookings of one customer at once, in two processes: each seals under a new
+    key of its own; the one that commits second is refused by the store and sealed again
+    under the key that won, so the customer keeps one live key."""
+    elsewhere = command_service(
+        store, clock, vault=PersonalDataVault(service.vault.keys, service.vault.keks)
+    )
+    record = store.bookings.record
+    raced: list[BookingResult] = []
+    started: list[bool] = []
+
+    def other_first_then_record(*args: Any, **kwargs: Any) -> Any:
+        if not started:
+            started.append(True)
+            raced.append(book(elsewhere, flight_id, "key-elsewhere"))  # commits its new key
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(store.bookings, "record", other_first_then_record)
+
+    result = book(service, flight_id, "key-1", token="tok_ok_raced")
+
+    mine = store.bookings.booking(result.booking_id)
+    theirs = store.bookings.booking(raced[0].booking_id)
+    assert service.vault.key_id_of(mine.passengers) == service.vault.key_id_of(theirs.passengers)
+    assert service.vault.open("alice", mine.payment_token) == "tok_ok_raced"
+    assert len(memory_of(store).table("pii.data_keys")) == 1
 
 
 # -- cancelling a booking ----------------------------------------------------------------------
