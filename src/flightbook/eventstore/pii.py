@@ -483,15 +483,13 @@ class MemoryDataKeys:
         return None
 
     def add(self, key_id: uuid.UUID, subject_id: str, kek_id: str, wrapped: bytes) -> bool:
+        row = NewDataKey(key_id, subject_id, kek_id, wrapped)
         with self._database.lock:
-            if self.live(subject_id) is not None:
+            try:
+                row.check(self._database)
+            except IntegrityError:
                 return False
-            self._database.table(DATA_KEYS)[key_id] = {
-                "subject_id": subject_id,
-                "kek_id": kek_id,
-                "wrapped": wrapped,
-                "erased_at": None,
-            }
+            row.apply(self._database)
             return True
 
     def find(self, key_id: uuid.UUID) -> tuple[str, WrappedKey | None] | None:
@@ -651,10 +649,8 @@ class PersonalDataVault:
         found = self.keys.live(subject_id)
         if found is not None:
             return Sealer(subject_id, *self._adopt(subject_id, *found), None)
-        key_id = uuid.uuid4()
-        key = AESGCM.generate_key(bit_length=256)
-        kek_id, material = self.keks.wrap(str(key_id), key)
-        return Sealer(subject_id, key_id, key, NewDataKey(key_id, subject_id, kek_id, material))
+        key, new = self._new_key(subject_id)
+        return Sealer(subject_id, new.key_id, key, new)
 
     def stored(self, sealer: Sealer) -> None:
         """The transaction holding ``sealer``'s new key committed: it is the live key now."""
@@ -752,11 +748,17 @@ class PersonalDataVault:
             found = self.keys.live(subject_id)
             if found is not None:
                 return found
-            key_id = uuid.uuid4()
-            kek_id, wrapped = self.keks.wrap(str(key_id), AESGCM.generate_key(bit_length=256))
-            if self.keys.add(key_id, subject_id, kek_id, wrapped):  # ours is the live key
-                return key_id, WrappedKey(str(key_id), subject_id, kek_id, wrapped)
+            _, new = self._new_key(subject_id)
+            if self.keys.add(new.key_id, subject_id, new.kek_id, new.wrapped):  # ours is live
+                return new.key_id, WrappedKey(str(new.key_id), subject_id, new.kek_id, new.wrapped)
         raise SealedDataError(f"no key could be made for subject {subject_id}")
+
+    def _new_key(self, subject_id: str) -> tuple[bytes, NewDataKey]:
+        """A new data key (not stored) and its row, wrapped under the current KEK."""
+        key_id = uuid.uuid4()
+        key = AESGCM.generate_key(bit_length=256)
+        kek_id, wrapped = self.keks.wrap(str(key_id), key)
+        return key, NewDataKey(key_id, subject_id, kek_id, wrapped)
 
     def _key_of(self, key_id: uuid.UUID, subject_id: str, wrapped: WrappedKey) -> bytes:
         cached = self._cached(key_id.hex)
