@@ -19,7 +19,6 @@ import pytest
 import redis
 
 from tests.support.supervised import SupervisedSystem
-from tests.support.system import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -175,6 +174,26 @@ def test_stack_up_right_after_a_server_was_killed_starts_it_again_on_its_port(
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
+def test_a_server_started_again_never_takes_a_port_a_process_is_to_listen_on(
+    state_dir: Path,
+) -> None:
+    """A stack server goes on a free port, but a port free only because the process it is
+    promised to has not started yet is not free: that process would fail to bind."""
+    first = _flightbook(_env(state_dir), "stack", "up")
+    assert first.returncode == 0, first.stderr
+    redis_pid = _server_pids(state_dir)["redis"]
+    old_port = int(_urls(first.stdout)["FLIGHTBOOK_REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    os.kill(redis_pid, signal.SIGKILL)
+    _wait_gone({redis_pid}, 30)
+
+    # the killed server's port would be taken again (to keep its URL), but it is promised now
+    again = _flightbook(_env(state_dir, FLIGHTBOOK_COMMAND_PORT=str(old_port)), "stack", "up")
+
+    assert again.returncode == 0, again.stderr
+    new_url = _urls(again.stdout)["FLIGHTBOOK_REDIS_URL"]
+    assert f":{old_port}" not in new_url, new_url
+
+
 def test_a_port_another_program_listens_on_is_refused_in_one_line(state_dir: Path) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -232,7 +251,7 @@ def test_up_serves_both_apis_until_stopped_then_leaves_nothing_running(
 
         # "running" is said once each answers /health/live; ready follows when each has
         # done its first unit of work
-        eventually(system.all_ready, lambda ready: all(ready.values()), within=60, what="ready")
+        system.wait_all_ready(within=60)
         assert system.said("exited with status") == [], system.output()
 
         if ending == "SIGINT":

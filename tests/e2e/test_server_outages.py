@@ -185,7 +185,7 @@ def test_a_killed_server_is_started_again_and_flightbook_rides_it_out(
         eventually(lambda: system.server_answers(server), bool, within=60, what=f"{server} answers")
         during = bookers.snapshot()
         ready_after = _recovered(system, bookers)
-    eventually(system.all_ready, lambda ready: all(ready.values()), within=60, what="all ready")
+    system.wait_all_ready(within=60)
 
     statuses = _check_afterwards(system, bookers, pids, system.server_url("postgres"), since)
 
@@ -230,7 +230,7 @@ def test_postgres_away_for_a_minute_stops_nothing_and_loses_nothing(
             assert running.process_pids() == pids, "a process exited while PostgreSQL was away"
             stack.up()
             ready_after = _recovered(running, bookers)
-        eventually(running.all_ready, lambda r: all(r.values()), within=60, what="all ready")
+        running.wait_all_ready(within=60)
         statuses = _check_afterwards(running, bookers, pids, url, since)
     finally:
         code = running.stop()

@@ -30,6 +30,7 @@ from flightbook.http.tokens import mint_token
 from flightbook.stack.servers import KIND_BY_NAME
 from tests.support.api import booking_body, fare_body, flight_body
 from tests.support.processes import ROOT, free_port, without_flightbook_settings
+from tests.support.system import eventually
 
 __all__ = ("Bookers", "SupervisedSystem", "up_env")
 
@@ -209,6 +210,18 @@ class SupervisedSystem:
             for spec in PROCESSES
             if spec.port_setting is not None
         }
+
+    def wait_all_ready(self, within: float = 60.0) -> None:
+        """Until every process answers ``/health/ready``; a failure shows the system's output."""
+        try:
+            eventually(
+                self.all_ready, lambda ready: all(ready.values()), within=within, what="all ready"
+            )
+        except AssertionError as exc:
+            tail = "\n".join(self.lines[-80:])
+            raise AssertionError(
+                f"{exc}\n--- the last lines of flightbook up ---\n{tail}"
+            ) from None
 
     def token(self, subject: str, role: str) -> str:
         return mint_token(self.settings, subject=subject, roles=[role])

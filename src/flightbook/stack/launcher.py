@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from flightbook.config.keyfiles import replace_atomically
+from flightbook.config.processes import PROCESSES
 from flightbook.stack.servers import KIND_BY_NAME, KINDS, ServerKind
 
 if TYPE_CHECKING:
@@ -209,10 +210,10 @@ class LocalStack:
         record = self._read_record(kind)
         if configured == 0 and record is not None and isinstance(record.get("port"), int):
             previous = int(str(record["port"]))
-            if port_free(previous):
+            if port_free(previous) and previous not in self._process_ports():
                 return previous  # keep the URL stable across restarts
         if configured == 0:
-            return _free_port()
+            return _free_port(avoid=self._process_ports())
         if not port_free(configured):
             raise StackError(
                 f"{kind.name}: port {configured} is taken by another program; "
@@ -220,6 +221,15 @@ class LocalStack:
                 f"or FLIGHTBOOK_{kind.setting.upper()}"
             )
         return configured
+
+    def _process_ports(self) -> set[int]:
+        """The ports flightbook's own processes will listen on (not started yet, so free now)."""
+        ports = set()
+        for spec in PROCESSES:
+            for setting in (spec.port_setting, spec.ops_port_setting):
+                if setting is not None:
+                    ports.add(int(getattr(self._settings, setting)))
+        return ports
 
     def _start(self, kind: ServerKind, *, port: int | None = None) -> ServerState:
         data_dir = self._root / kind.name
@@ -359,8 +369,15 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+def _free_port(*, avoid: set[int]) -> int:
+    """A port free now that is none of ``avoid``.
+
+    ``avoid`` holds the ports promised to processes not started yet: a server on one of them
+    would make that process fail to bind, again and again.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in avoid:
+            return port

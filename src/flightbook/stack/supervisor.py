@@ -198,26 +198,38 @@ def _die_with_parent() -> None:
 
 
 def _announce(settings: Settings, children: list[_Child], say: Callable[[str], None]) -> None:
+    late = []
     for child in children:
         if child.spec.port_setting is None:
             continue
         url = f"http://{settings.host}:{getattr(settings, child.spec.port_setting)}"
-        _wait_http(url + "/health/live", child.process)
-        if child.spec.api:
+        if not _wait_http(url + "/health/live", child.process):
+            late.append(child.spec.name)
+            status = child.process.poll()
+            say(
+                f"{child.spec.name:<12} does not answer {url}/health/live yet"
+                + ("" if status is None else f" (it exited with status {status})")
+            )
+        elif child.spec.api:
             say(f"{child.spec.name:<12} listening on {url}   (OpenAPI: {url}/schema/openapi.json)")
         else:
             say(f"{child.spec.name:<12} running; health and metrics on {url}")
-    say("flightbook is running; press Ctrl-C to stop")
+    if late:
+        say(f"flightbook is running without {', '.join(late)} so far; press Ctrl-C to stop")
+    else:
+        say("flightbook is running; press Ctrl-C to stop")
 
 
-def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> bool:
+    """Whether ``url`` answered within ``timeout`` (False at once when the process exited)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
             with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - our own loopback URL
-                return
+                return True
         except OSError:
             time.sleep(0.1)
+    return False
 
 
 def _watch(
