@@ -28,9 +28,8 @@ from flightbook.eventstore.applications import EventStore
 from flightbook.eventstore.keks import FileKeyEncryptionKeys
 from flightbook.http.keys import SigningKeys
 from flightbook.http.tokens import mint_token
-from flightbook.stack.launcher import LocalStack
+from flightbook.stack.launcher import LocalStack, settings_urls
 from flightbook.stack.migrate import migrate_all, migrate_postgres
-from flightbook.stack.servers import KIND_BY_NAME
 from tests.support.api import Headers
 from tests.support.writeside import WriteSide
 
@@ -84,7 +83,7 @@ def stack_settings() -> Iterator[Settings]:
     states = stack.up()
     started = [name for name, state in states.items() if state.started]
     try:
-        yield base.with_urls(**{KIND_BY_NAME[n].setting: s.url for n, s in states.items()})
+        yield base.with_urls(**settings_urls(states))
     finally:
         if started:
             stack.down(started)
@@ -139,6 +138,7 @@ def settings(stack_settings: Settings, template_database: str) -> Iterator[Setti
     isolated = msgspec.structs.replace(
         stack_settings,
         postgres_url=_database_url(stack_settings.postgres_url, database),
+        gateway_postgres_url=None,  # the simulated provider's tables in the test's database too
         mongo_database=f"t_{tag}",
         redis_prefix=f"t_{tag}:",
         topic_prefix=f"t_{tag}",

@@ -347,8 +347,17 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
     size = settings.saga_workers + 2
     store = EventStore(settings, pool_size=size)
     pool = ConnectionPool(url, min_size=1, max_size=size, open=True)
+    gateway_url = require(settings.gateway_database(), "gateway_postgres_url")
+    # the provider stands in for an external system: on its own database where it has one
+    gateway_pool = (
+        pool
+        if gateway_url == url
+        else ConnectionPool(gateway_url, min_size=1, max_size=size, open=True, name="gateway")
+    )
     simulated = SimulatedGateway(
-        pool, latency=settings.gateway_latency_seconds, timeout=settings.gateway_timeout_seconds
+        gateway_pool,
+        latency=settings.gateway_latency_seconds,
+        timeout=settings.gateway_timeout_seconds,
     )
     simulated.ensure_schema()
     budget = TimeoutBudget(
@@ -371,10 +380,13 @@ def build_saga(settings: Settings) -> tuple[SagaProcess, Callable[[], None]]:
         hold_seconds=settings.hold_seconds,
         workers=settings.saga_workers,
         poll_seconds=settings.saga_poll_seconds,
+        linger_seconds=settings.saga_linger_seconds,
     )
 
     def close() -> None:
         store.close()
+        if gateway_pool is not pool:
+            gateway_pool.close()
         pool.close()
 
     return saga, close

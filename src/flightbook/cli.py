@@ -33,13 +33,12 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 def _cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
-    from flightbook.stack.launcher import LocalStack
+    from flightbook.stack.launcher import LocalStack, settings_urls
 
     stack = LocalStack(settings, say=_say)
     if args.action == "up":
-        states = stack.up()
-        for up_state in states.values():
-            print(f"FLIGHTBOOK_{_setting_of(up_state.name).upper()}={up_state.url}")
+        for setting, url in settings_urls(stack.up()).items():
+            print(f"FLIGHTBOOK_{setting.upper()}={url}")
     elif args.action == "down":
         if not stack.down():
             _say("nothing to stop")
@@ -54,20 +53,13 @@ def _cmd_stack(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _setting_of(server: str) -> str:
-    from flightbook.stack.servers import KIND_BY_NAME
-
-    return KIND_BY_NAME[server].setting
-
-
 def _cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from flightbook.stack.migrate import migrate_all
 
     if not (settings.postgres_url and settings.mongo_url):
-        from flightbook.stack.launcher import LocalStack
+        from flightbook.stack.launcher import LocalStack, settings_urls
 
-        states = LocalStack(settings, say=_say).up()
-        settings = settings.with_urls(**{_setting_of(n): s.url for n, s in states.items()})
+        settings = settings.with_urls(**settings_urls(LocalStack(settings, say=_say).up()))
     applied = migrate_all(settings, say=_say)
     _say(f"{len(applied)} migration(s) applied" if applied else "database is up to date")
     return 0
@@ -119,10 +111,9 @@ def _cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 def _identity_service(settings: Settings) -> tuple[IdentityService, Callable[[], None]]:
     """The identity service on the configured servers, else the running local stack's."""
     from flightbook.bootstrap import build_identity_service
-    from flightbook.stack.launcher import LocalStack
+    from flightbook.stack.launcher import LocalStack, settings_urls
 
-    running = LocalStack(settings).status()
-    urls = {_setting_of(name): state.url for name, state in running.items() if state}
+    urls = settings_urls(LocalStack(settings).status())
     return build_identity_service(settings.with_urls(**urls))
 
 

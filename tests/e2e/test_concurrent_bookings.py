@@ -75,9 +75,10 @@ def test_sixty_concurrent_bookings_for_ten_seats_confirm_exactly_ten(
     assert statuses == {BookingStatus.CONFIRMED: 10, BookingStatus.REJECTED: 50}
     inventory = write_side.flight(uuid.UUID(flight_id))
     assert (inventory.sold("Y"), inventory.held("Y")) == (10, 0)
-    assert settings.postgres_url is not None
+    ledger = settings.gateway_database()
+    assert ledger is not None
     confirmed = {b for b in booking_ids if write_side.booking(b).status is BookingStatus.CONFIRMED}
-    with ConnectionPool(settings.postgres_url, min_size=1, max_size=1) as db:
+    with ConnectionPool(ledger, min_size=1, max_size=1) as db:
         gateway = SimulatedGateway(db)
 
         def captures() -> dict[uuid.UUID, int]:

@@ -107,6 +107,10 @@ def test_stack_up_is_idempotent_and_down_keeps_the_data(state_dir: Path) -> None
     assert "started" not in second.stderr
     assert _server_pids(state_dir) == pids
 
+    # the simulated payment provider's database, beside flightbook's on the same server
+    assert urls["FLIGHTBOOK_GATEWAY_POSTGRES_URL"] != urls["FLIGHTBOOK_POSTGRES_URL"]
+    with psycopg.connect(urls["FLIGHTBOOK_GATEWAY_POSTGRES_URL"]) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("flightbook_gateway",)
     with psycopg.connect(urls["FLIGHTBOOK_POSTGRES_URL"], autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (v text)")
         conn.execute("INSERT INTO kept VALUES ('postgres')")

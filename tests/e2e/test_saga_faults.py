@@ -35,8 +35,9 @@ def _settings(settings: Settings, **changes: object) -> Settings:
 
 @pytest.fixture
 def gateway(settings: Settings) -> Iterator[SimulatedGateway]:
-    assert settings.postgres_url is not None
-    with ConnectionPool(settings.postgres_url, min_size=1, max_size=2) as pool:
+    ledger = settings.gateway_database()
+    assert ledger is not None
+    with ConnectionPool(ledger, min_size=1, max_size=2) as pool:
         simulated = SimulatedGateway(pool)
         simulated.ensure_schema()
         yield simulated

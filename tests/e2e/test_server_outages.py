@@ -107,7 +107,7 @@ def _check_afterwards(
         for accepted in bookers.accepted:
             assert len(steps[accepted]) == len(set(steps[accepted])), steps[accepted]
         confirmed = {b for b in ids if write_side.booking(b).status is BookingStatus.CONFIRMED}
-        with ConnectionPool(postgres_url, min_size=1, max_size=1) as pool:
+        with ConnectionPool(system.gateway_url(), min_size=1, max_size=1) as pool:
             gateway = SimulatedGateway(pool)
 
             # the capture is a job the saga runs once the booking is confirmed: it may follow

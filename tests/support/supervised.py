@@ -175,6 +175,16 @@ class SupervisedSystem:
     def server_url(self, name: str) -> str:
         return str(self._server_record(name)["url"])
 
+    def gateway_url(self) -> str:
+        """The simulated payment provider's database: the configured one, else the database
+        beside flightbook's on the local server."""
+        configured = self.settings.gateway_database()
+        if configured is not None:
+            return configured
+        return KIND_BY_NAME["postgres"].settings_urls(self.server_url("postgres"))[
+            "gateway_postgres_url"
+        ]
+
     def server_answers(self, name: str) -> bool:
         return KIND_BY_NAME[name].answers(self.server_url(name))
 

@@ -40,7 +40,7 @@ from flightbook.bench.cpu import LOADGEN, CpuMeter, server_pids
 from flightbook.bench.load import fare_code, schedule_flights
 from flightbook.bench.measure import latency_ms, metric_values
 from flightbook.bench.openloop import OpenLoad, prepare_bookings
-from flightbook.bench.pgstats import PostgresProbe
+from flightbook.bench.pgstats import Counters, PostgresProbe
 from flightbook.config.settings import require
 
 if TYPE_CHECKING:
@@ -130,6 +130,9 @@ def capacity_phase(
     flight_ids = schedule_flights(command_url, settings, flights, SEATS_PER_FARE, fares=fares)
     postgres = require(settings.postgres_url, "postgres_url")
     probe, sampling = PostgresProbe(postgres), PostgresProbe(postgres)
+    ledger = settings.gateway_database()
+    # the simulated provider on a database of its own: its transactions are counted apart
+    gateway = PostgresProbe(ledger) if ledger is not None and ledger != postgres else None
     try:
         step = _Step(
             system=system,
@@ -137,6 +140,7 @@ def capacity_phase(
             name=name,
             probe=probe,
             sampling=sampling,
+            gateway=gateway,
             say=say,
         )
         figures: dict[str, Any] = {
@@ -180,6 +184,8 @@ def capacity_phase(
     finally:
         probe.close()
         sampling.close()
+        if gateway is not None:
+            gateway.close()
 
 
 def _top_statements(
@@ -221,6 +227,7 @@ class _Step:
         name: str,
         probe: PostgresProbe,
         sampling: PostgresProbe,
+        gateway: PostgresProbe | None,
         say: Callable[[str], None],
     ) -> None:
         self._settings = system.settings
@@ -229,6 +236,8 @@ class _Step:
         self._name = name
         self._probe = probe
         self._sampling = sampling
+        self._gateway = gateway
+        self._gateway_statements = gateway.enable_statements() if gateway is not None else False
         self._say = say
         self._backlog = _Backlog(probe, system.url("saga"))
         self._sampled = _Backlog(sampling, system.url("saga"))
@@ -250,6 +259,7 @@ class _Step:
         bookings = prepare_bookings(self._settings, targets, tag=tag)
         say(f"{self._name} {rate:g}/s: {len(bookings)} bookings over {plan.seconds:g}s ...")
         counters = self._probe.counters(statements=self.statements, also=(self._sampling,))
+        gateway_before = self._gateway_counters()
         calls_before = self._probe.statement_calls() if self.statements else {}
         cpu = self._meter.snapshot()
         start = self._backlog.point(0.0)
@@ -263,8 +273,17 @@ class _Step:
         drained, drain_seconds = self._drain(result.booking_ids, start, end.at)
         spent = self._meter.snapshot()
         counters_after = self._probe.counters(statements=self.statements, also=(self._sampling,))
+        gateway_after = self._gateway_counters()
         commits, statements = counters_after.since(counters)
-        writes = counters_after.writes_since(counters)
+        writes = counters_after.writes_since(counters)  # every database of the server
+        gateway_commits: int | None = None
+        gateway_statements: int | None = None
+        if gateway_before is not None and gateway_after is not None:
+            gateway_commits, gateway_statements = gateway_after.since(gateway_before)
+            # each gateway operation is one statement in a write transaction of its own
+            # (exact); its database's commit count is the fallback (close, not exact)
+            gateway_writes = gateway_commits if gateway_statements is None else gateway_statements
+            writes = max(0, writes - gateway_writes)
         top = (
             _top_statements(calls_before, self._probe.statement_calls()) if self.statements else []
         )
@@ -343,11 +362,20 @@ class _Step:
                     {"calls_per_booking": per_booking(calls), "query": query[:160]}
                     for query, calls in top
                 ],
+                # the simulated provider's own database (None: it shares flightbook's, and
+                # its transactions are in the figures above)
+                "gateway_commits": per_booking(gateway_commits),
+                "gateway_statements": per_booking(gateway_statements),
             },
             "passes": step_passes(verdict),
         }
         say(_progress(self._name, figures))
         return figures, verdict
+
+    def _gateway_counters(self) -> Counters | None:
+        if self._gateway is None:
+            return None
+        return self._gateway.counters(statements=self._gateway_statements)
 
     def _drain(
         self, booking_ids: list[str], start: BacklogPoint, since: float
@@ -429,6 +457,10 @@ def render_steps(name: str, phase: dict[str, Any]) -> str:
         lambda step: step["postgres_per_booking"]["write_transactions"],
     )
     row("statements/booking", lambda step: step["postgres_per_booking"]["statements"])
+    row(
+        "gateway commits/booking (apart)",
+        lambda step: step["postgres_per_booking"].get("gateway_commits"),
+    )
 
     header = f"{name} ({phase['flights']} flight(s), {phase['seconds']:g}s a step)"
     heads = [f"{step['rate_per_s']:g}/s" for step in steps]

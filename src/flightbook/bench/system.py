@@ -15,9 +15,8 @@ from flightbook.bench.measure import free_port, wait_http
 from flightbook.config.paths import project_dir
 from flightbook.config.processes import PROCESSES, ProcessSpec
 from flightbook.config.settings import Settings
-from flightbook.stack.launcher import LocalStack
+from flightbook.stack.launcher import LocalStack, settings_urls
 from flightbook.stack.migrate import migrate_all
-from flightbook.stack.servers import KIND_BY_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -66,9 +65,7 @@ class SystemUnderTest:
         states = self._stack.up()
         self._started_servers = [name for name, state in states.items() if state.started]
         self.server_pids = {n: s.pid for n, s in states.items() if s.pid is not None}
-        self.settings = self.settings.with_urls(
-            **{KIND_BY_NAME[n].setting: s.url for n, s in states.items()}
-        )
+        self.settings = self.settings.with_urls(**settings_urls(states))
         migrate_all(self.settings)
         self._env = {**os.environ, **self.settings.to_env()}
 

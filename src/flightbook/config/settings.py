@@ -140,7 +140,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # the saga and the (simulated) payment gateway
     saga_workers: Positive = 8
     saga_poll_seconds: Seconds = 0.5
+    # woken by new work, the saga waits this long for more before a round or a store, so
+    # that a moderate load is answered in batches too (ADR 0022); 0 answers at once
+    saga_linger_seconds: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.02
     saga_http_port: Port = 8010
+    # the simulated provider's own database (default: postgres_url's; the local stack gives it
+    # one of its own, as a real provider's records are not in flightbook's database)
+    gateway_postgres_url: str | None = None
     gateway_latency_seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     gateway_timeout_seconds: Seconds = 2.0
     gateway_max_elapsed_seconds: Seconds = 6.0
@@ -214,15 +220,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         kafka_bootstrap: str | None = None,
         mongo_url: str | None = None,
         redis_url: str | None = None,
+        gateway_postgres_url: str | None = None,
     ) -> Settings:
-        """A copy with the given server URLs filled in (the stack's, for unset ones)."""
+        """A copy with the given server URLs filled in (the stack's, for unset ones).
+
+        The gateway's database comes with the local PostgreSQL only: with a configured
+        ``postgres_url`` and no ``gateway_postgres_url`` the gateway shares that database.
+        """
+        own_postgres = not self.postgres_url
         return msgspec.structs.replace(
             self,
+            gateway_postgres_url=self.gateway_postgres_url
+            or (gateway_postgres_url if own_postgres else None),
             postgres_url=self.postgres_url or postgres_url,
             kafka_bootstrap=self.kafka_bootstrap or kafka_bootstrap,
             mongo_url=self.mongo_url or mongo_url,
             redis_url=self.redis_url or redis_url,
         )
+
+    def gateway_database(self) -> str | None:
+        """Where the simulated payment provider keeps its ledger."""
+        return self.gateway_postgres_url or self.postgres_url
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``FLIGHTBOOK_*`` variables, to hand to a child process."""

@@ -66,6 +66,7 @@ class SagaProcess:
         hold_seconds: float,
         workers: int,
         poll_seconds: float,
+        linger_seconds: float = 0.0,
         clock: Callable[[], dt.datetime] = utc_now,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -127,6 +128,7 @@ class SagaProcess:
         )
         self._workers = workers
         self._poll = poll_seconds
+        self._linger = linger_seconds
         self.loop = ProcessLoop("saga")
         self._errors: list[BaseException] = []
         self._away_at = -_AWAY_SECONDS  # when a thread last met a server outage (monotonic)
@@ -201,7 +203,7 @@ class SagaProcess:
         return run
 
     def _follow(self) -> None:
-        self.follower.run(self.loop.stop_requested, self._poll)
+        self.follower.run(self.loop.stop_requested, self._poll, linger_seconds=self._linger)
 
     def _dispatch(self) -> None:
         """Claim due jobs for free workers, store the outcomes of finished ones together."""
@@ -209,6 +211,7 @@ class SagaProcess:
         in_flight = 0
         more = True  # the last claim filled every free worker: there may be more due
         claimed_at = -math.inf
+        woken = False  # the last wait ended because of new work (not a poll)
 
         def work(job: Job, loaded: Loaded | None) -> None:
             try:
@@ -220,6 +223,10 @@ class SagaProcess:
         with ThreadPoolExecutor(self._workers, thread_name_prefix="saga-worker") as pool:
             try:
                 while not self.loop.stop_requested():
+                    if woken and self._linger:
+                        # a job finished or came due: let the ones close behind it join
+                        self.loop.wait(self._linger)
+                    woken = False
                     self._wake.clear()
                     done, errors = _drain(finished)
                     in_flight -= len(done) + len(errors)
@@ -241,7 +248,7 @@ class SagaProcess:
                     in_flight += len(jobs)
                     if not done and not (more and in_flight < self._workers):
                         # woken at once by a round's due jobs or a finished job; else polls
-                        self._wake.wait(self._poll)
+                        woken = self._wake.wait(self._poll)
             finally:
                 # stopping, or a server away: finish what is under way and store it; what
                 # cannot be stored runs again when its lease ends (the gateway's

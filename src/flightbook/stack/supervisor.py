@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 
 from flightbook.config.paths import project_dir
 from flightbook.config.processes import PROCESSES
-from flightbook.stack.launcher import LocalStack, ServerState, StackError, port_free
+from flightbook.stack.launcher import (
+    LocalStack,
+    ServerState,
+    StackError,
+    port_free,
+    settings_urls,
+)
 from flightbook.stack.migrate import migrate_all
 from flightbook.stack.servers import KIND_BY_NAME
 
@@ -154,7 +160,7 @@ def run_system(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     code = 0
     try:
-        full = settings.with_urls(**{KIND_BY_NAME[n].setting: s.url for n, s in states.items()})
+        full = settings.with_urls(**settings_urls(states))
         migrate_all(full, say=say)
         env = {**os.environ, **full.to_env()}
         for spec in processes:

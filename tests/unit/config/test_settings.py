@@ -70,6 +70,24 @@ def test_configured_urls_win_over_the_local_stack() -> None:
     assert filled.mongo_url == "mongodb://stack:3"
 
 
+def test_the_gateway_gets_the_local_postgres_database_beside_ours_and_shares_a_configured_one() -> (
+    None
+):
+    local = Settings.from_env({}).with_urls(
+        postgres_url="postgresql://stack:1/flightbook",
+        gateway_postgres_url="postgresql://stack:1/flightbook_gateway",
+    )
+    configured = Settings.from_env({"FLIGHTBOOK_POSTGRES_URL": "postgresql://mine:1/db"})
+
+    assert local.gateway_database() == "postgresql://stack:1/flightbook_gateway"
+    assert (
+        configured.with_urls(
+            gateway_postgres_url="postgresql://stack:1/flightbook_gateway"
+        ).gateway_database()
+        == "postgresql://mine:1/db"
+    )
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -26,12 +26,9 @@ def _with_stack(settings: Settings) -> Settings:
     """The settings, with the local stack's URLs for the servers not configured."""
     if settings.postgres_url and settings.mongo_url and settings.redis_url:
         return settings
-    from flightbook.stack.launcher import LocalStack
-    from flightbook.stack.servers import KIND_BY_NAME
+    from flightbook.stack.launcher import LocalStack, settings_urls
 
-    states = LocalStack(settings).status()
-    found = {KIND_BY_NAME[n].setting: s.url for n, s in states.items() if s is not None}
-    return settings.with_urls(**found)
+    return settings.with_urls(**settings_urls(LocalStack(settings).status()))
 
 
 def _cmd_status(settings: Settings, _args: argparse.Namespace) -> int:
