@@ -92,6 +92,12 @@ def test_quick_bench_reports_every_figure_positive(settings: Settings, tmp_path:
 
 def _assert_capacity_phase_is_consistent(phase: dict[str, Any]) -> None:
     """Counts add up, each verdict follows from its figures, the capacity is a step's rate."""
+    seats = phase["seats"]
+    assert seats["oversold"] == 0, seats
+    unfinished = sum(step["unfinished"] for step in phase["steps"].values())
+    if unfinished == 0:  # every booking final: each confirmed one holds a sold seat, no more
+        assert seats["sold"] == seats["confirmed_bookings"] > 0, seats
+        assert seats["held"] == 0, seats
     run = [float(rate) for rate in phase["steps"]]
     assert run + phase["skipped_rates"] == list(RATES)
     assert phase["capacity_per_s"] is None or phase["capacity_per_s"] in run

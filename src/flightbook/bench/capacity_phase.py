@@ -47,6 +47,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from flightbook.bench.system import SystemUnderTest
+    from flightbook.config.settings import Settings
+    from flightbook.domain.inventory import FlightInventory
 
 __all__ = ("CAPACITY_PHASES", "CapacityPlan", "capacity_phase", "render_steps")
 
@@ -179,6 +181,8 @@ def capacity_phase(
         figures["capacity_per_s"] = capacity(verdicts)
         figures["skipped_rates"] = skipped
         figures["steps"] = steps
+        figures["seats"] = _seat_tally(settings, flight_ids)
+        figures["seats"]["confirmed_bookings"] = sum(s["confirmed"] for s in steps.values())
         say(f"capacity ({name}): {_rate(figures['capacity_per_s'])}")
         return figures
     finally:
@@ -186,6 +190,28 @@ def capacity_phase(
         sampling.close()
         if gateway is not None:
             gateway.close()
+
+
+def _seat_tally(settings: Settings, flight_ids: Sequence[str]) -> dict[str, int]:
+    """The phase's flights as their Inventory aggregates end: seats sold, held, oversold.
+
+    Every bench booking is for one seat, so ``sold`` should equal the confirmed bookings
+    and ``oversold`` (seats sold past a fare's seats, in every fare) be 0.
+    """
+    from flightbook.eventstore.applications import EventStore
+
+    store = EventStore(settings, pool_size=1)
+    sold = held = oversold = 0
+    try:
+        for flight_id in flight_ids:
+            flight: FlightInventory = store.inventory.repository.get(uuid.UUID(flight_id))
+            for code in flight.fare_codes:
+                sold += flight.sold(code)
+                held += flight.held(code)
+                oversold += max(0, flight.sold(code) - flight.fare(code).seats)
+    finally:
+        store.close()
+    return {"sold": sold, "held": held, "oversold": oversold}
 
 
 def _top_statements(
@@ -470,6 +496,12 @@ def render_steps(name: str, phase: dict[str, Any]) -> str:
     lines += [
         f"{label:<{width}}  " + "  ".join(f"{v:>{cells}}" for v in values) for label, values in rows
     ]
+    seats = phase.get("seats")
+    if seats is not None:
+        lines.append(
+            f"seats ({name}): sold {seats['sold']} for {seats['confirmed_bookings']} confirmed "
+            f"one-seat bookings, held {seats['held']}, oversold {seats['oversold']}"
+        )
     lines.append(f"capacity ({name}): {_rate(phase.get('capacity_per_s'))}")
     return "\n".join(lines)
 
