@@ -18,19 +18,13 @@ import pymongo
 import pytest
 import redis
 
+from tests.support.processes import free_port
 from tests.support.supervised import SupervisedSystem
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 FLIGHTBOOK = [sys.executable, "-m", "flightbook.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def _env(state_dir: Path, **extra: str) -> dict[str, str]:
@@ -139,7 +133,7 @@ def test_stack_up_is_idempotent_and_down_keeps_the_data(state_dir: Path) -> None
 
 def _fixed_ports() -> dict[str, str]:
     return {
-        f"FLIGHTBOOK_STACK_{name.upper()}_PORT": str(_free_port())
+        f"FLIGHTBOOK_STACK_{name.upper()}_PORT": str(free_port())
         for name in ("postgres", "redis", "kafka", "mongo")
     }
 
@@ -196,6 +190,23 @@ def test_a_server_started_again_never_takes_a_port_a_process_is_to_listen_on(
     assert again.returncode == 0, again.stderr
     new_url = _urls(again.stdout)["FLIGHTBOOK_REDIS_URL"]
     assert f":{old_port}" not in new_url, new_url
+
+
+def test_postgres_starts_under_a_state_folder_deeper_than_a_unix_socket_path_may_be(
+    tmp_path: Path,
+) -> None:
+    """A Unix socket's path may have 107 bytes; the local PostgreSQL listens by TCP only."""
+    deep = tmp_path / ("a-long-folder-name-" * 4) / ("and-another-one-" * 3)
+    assert len(str(deep / "stack" / "postgres" / ".s.PGSQL.65535")) > 107
+    env = _env(deep)
+    try:
+        up = _flightbook(env, "stack", "up")
+
+        assert up.returncode == 0, up.stderr
+        with psycopg.connect(_urls(up.stdout)["FLIGHTBOOK_POSTGRES_URL"]) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        _flightbook(env, "stack", "down")
 
 
 def test_a_port_another_program_listens_on_is_refused_in_one_line(state_dir: Path) -> None:

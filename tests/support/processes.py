@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Self
 from confluent_kafka import Consumer, KafkaException
 
 from flightbook.config.settings import Settings
+from flightbook.stack import ports
 from flightbook.stack.servers import KIND_BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,10 +45,19 @@ def without_flightbook_settings() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTBOOK_")}
 
 
+_GIVEN: set[int] = set()
+"""Ports handed out in this session: a port given to one test's process is never given to
+another's, even before either binds it."""
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A free port in this test worker's own slice (pytest-xdist workers run side by side)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    lanes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if len(_GIVEN) > 2_000:
+        _GIVEN.clear()
+    port = ports.free_port(_GIVEN, lane=int(worker) if worker.isdigit() else 0, lanes=lanes)
+    _GIVEN.add(port)
     return port
 
 

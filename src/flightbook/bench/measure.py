@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import socket
 import threading
 import time
 import urllib.request
@@ -13,7 +12,6 @@ import psutil
 
 __all__ = (
     "RssWatcher",
-    "free_port",
     "latency_ms",
     "metric_values",
     "parse_metric",
@@ -41,13 +39,6 @@ def latency_ms(values: list[float]) -> dict[str, float]:
         "p99_ms": round(percentile(values, 99) * 1000, 2),
         "max_ms": round(max(values, default=0.0) * 1000, 2),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:

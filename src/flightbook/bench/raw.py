@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import psycopg
 import redis
 
-from flightbook.bench.measure import free_port, wait_http
+from flightbook.bench.measure import wait_http
+from flightbook.stack.ports import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from flightbook.bench.measure import free_port, wait_http
+from flightbook.bench.measure import wait_http
 from flightbook.config.paths import project_dir
 from flightbook.config.processes import PROCESSES, ProcessSpec
 from flightbook.config.settings import Settings
 from flightbook.stack.launcher import LocalStack, settings_urls
 from flightbook.stack.migrate import migrate_all
+from flightbook.stack.ports import free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -122,10 +123,10 @@ class SystemUnderTest:
 
 
 def _free_ports() -> dict[str, int]:
-    """A free port for every process's HTTP (and ops) port setting."""
-    return {
-        setting: free_port()
-        for spec in PROCESSES
-        for setting in (spec.port_setting, spec.ops_port_setting)
-        if setting
-    }
+    """A free port for every process's HTTP (and ops) port setting, no two the same."""
+    chosen: dict[str, int] = {}
+    for spec in PROCESSES:
+        for setting in (spec.port_setting, spec.ops_port_setting):
+            if setting:
+                chosen[setting] = free_port(set(chosen.values()))
+    return chosen

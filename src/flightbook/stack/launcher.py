@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import psutil
 
 from flightbook.config.keyfiles import replace_atomically
 from flightbook.config.processes import PROCESSES
+from flightbook.stack.ports import free_port, port_free
 from flightbook.stack.servers import KIND_BY_NAME, KINDS, ServerKind
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ __all__ = (
     "LocalStack",
     "ServerState",
     "StackError",
-    "port_free",
     "postgres_url",
     "settings_urls",
 )
@@ -85,6 +84,7 @@ class LocalStack:
         self._settings = settings
         self._root = settings.state_path / "stack"
         self._say = say or (lambda _line: None)
+        self._promised: set[int] = set()  # ports picked for servers that may not listen yet
 
     # -- public verbs -----------------------------------------------------------------------
 
@@ -234,7 +234,9 @@ class LocalStack:
             if port_free(previous) and previous not in self._process_ports():
                 return previous  # keep the URL stable across restarts
         if configured == 0:
-            return _free_port(avoid=self._process_ports())
+            port = free_port(self._process_ports() | self._promised)
+            self._promised.add(port)
+            return port
         if not port_free(configured):
             raise StackError(
                 f"{kind.name}: port {configured} is taken by another program; "
@@ -372,33 +374,3 @@ def _session(process: psutil.Process) -> int | None:
         return os.getsid(process.pid)
     except OSError:
         return None
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether a server could listen on ``port`` now.
-
-    With ``SO_REUSEADDR``, as the servers themselves bind: a port whose last connections
-    sit in TIME-WAIT (a server killed a moment ago) is free; one another program listens
-    on is not.
-    """
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(*, avoid: set[int]) -> int:
-    """A port free now that is none of ``avoid``.
-
-    ``avoid`` holds the ports promised to processes not started yet: a server on one of them
-    would make that process fail to bind, again and again.
-    """
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in avoid:
-            return port

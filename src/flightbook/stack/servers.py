@@ -119,8 +119,10 @@ class Postgres(ServerKind):
             "127.0.0.1",
             "-p",
             str(port),
+            # no Unix-domain socket: every client connects by TCP, and a socket path under a
+            # deep state folder would pass the 107-byte limit and stop the server
             "-k",
-            str(data_dir),
+            "",
             "-c",
             "max_connections=300",
             "-c",

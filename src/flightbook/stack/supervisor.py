@@ -25,10 +25,10 @@ from flightbook.stack.launcher import (
     LocalStack,
     ServerState,
     StackError,
-    port_free,
     settings_urls,
 )
 from flightbook.stack.migrate import migrate_all
+from flightbook.stack.ports import port_free
 from flightbook.stack.servers import KIND_BY_NAME
 
 if TYPE_CHECKING:
