@@ -58,12 +58,19 @@ def up(extra: list[str]) -> None:
     os.execv(BIN / "flightbook", [str(BIN / "flightbook"), "up", *extra])  # noqa: S606
 
 
+WORKERS = ["-n", "2", "--dist", "worksteal"]
+"""The whole suite runs on two workers, each with its own local servers: the end-to-end
+tests mostly wait (for an outage to last, a process to restart), and two of them can
+wait at once (ADR 0023). A part of the suite runs in one process, unless ``-n`` is given."""
+
+
 def test(extra: list[str]) -> None:
     if not extra:  # the whole suite: style and types first, they take seconds
         _run(BIN / "ruff", "check", ".")
         _run(BIN / "ruff", "format", "--check", ".")
         _run(BIN / "mypy")
-    os.execv(BIN / "python", [str(BIN / "python"), "-m", "pytest", *extra])  # noqa: S606
+    pytest = [str(BIN / "python"), "-m", "pytest", *(extra or WORKERS)]
+    os.execv(BIN / "python", pytest)  # noqa: S606
 
 
 def main() -> None:

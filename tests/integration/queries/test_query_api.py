@@ -25,6 +25,9 @@ from tests.support.readside import ServerReadSide
 pytestmark = pytest.mark.integration
 
 SEARCH = "/flights?origin=LHR&destination=JFK&date=2026-12-24"
+# ids nothing has: fixed, so that every pytest-xdist worker collects the same test ids
+UNKNOWN_FLIGHT = uuid.UUID("0b1d6e5e-0000-4000-8000-00000000f117")
+UNKNOWN_BOOKING = uuid.UUID("0b1d6e5e-0000-4000-8000-0000000b0c11")
 
 
 def body(response: Any) -> Any:
@@ -270,7 +273,7 @@ def test_analysts_read_sales_load_factor_and_funnel(
     [
         "/analytics/sales?from=2026-11-01&to=2026-11-30",
         "/analytics/funnel?from=2026-11-01&to=2026-11-30",
-        f"/analytics/load-factor?flight_id={uuid.uuid4()}",
+        f"/analytics/load-factor?flight_id={UNKNOWN_FLIGHT}",
     ],
 )
 def test_analytics_are_for_analysts_only(query_api: Api, auth: Headers, url: str) -> None:
@@ -282,7 +285,7 @@ def test_analytics_are_for_analysts_only(query_api: Api, auth: Headers, url: str
 
 @pytest.mark.parametrize(
     "url",
-    [SEARCH, f"/flights/{uuid.uuid4()}", "/bookings", f"/bookings/{uuid.uuid4()}"],
+    [SEARCH, f"/flights/{UNKNOWN_FLIGHT}", "/bookings", f"/bookings/{UNKNOWN_BOOKING}"],
 )
 def test_without_a_valid_token_it_is_401(query_api: Api, settings: Settings, url: str) -> None:
     missing = query_api.get(url)
@@ -351,7 +354,7 @@ def impatient_api(settings: Settings, servers: ServerReadSide) -> Iterator[Api]:
 
 
 @pytest.mark.parametrize(
-    "url", [SEARCH, f"/flights/{uuid.uuid4()}", "/bookings", f"/bookings/{uuid.uuid4()}"]
+    "url", [SEARCH, f"/flights/{UNKNOWN_FLIGHT}", "/bookings", f"/bookings/{UNKNOWN_BOOKING}"]
 )
 def test_without_the_marker_it_is_503_with_retry_after(
     impatient_api: Api, auth: Headers, url: str
