@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import structlog
-from litestar import Controller, Router, get
+from litestar import Controller, Response, Router, get
 from litestar.datastructures import State  # noqa: TC002 - litestar reads the dependency signature
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
@@ -54,6 +54,7 @@ from flightbook.http.auth import (
     requires,
 )
 from flightbook.http.correlation import REQUEST_ID_HEADER
+from flightbook.http.etags import NOT_MODIFIED_RESPONSE, IfNoneMatch, tagged
 from flightbook.http.openapi import (
     problem_responses,
 )
@@ -261,19 +262,20 @@ class FlightController(Controller):
         name="get_flight",
         opt=requires(),
         summary="One flight",
-        responses=_problems(400, 401, 404, 503),
+        responses={304: NOT_MODIFIED_RESPONSE, **_problems(400, 401, 404, 503)},
     )
     async def get_flight(
         self,
         flight_id: FromPath[UUID],
         service: NamedDependency[QueryService],
         after: After = "",
-    ) -> FlightView:
+        if_none_match: IfNoneMatch = "",
+    ) -> Response[FlightView]:
         await _caught_up(service, "flights", after)
         found = await service.flight(flight_id)
         if found is None:
             raise Problem(404, "not_found", f"flight {flight_id} not found")
-        return found
+        return tagged(found, if_none_match)
 
 
 class BookingController(Controller):
@@ -306,7 +308,7 @@ class BookingController(Controller):
         name="get_booking",
         opt=requires(),
         summary="One booking: its customer, an agent or an auditor (anyone else: 404)",
-        responses=_problems(400, 401, 404, 503),
+        responses={304: NOT_MODIFIED_RESPONSE, **_problems(400, 401, 404, 503)},
     )
     async def get_booking(
         self,
@@ -314,14 +316,15 @@ class BookingController(Controller):
         service: NamedDependency[QueryService],
         principal: NamedDependency[Principal],
         after: After = "",
-    ) -> BookingView:
+        if_none_match: IfNoneMatch = "",
+    ) -> Response[BookingView]:
         await _caught_up(service, "bookings", after)
         found = await service.booking(booking_id, principal)
         if found is None:
             # Unknown, or not the caller's: the same answer, which does not even repeat
             # the id, so that two answers can be compared byte for byte.
             raise Problem(404, "not_found", "no such booking")
-        return found
+        return tagged(found, if_none_match)
 
 
 class AnalyticsController(Controller):
