@@ -12,6 +12,8 @@ import redis
 import redis.asyncio
 
 from flightbook.config.settings import Settings
+from flightbook.projections.ports import HashWrite
+from flightbook.projections.redis import RedisHashes
 from flightbook.queries.memory import MemoryReadModels
 from flightbook.queries.mongo import mongo_redis_read_models
 from flightbook.queries.ports import ReadModels
@@ -73,6 +75,14 @@ class ServerReadSide:
         self.db[collection].replace_one({"_id": document["_id"]}, dict(document), upsert=True)
 
     def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
+        """As the workers write it: through their version-guarded script (which announces
+        the write), or field by field for a hash without a ``_v``."""
+        if "_v" in mapping:
+            write = HashWrite(
+                self.settings.redis_prefix + key, {k: str(v) for k, v in mapping.items()}
+            )
+            RedisHashes(self.redis).put_guarded([write])
+            return
         for field, value in mapping.items():
             self.redis.hset(self.settings.redis_prefix + key, field, value)
 

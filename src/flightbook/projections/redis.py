@@ -2,7 +2,8 @@
 
 The script compares the stored ``_v`` with the new one and writes the whole hash in the
 same step, so two workers (or a worker and a rebuild) can never put an older state over
-a newer one. Every batch goes out in one pipeline.
+a newer one, and publishes the new ``_v`` on a channel named like the key. Every batch
+goes out in one pipeline.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ if current and tonumber(current) >= tonumber(ARGV[1]) then
   return 0
 end
 redis.call('HSET', KEYS[1], '_v', unpack(ARGV))
+redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
 """
 # ARGV = [new _v, field1, value1, field2, value2, ...]: HSET key _v <v> field1 value1 ...
+# The write is announced on a channel named like the key (the query API's pushes listen
+# there), after the documents of the batch were written, so what it announces can be read.
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 

@@ -44,10 +44,11 @@ from uuid import UUID
 
 import structlog
 from litestar import Controller, Response, Router, get
-from litestar.datastructures import State  # noqa: TC002 - litestar reads the dependency signature
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, QueryParameter
+from litestar.response import ServerSentEvent
 
 from flightbook.http.app import create_app
 from flightbook.http.auth import (
@@ -75,6 +76,7 @@ from flightbook.queries.models import (
     LoadFactorReport,
     SalesPage,
 )
+from flightbook.queries.push import StreamGate, status_stream
 from flightbook.queries.service import MAX_PAGE, QueryService
 
 if TYPE_CHECKING:
@@ -99,6 +101,7 @@ __all__ = (
 
 AFTER_HEADER = "X-Flightbook-After"
 _SERVICE_STATE_KEY = "flightbook_query_service"
+_STREAMS_STATE_KEY = "flightbook_push_streams"
 _log = structlog.get_logger("flightbook.queries")
 
 WIRE_NAMES = {
@@ -135,6 +138,16 @@ OptionalIata = Annotated[
     str | None, QueryParameter(pattern="^[A-Z]{3}$", description="IATA airport code, to filter on")
 ]
 Day = Annotated[dt.date, QueryParameter(description="Departure day (UTC), YYYY-MM-DD")]
+LastEventId = Annotated[
+    int,
+    HeaderParameter(
+        name="Last-Event-ID",
+        required=False,
+        ge=0,
+        le=6,  # a booking reaches at most its six statuses
+        description="The id of the last status event received: only those after it are sent",
+    ),
+]
 
 
 def _cursor(kind: str) -> QueryParameter:
@@ -326,6 +339,33 @@ class BookingController(Controller):
             raise Problem(404, "not_found", "no such booking")
         return tagged(found, if_none_match)
 
+    @get(
+        "/{booking_id:uuid}/events",
+        name="booking_events",
+        opt=requires(),
+        summary="A booking's statuses, pushed as Server-Sent Events until it is final",
+        description=(
+            "`text/event-stream`: one `status` event per status reached, in order; its data "
+            "is `{booking_id, status, at, version, final}` and its `id` counts the statuses "
+            "sent (1 = REQUESTED). Reconnect with `Last-Event-ID` to get only what came "
+            "after. The stream ends after CONFIRMED, REJECTED or CANCELLED; a comment every "
+            "15 s keeps it open. The same 404 as `GET /bookings/{id}` for anyone else."
+        ),
+        responses=_problems(400, 401, 404, 503),
+    )
+    async def booking_events(
+        self,
+        booking_id: FromPath[UUID],
+        service: NamedDependency[QueryService],
+        principal: NamedDependency[Principal],
+        state: State,
+        last_event_id: LastEventId = 0,
+    ) -> ServerSentEvent:
+        if await service.booking(booking_id, principal) is None:
+            raise Problem(404, "not_found", "no such booking")
+        gate: StreamGate = state[_STREAMS_STATE_KEY]
+        return status_stream(service, booking_id, after=last_event_id, gate=gate)
+
 
 class AnalyticsController(Controller):
     path = "/analytics"
@@ -430,6 +470,7 @@ def create_query_app(
             app.state[_SERVICE_STATE_KEY] = QueryService(
                 models, wait_seconds=settings.query_wait_seconds
             )
+            app.state[_STREAMS_STATE_KEY] = StreamGate()
             try:
                 yield
             finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import time
@@ -12,7 +14,7 @@ from flightbook.queries import models
 from flightbook.queries.ports import ReadModels, seats_from_hash
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from flightbook.queries.cursors import TimeKey
     from flightbook.queries.ports import Document, SalesKey, SalesQuery
@@ -50,6 +52,7 @@ class MemoryReadModels:
         self.reads: dict[str, int] = {}
         """How many times each collection was queried (tests assert cache hits with it)."""
         self._clock = clock
+        self._watchers: dict[str, list[asyncio.Queue[None]]] = {}
 
     # seeding, as the projection workers would
 
@@ -57,7 +60,10 @@ class MemoryReadModels:
         self.collections.setdefault(name, {})[str(document["_id"])] = dict(document)
 
     def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
+        """Write the hash and announce it, as the worker's script does."""
         self.hashes.setdefault(key, {}).update({k: str(v) for k, v in mapping.items()})
+        for queue in self._watchers.get(key, []):
+            queue.put_nowait(None)
 
     def delete_key(self, key: str) -> None:
         self.hashes.pop(key, None)
@@ -111,6 +117,20 @@ class MemoryReadModels:
     async def find_booking(self, booking_id: str) -> models.BookingView | None:
         found = [d for d in self._docs("bookings", "bookings") if d["_id"] == booking_id]
         return models.booking_from_document(found[0]) if found else None
+
+    async def status_path(self, booking_id: str) -> models.StatusPath | None:
+        found = [d for d in self._docs("bookings", "bookings") if d["_id"] == booking_id]
+        return models.status_path_from_document(found[0]) if found else None
+
+    @contextlib.asynccontextmanager
+    async def watch(self, booking_id: str) -> AsyncIterator[_Feed]:
+        key = self._key(readmodels.booking_key(booking_id))
+        queue: asyncio.Queue[None] = asyncio.Queue()
+        self._watchers.setdefault(key, []).append(queue)
+        try:
+            yield _Feed(queue)
+        finally:
+            self._watchers[key].remove(queue)
 
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
@@ -191,3 +211,17 @@ class MemoryReadModels:
     ) -> None:
         key = self._key(readmodels.search_key(origin, destination, day))
         self.strings[key] = (answer, self._clock() + ttl_seconds)
+
+
+class _Feed:
+    def __init__(self, queue: asyncio.Queue[None]) -> None:
+        self._queue = queue
+
+    async def next_change(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return False
+        while not self._queue.empty():  # several announcements: one read answers them all
+            self._queue.get_nowait()
+        return True

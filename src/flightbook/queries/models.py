@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 import msgspec
@@ -19,6 +19,7 @@ from flightbook.eventstore.pii import ERASED
 
 __all__ = (
     "ERASED",
+    "FINAL_STATUSES",
     "BookingPage",
     "BookingView",
     "FareLoad",
@@ -32,12 +33,16 @@ __all__ = (
     "PassengerView",
     "SalesDay",
     "SalesPage",
+    "StatusEvent",
+    "StatusPath",
+    "StatusStep",
     "booking_from_document",
     "flight_from_document",
     "funnel_from_document",
     "funnel_totals",
     "load_factor_from_documents",
     "sales_from_document",
+    "status_path_from_document",
     "with_seats_left",
 )
 
@@ -364,3 +369,49 @@ def load_factor_from_documents(docs: Sequence[Mapping[str, Any]]) -> LoadFactorR
         load_factor=_ratio(sold, seats),
         fares=fares,
     )
+
+
+# -- a booking's statuses, as pushed (GET /bookings/{id}/events) -----------------------------
+
+FINAL_STATUSES: frozenset[str] = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"})
+"""Where a booking's stream of statuses ends: the saga's outcome (a later cancellation of a
+confirmed booking is read with ``GET /bookings/{id}``)."""
+_LIFECYCLE: tuple[str, ...] = get_args(BookingStatusName)
+
+
+class StatusStep(msgspec.Struct, frozen=True, kw_only=True):
+    """A status a booking reached, and when."""
+
+    status: BookingStatusName
+    at: UtcDateTime
+
+
+class StatusPath(msgspec.Struct, frozen=True, kw_only=True):
+    """The statuses a booking reached so far, in the order it reached them."""
+
+    version: int
+    """The read model's version of the booking (its ``_v``)."""
+    steps: tuple[StatusStep, ...]
+
+
+class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One pushed status change: the ``data`` of a ``status`` event of the stream."""
+
+    booking_id: UUID
+    status: BookingStatusName
+    at: UtcDateTime
+    version: int
+    """The read model's version of the booking when this status was read."""
+    final: bool
+
+
+def status_path_from_document(doc: Mapping[str, Any]) -> StatusPath:
+    """The ``reached`` map of a ``bookings_v<N>`` document as the statuses in their order."""
+    reached = doc.get("reached") or {}
+    steps = [
+        StatusStep(status=status, at=_utc(reached[status]))  # type: ignore[arg-type]
+        for status in _LIFECYCLE
+        if reached.get(status) is not None
+    ]
+    steps.sort(key=lambda step: (step.at, _LIFECYCLE.index(step.status)))
+    return StatusPath(version=int(doc.get("_v", 0)), steps=tuple(steps))

@@ -20,7 +20,7 @@ from flightbook.contracts.readmodels import (
 )
 from flightbook.queries import models
 from flightbook.queries.ports import ReadModels
-from flightbook.queries.redis import RedisSearchCache, RedisSeats
+from flightbook.queries.redis import RedisBookingChanges, RedisSearchCache, RedisSeats
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -159,6 +159,11 @@ class MongoBookings(_MongoDocuments[models.BookingView]):
     async def find_booking(self, booking_id: str) -> models.BookingView | None:
         return await self._find(booking_id)
 
+    async def status_path(self, booking_id: str) -> models.StatusPath | None:
+        documents = await self._collection(self.read_model, self.read_model)
+        found = await documents.find_one({"_id": booking_id}, {"reached": 1, "_v": 1})
+        return models.status_path_from_document(found) if found is not None else None
+
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
     ) -> list[models.BookingView]:
@@ -252,4 +257,5 @@ def mongo_redis_read_models(
         progress=MongoProgress(database),
         seats=RedisSeats(client, prefix=redis_prefix, versions=versions),
         search_cache=RedisSearchCache(client, prefix=redis_prefix, versions=versions),
+        changes=RedisBookingChanges(client, prefix=redis_prefix, versions=versions),
     )

@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from flightbook.queries import models
     from flightbook.queries.cursors import TimeKey
 
 __all__ = (
     "AnalyticsReadModel",
+    "BookingChanges",
     "BookingReadModel",
+    "ChangeFeed",
     "Document",
     "FlightReadModel",
     "ProgressReadModel",
@@ -79,6 +82,10 @@ class BookingReadModel(Protocol):
 
     async def find_booking(self, booking_id: str) -> models.BookingView | None: ...
 
+    async def status_path(self, booking_id: str) -> models.StatusPath | None:
+        """The statuses the booking reached, oldest first (None: no such booking)."""
+        ...
+
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
     ) -> list[models.BookingView]:
@@ -131,6 +138,24 @@ class SearchCache(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """Announcements that one booking's read model changed (it is to be read again)."""
+
+    async def next_change(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s; True when a change was announced meanwhile."""
+        ...
+
+
+@runtime_checkable
+class BookingChanges(Protocol):
+    """Where the bookings worker announces each booking it wrote."""
+
+    def watch(self, booking_id: str) -> AbstractAsyncContextManager[ChangeFeed]:
+        """Announcements from now on (so a read after entering misses none)."""
+        ...
+
+
 @dataclass(frozen=True)
 class ReadModels:
     """Everything the query API reads."""
@@ -141,6 +166,7 @@ class ReadModels:
     progress: ProgressReadModel
     seats: SeatCounts
     search_cache: SearchCache
+    changes: BookingChanges
 
 
 def seats_from_hash(raw: Mapping[Any, Any]) -> dict[str, int]:

@@ -1,4 +1,7 @@
-"""Redis readers of the read models: seats left, and the search cache it also fills.
+"""Redis readers of the read models: seats, the search cache, changed bookings.
+
+The bookings worker publishes on each ``booking:<id>`` hash it writes, on a channel named
+like the key; :class:`RedisBookingChanges` listens there.
 
 Redis is a cache here: when it fails, the readers log ``query.redis_unavailable`` and
 answer as for a miss (MongoDB's figures are then used). :class:`RedisSearchCache` is the
@@ -7,22 +10,30 @@ one writer on the query side: it fills the cache that the flights worker invalid
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from redis.exceptions import RedisError
 
-from flightbook.contracts.readmodels import redis_version_prefix, search_key, seats_key
+from flightbook.contracts.readmodels import (
+    booking_key,
+    redis_version_prefix,
+    search_key,
+    seats_key,
+)
 from flightbook.queries.ports import seats_from_hash
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
     import redis.asyncio
+    from redis.asyncio.client import PubSub
 
     from flightbook.queries.ports import Versions
 
-__all__ = ("RedisSearchCache", "RedisSeats")
+__all__ = ("RedisBookingChanges", "RedisSearchCache", "RedisSeats")
 
 _log = structlog.get_logger("flightbook.queries")
 
@@ -94,3 +105,38 @@ class RedisSearchCache(_RedisReader):
             await self._client.set(key, answer, ex=ttl_seconds)
         except RedisError as exc:
             _log.warning("query.redis_unavailable", write="search", error=repr(exc))
+
+
+class _Subscription:
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def next_change(self, timeout: float) -> bool:
+        # get_message answers None at once for the subscription's own confirmation: wait on
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            if message is not None:
+                return True
+        return False
+
+
+class RedisBookingChanges(_RedisReader):
+    """The ``booking:<id>`` channels the bookings worker publishes on.
+
+    Args:
+        client: a ``redis.asyncio`` client. Owned by the caller; each watch takes a
+            connection of its own from its pool while it lasts.
+        prefix: the deployment's ``redis_prefix``.
+        versions: the active versions (read model ``redis``).
+    """
+
+    @contextlib.asynccontextmanager
+    async def watch(self, booking_id: str) -> AsyncIterator[_Subscription]:
+        channel = await self._key(booking_key(booking_id))
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            yield _Subscription(pubsub)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -22,7 +22,7 @@ from flightbook.queries.ports import SalesQuery
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Mapping, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
     from uuid import UUID
 
     from flightbook.http.tokens import Principal
@@ -162,6 +162,36 @@ class QueryService:
         if found is None or not may_see(principal, found):
             return None
         return found
+
+    async def status_events(
+        self, booking_id: UUID, *, after: int, keepalive: float
+    ) -> AsyncIterator[models.StatusEvent | None]:
+        """The booking's statuses after its first ``after``, each once, in the order reached.
+
+        Ends after a final status (:data:`models.FINAL_STATUSES`); yields None when
+        ``keepalive`` seconds passed with nothing new. The caller checked that the booking
+        is the principal's (:meth:`booking`). It listens before it reads, so a status
+        written between the two is not missed, and reads the document again on each
+        announcement, so what it pushes can be read back at once.
+        """
+        async with self.read_models.changes.watch(str(booking_id)) as feed:
+            sent = after
+            while True:
+                path = await self.read_models.bookings.status_path(str(booking_id))
+                steps = path.steps if path is not None else ()
+                for step in steps[sent:]:
+                    yield models.StatusEvent(
+                        booking_id=booking_id,
+                        status=step.status,
+                        at=step.at,
+                        version=path.version if path is not None else 0,
+                        final=step.status in models.FINAL_STATUSES,
+                    )
+                sent = max(sent, len(steps))
+                if any(step.status in models.FINAL_STATUSES for step in steps):
+                    return
+                if not await feed.next_change(keepalive):
+                    yield None
 
     async def bookings_of(
         self, principal: Principal, *, cursor: str | None = None, limit: int = 20

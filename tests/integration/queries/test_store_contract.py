@@ -231,3 +231,43 @@ def test_load_factor_and_funnel_are_read_from_their_collections(side: ReadSide) 
         assert days[0].rejected == {"NO_SEATS": 1}
 
     side.run(check)
+
+
+def test_a_bookings_statuses_come_in_the_order_reached(side: ReadSide) -> None:
+    at = documents.CREATED
+    reached = {
+        "REQUESTED": at,
+        "SEATS_HELD": at + dt.timedelta(seconds=1),
+        "PAYMENT_AUTHORIZED": at + dt.timedelta(seconds=2),
+        "CONFIRMED": None,
+        "REJECTED": None,
+        "CANCELLED": None,
+    }
+    doc = {**documents.booking_doc(status="PAYMENT_AUTHORIZED"), "reached": reached, "_v": 3}
+    side.put_document("bookings_v1", doc)
+
+    async def check(models: ReadModels) -> None:
+        path = await models.bookings.status_path(doc["_id"])
+        assert path is not None
+        assert path.version == 3
+        assert [(s.status, s.at) for s in path.steps] == [
+            ("REQUESTED", at),
+            ("SEATS_HELD", at + dt.timedelta(seconds=1)),
+            ("PAYMENT_AUTHORIZED", at + dt.timedelta(seconds=2)),
+        ]
+        assert await models.bookings.status_path(str(uuid.uuid4())) is None
+
+    side.run(check)
+
+
+def test_a_write_of_the_bookings_hash_is_announced_to_who_watches_it(side: ReadSide) -> None:
+    booking_id, other = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def check(models: ReadModels) -> None:
+        async with models.changes.watch(booking_id) as feed:
+            side.put_hash(f"v1:booking:{other}", {"_v": 1, "status": "REQUESTED"})
+            assert not await feed.next_change(0.2)  # another booking's write
+            side.put_hash(f"v1:booking:{booking_id}", {"_v": 2, "status": "SEATS_HELD"})
+            assert await feed.next_change(10.0)
+
+    side.run(check)

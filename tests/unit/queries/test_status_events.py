@@ -1,0 +1,122 @@
+"""A booking's statuses as pushed, on the in-memory read models: order, resume, the end."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from flightbook.http.problems import Problem
+from flightbook.queries.memory import MemoryReadModels
+from flightbook.queries.models import StatusEvent
+from flightbook.queries.push import StreamGate, _messages
+from flightbook.queries.service import QueryService
+from tests.support import documents
+
+pytestmark = pytest.mark.unit
+
+PATH = ("REQUESTED", "SEATS_HELD", "PAYMENT_AUTHORIZED", "CONFIRMED")
+
+
+def _doc(booking_id: str, statuses: int) -> dict[str, Any]:
+    reached: dict[str, dt.datetime | None] = dict.fromkeys((*PATH, "REJECTED", "CANCELLED"), None)
+    for n, status in enumerate(PATH[:statuses]):
+        reached[status] = documents.CREATED + dt.timedelta(seconds=n)
+    doc = documents.booking_doc(booking_id, status=PATH[statuses - 1])
+    return {**doc, "reached": reached, "_v": statuses}
+
+
+def _write(store: MemoryReadModels, booking_id: str, statuses: int) -> None:
+    """As the bookings worker does: the document, then its hash (which announces it)."""
+    store.put_document("bookings_v1", _doc(booking_id, statuses))
+    store.put_hash(f"v1:booking:{booking_id}", {"_v": statuses, "status": PATH[statuses - 1]})
+
+
+async def _collect(
+    service: QueryService, booking_id: str, *, after: int = 0
+) -> list[StatusEvent | None]:
+    got: list[StatusEvent | None] = []
+    events = service.status_events(uuid.UUID(booking_id), after=after, keepalive=0.05)
+    async for event in events:
+        got.append(event)
+    return got
+
+
+def test_every_status_comes_once_in_order_and_the_stream_ends_at_the_final_one() -> None:
+    store = MemoryReadModels()
+    service = QueryService(store.read_models(), wait_seconds=0.1)
+    booking_id = str(uuid.uuid4())
+    _write(store, booking_id, 1)
+
+    async def scenario() -> list[StatusEvent | None]:
+        events = service.status_events(uuid.UUID(booking_id), after=0, keepalive=0.05)
+        got = [await anext(events)]  # what was reached before it listened
+        got.append(await anext(events))  # nothing written meanwhile: a keep-alive
+        _write(store, booking_id, 3)  # two statuses in one write (a batch of the worker)
+        got += [await anext(events), await anext(events)]
+        _write(store, booking_id, 3)  # an announcement that changes nothing
+        _write(store, booking_id, 4)
+        got += [event async for event in events]
+        return got
+
+    got = asyncio.run(scenario())
+
+    assert got[1] is None
+    events = [e for e in got if e is not None]
+    assert [e.status for e in events] == list(PATH)
+    assert [e.final for e in events] == [False, False, False, True]
+    assert [e.version for e in events] == [1, 3, 3, 4]
+    assert len(got) == 5  # the stream ended after CONFIRMED, nothing repeated
+
+
+def test_a_resumed_stream_sends_only_what_came_after_and_a_finished_one_ends_at_once() -> None:
+    store = MemoryReadModels()
+    service = QueryService(store.read_models(), wait_seconds=0.1)
+    booking_id = str(uuid.uuid4())
+    _write(store, booking_id, 4)
+
+    resumed = asyncio.run(_collect(service, booking_id, after=2))
+    finished = asyncio.run(_collect(service, booking_id, after=4))
+
+    assert [e.status for e in resumed if e is not None] == ["PAYMENT_AUTHORIZED", "CONFIRMED"]
+    assert finished == []
+
+
+def test_a_keep_alive_is_a_comment_line_and_never_an_event_a_client_would_see() -> None:
+    async def idle_then_one() -> AsyncIterator[StatusEvent | None]:
+        yield None
+        yield StatusEvent(
+            booking_id=uuid.uuid4(),
+            status="REQUESTED",
+            at=documents.CREATED,
+            version=1,
+            final=False,
+        )
+
+    async def frames() -> list[bytes]:
+        gate = StreamGate(limit=1)
+        gate.enter()
+        return [
+            message.encode() async for message in _messages(idle_then_one(), after=3, gate=gate)
+        ]
+
+    keep_alive, status = asyncio.run(frames())
+
+    assert keep_alive == b": keep-alive\r\n\r\n"
+    assert status.startswith(b"id: 4\r\nevent: status\r\ndata: {")
+
+
+def test_a_process_holding_its_most_streams_refuses_one_more_until_one_ends() -> None:
+    gate = StreamGate(limit=1)
+    gate.enter()
+
+    with pytest.raises(Problem) as refused:
+        gate.enter()
+    gate.leave()
+    gate.enter()
+
+    assert refused.value.status_code == 503
