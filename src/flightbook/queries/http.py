@@ -343,6 +343,7 @@ class BookingController(Controller):
         "/{booking_id:uuid}/events",
         name="booking_events",
         opt=requires(),
+        media_type="text/event-stream",
         summary="A booking's statuses, pushed as Server-Sent Events until it is final",
         description=(
             "`text/event-stream`: one `status` event per status reached, in order; its data "
