@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from flightbook.config.settings import Settings
+from tests.support import sse
 from tests.support.api import fare_body, flight_body
 from tests.support.pipeline import fast
 from tests.support.system import RunningSystem, eventually, running_system
@@ -25,19 +26,9 @@ def system(settings: Settings, tmp_path: Path) -> Iterator[RunningSystem]:
 
 def _statuses(client: httpx.Client, path: str, headers: dict[str, str]) -> list[dict[str, str]]:
     """The ``status`` events of the stream at ``path``, read until the server closes it."""
-    events: list[dict[str, str]] = []
-    event: dict[str, str] = {}
     with client.stream("GET", path, headers=headers) as stream:
         assert stream.status_code == 200, stream.read()
-        for line in stream.iter_lines():
-            if not line:
-                if event:
-                    events.append(event)
-                event = {}
-            elif not line.startswith(":"):
-                name, _, value = line.partition(":")
-                event[name] = value.removeprefix(" ")
-    return events
+        return list(sse.events(stream.iter_lines()))
 
 
 def test_a_bookings_statuses_are_pushed_in_order_until_it_is_confirmed(

@@ -141,3 +141,21 @@ def funnel_doc(date: str, *, requested: int = 3) -> dict[str, Any]:
         "rejected": {"NO_SEATS": 1},
         "cancelled": {"CUSTOMER": 1},
     }
+
+
+CONFIRMED_PATH = ("REQUESTED", "SEATS_HELD", "PAYMENT_AUTHORIZED", "CONFIRMED")
+"""The statuses of a booking that is paid and confirmed, in order."""
+
+
+def booking_through(statuses: int, booking_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A booking document that reached the first ``statuses`` of :data:`CONFIRMED_PATH`,
+    a second apart, at version ``statuses`` (the same booking at each call for one id)."""
+    booking_id = booking_id or new_id()
+    fields.setdefault("flight_id", str(uuid.uuid5(uuid.NAMESPACE_OID, booking_id)))
+    reached: dict[str, dt.datetime | None] = dict.fromkeys(
+        (*CONFIRMED_PATH, "REJECTED", "CANCELLED"), None
+    )
+    for n, status in enumerate(CONFIRMED_PATH[:statuses]):
+        reached[status] = CREATED + dt.timedelta(seconds=n)
+    doc = booking_doc(booking_id, status=CONFIRMED_PATH[statuses - 1], **fields)
+    return {**doc, "reached": reached, "_v": statuses}

@@ -117,6 +117,20 @@ class ServerReadSide:
         self.redis.close()
 
 
+class Seeds(Protocol):
+    """Read models that can be seeded as the workers write them."""
+
+    def put_document(self, collection: str, document: Mapping[str, Any]) -> None: ...
+
+    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None: ...
+
+
+def write_booking(seeds: Seeds, doc: Mapping[str, Any]) -> None:
+    """As the bookings worker does: the document, then its hash (whose write is announced)."""
+    seeds.put_document("bookings_v1", doc)
+    seeds.put_hash(f"v1:booking:{doc['_id']}", {"_v": doc["_v"], "status": doc["status"]})
+
+
 def _run(side: ReadSide, check: Callable[[ReadModels], Awaitable[T]]) -> T:
     async def main() -> T:
         async with side.open() as models:

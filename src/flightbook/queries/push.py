@@ -16,6 +16,7 @@ Each open stream holds one Redis subscription; a process holds at most
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -24,7 +25,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from flightbook.http.problems import Problem
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from uuid import UUID
 
     from flightbook.queries.models import StatusEvent
@@ -44,8 +45,8 @@ class StreamGate:
         self.limit = limit
         self.open = 0
 
-    def enter(self) -> None:
-        """Count one more stream; 503 when the process holds its limit."""
+    def check(self) -> None:
+        """Before a stream is answered: 503 when the process holds its limit."""
         if self.open >= self.limit:
             raise Problem(
                 503,
@@ -53,17 +54,22 @@ class StreamGate:
                 "this server holds as many open streams as it may; retry shortly",
                 headers={"Retry-After": "1"},
             )
-        self.open += 1
 
-    def leave(self) -> None:
-        self.open -= 1
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """One stream counted while it runs (from its first byte to its end, however it ends)."""
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
 
 
 def status_stream(
     service: QueryService, booking_id: UUID, *, after: int, gate: StreamGate
 ) -> ServerSentEvent:
     """The response that streams the booking's statuses after the ``after``-th."""
-    gate.enter()
+    gate.check()
     events = service.status_events(booking_id, after=after, keepalive=KEEPALIVE_SECONDS)
     return ServerSentEvent(_messages(events, after=after, gate=gate))
 
@@ -72,7 +78,8 @@ async def _messages(
     events: AsyncIterator[StatusEvent | None], *, after: int, gate: StreamGate
 ) -> AsyncIterator[ServerSentEventMessage]:
     number = after
-    try:
+    # counted inside the body: a stream that never starts (the client went) is never counted
+    with gate.held():
         async for event in events:
             if event is None:
                 yield ServerSentEventMessage(data=None, comment="keep-alive")  # no event
@@ -81,5 +88,3 @@ async def _messages(
             yield ServerSentEventMessage(
                 data=_encoder.encode(event).decode(), event="status", id=number
             )
-    finally:
-        gate.leave()

@@ -178,18 +178,18 @@ class QueryService:
             sent = after
             while True:
                 path = await self.read_models.bookings.status_path(str(booking_id))
-                steps = path.steps if path is not None else ()
-                for step in steps[sent:]:
-                    yield models.StatusEvent(
-                        booking_id=booking_id,
-                        status=step.status,
-                        at=step.at,
-                        version=path.version if path is not None else 0,
-                        final=step.status in models.FINAL_STATUSES,
-                    )
-                sent = max(sent, len(steps))
-                if any(step.status in models.FINAL_STATUSES for step in steps):
-                    return
+                if path is not None:
+                    for step in path.steps[sent:]:
+                        yield models.StatusEvent(
+                            booking_id=booking_id,
+                            status=step.status,
+                            at=step.at,
+                            version=path.version,
+                            final=step.status in models.FINAL_STATUSES,
+                        )
+                    sent = max(sent, len(path.steps))
+                    if any(step.status in models.FINAL_STATUSES for step in path.steps):
+                        return
                 if not await feed.next_change(keepalive):
                     yield None
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -15,15 +13,15 @@ from prometheus_client import CollectorRegistry
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
-from tests.support import documents
+from tests.support import documents, sse
 from tests.support.api import Api, Headers
 from tests.support.processes import free_port
-from tests.support.readside import ServerReadSide
+from tests.support.readside import ServerReadSide, write_booking
 from tests.support.system import eventually
 
 pytestmark = pytest.mark.integration
 
-PATH = ("REQUESTED", "SEATS_HELD", "PAYMENT_AUTHORIZED", "CONFIRMED")
+PATH = documents.CONFIRMED_PATH
 
 
 @pytest.fixture
@@ -44,38 +42,11 @@ def live(settings: Settings, servers: ServerReadSide) -> Iterator[httpx.Client]:
         thread.join(30)
 
 
-def _write(servers: ServerReadSide, doc: dict[str, Any], statuses: int) -> None:
-    """The document, then the hash through the worker's script (which announces it)."""
-    reached: dict[str, dt.datetime | None] = dict.fromkeys((*PATH, "REJECTED", "CANCELLED"), None)
-    for n, status in enumerate(PATH[:statuses]):
-        reached[status] = documents.CREATED + dt.timedelta(seconds=n)
-    status = PATH[statuses - 1]
-    servers.put_document(
-        "bookings_v1", {**doc, "status": status, "reached": reached, "_v": statuses}
-    )
-    servers.put_hash(f"v1:booking:{doc['_id']}", {"_v": statuses, "status": status})
-
-
-def _events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    """The events of a ``text/event-stream`` (comments skipped), as field -> value."""
-    event: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if event:
-                yield event
-            event = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            event[name] = value.removeprefix(" ")
-    if event:
-        yield event
-
-
 def test_statuses_arrive_in_order_each_once_and_the_stream_closes_when_final(
     live: httpx.Client, auth: Headers, servers: ServerReadSide
 ) -> None:
-    doc = documents.booking_doc(customer_id="alice")
-    _write(servers, doc, 1)
+    doc = documents.booking_through(1)
+    write_booking(servers, doc)
     got: list[dict[str, str]] = []
 
     with live.stream(
@@ -83,11 +54,13 @@ def test_statuses_arrive_in_order_each_once_and_the_stream_closes_when_final(
     ) as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
-        events = _events(stream.iter_lines())
+        events = sse.events(stream.iter_lines())
         got.append(next(events))
-        _write(servers, doc, 2)
+        write_booking(servers, documents.booking_through(2, doc["_id"]))
         got.append(next(events))
-        _write(servers, doc, 4)  # two statuses in one write
+        write_booking(
+            servers, documents.booking_through(4, doc["_id"])
+        )  # two statuses in one write
         got += list(events)  # ends: the server closed the stream after CONFIRMED
 
     assert [e.get("id") for e in got] == ["1", "2", "3", "4"], got
@@ -101,12 +74,12 @@ def test_statuses_arrive_in_order_each_once_and_the_stream_closes_when_final(
 def test_a_stream_resumed_with_last_event_id_repeats_nothing_and_loses_nothing(
     live: httpx.Client, auth: Headers, servers: ServerReadSide
 ) -> None:
-    doc = documents.booking_doc(customer_id="alice")
-    _write(servers, doc, 4)
+    doc = documents.booking_through(4)
+    write_booking(servers, doc)
     headers = auth("alice", "customer", **{"Last-Event-ID": "2"})
 
     with live.stream("GET", f"/bookings/{doc['_id']}/events", headers=headers) as stream:
-        got = list(_events(stream.iter_lines()))
+        got = list(sse.events(stream.iter_lines()))
 
     assert [e["id"] for e in got] == ["3", "4"]
     assert [json.loads(e["data"])["status"] for e in got] == ["PAYMENT_AUTHORIZED", "CONFIRMED"]
@@ -115,8 +88,8 @@ def test_a_stream_resumed_with_last_event_id_repeats_nothing_and_loses_nothing(
 def test_another_customer_gets_the_same_404_as_for_the_booking_itself(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
-    doc = documents.booking_doc(customer_id="alice")
-    _write(servers, doc, 1)
+    doc = documents.booking_through(1)
+    write_booking(servers, doc)
     headers = auth("bob", "customer", **{"X-Request-ID": "probe-1"})
 
     stream = query_api.get(f"/bookings/{doc['_id']}/events", headers=headers)
@@ -129,8 +102,8 @@ def test_another_customer_gets_the_same_404_as_for_the_booking_itself(
 def test_a_last_event_id_that_is_not_a_count_of_statuses_is_400(
     query_api: Api, auth: Headers, servers: ServerReadSide
 ) -> None:
-    doc = documents.booking_doc(customer_id="alice")
-    _write(servers, doc, 1)
+    doc = documents.booking_through(1)
+    write_booking(servers, doc)
     headers = auth("alice", "customer", **{"Last-Event-ID": "abc"})
 
     answer = query_api.get(f"/bookings/{doc['_id']}/events", headers=headers)

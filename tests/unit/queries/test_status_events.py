@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -16,24 +14,15 @@ from flightbook.queries.models import StatusEvent
 from flightbook.queries.push import StreamGate, _messages
 from flightbook.queries.service import QueryService
 from tests.support import documents
+from tests.support.readside import write_booking
 
 pytestmark = pytest.mark.unit
 
-PATH = ("REQUESTED", "SEATS_HELD", "PAYMENT_AUTHORIZED", "CONFIRMED")
-
-
-def _doc(booking_id: str, statuses: int) -> dict[str, Any]:
-    reached: dict[str, dt.datetime | None] = dict.fromkeys((*PATH, "REJECTED", "CANCELLED"), None)
-    for n, status in enumerate(PATH[:statuses]):
-        reached[status] = documents.CREATED + dt.timedelta(seconds=n)
-    doc = documents.booking_doc(booking_id, status=PATH[statuses - 1])
-    return {**doc, "reached": reached, "_v": statuses}
+PATH = documents.CONFIRMED_PATH
 
 
 def _write(store: MemoryReadModels, booking_id: str, statuses: int) -> None:
-    """As the bookings worker does: the document, then its hash (which announces it)."""
-    store.put_document("bookings_v1", _doc(booking_id, statuses))
-    store.put_hash(f"v1:booking:{booking_id}", {"_v": statuses, "status": PATH[statuses - 1]})
+    write_booking(store, documents.booking_through(statuses, booking_id))
 
 
 async def _collect(
@@ -99,7 +88,6 @@ def test_a_keep_alive_is_a_comment_line_and_never_an_event_a_client_would_see() 
 
     async def frames() -> list[bytes]:
         gate = StreamGate(limit=1)
-        gate.enter()
         return [
             message.encode() async for message in _messages(idle_then_one(), after=3, gate=gate)
         ]
@@ -112,11 +100,28 @@ def test_a_keep_alive_is_a_comment_line_and_never_an_event_a_client_would_see() 
 
 def test_a_process_holding_its_most_streams_refuses_one_more_until_one_ends() -> None:
     gate = StreamGate(limit=1)
-    gate.enter()
 
-    with pytest.raises(Problem) as refused:
-        gate.enter()
-    gate.leave()
-    gate.enter()
+    with gate.held(), pytest.raises(Problem) as refused:
+        gate.check()
+    gate.check()  # the stream ended: room again
 
     assert refused.value.status_code == 503
+    assert gate.open == 0
+
+
+def test_a_stream_is_counted_only_while_its_body_runs() -> None:
+    gate = StreamGate(limit=1)
+
+    async def idle() -> AsyncIterator[StatusEvent | None]:
+        yield None
+
+    async def two_frames_counted() -> list[int]:
+        counts = []
+        async for _message in _messages(idle(), after=0, gate=gate):
+            counts.append(gate.open)
+        return counts
+
+    _messages(idle(), after=0, gate=gate)  # a stream whose client went before its first byte
+
+    assert asyncio.run(two_frames_counted()) == [1]
+    assert gate.open == 0
