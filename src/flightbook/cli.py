@@ -149,7 +149,15 @@ def _cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         rates=rates,
         drain_seconds=options.drain_seconds,
         settle_seconds=options.settle_seconds,
+        wait=args.wait,
     )
+    closed_loop = [name for name in ("bookings", "hot_flight") if name in options.phases]
+    if options.wait == "none" and closed_loop:
+        _fail(
+            f"flightbook bench: --wait none: the {closed_loop[0]} phase's clients wait for each "
+            "outcome before the next booking; run --phases capacity,hot_capacity with it",
+            2,
+        )
     if settings.state_dir == ".flightbook":  # a stack of its own, beside a running system
         settings = msgspec.structs.replace(
             settings,
@@ -244,6 +252,13 @@ def _parser() -> argparse.ArgumentParser:
         "--rates",
         help="comma-separated bookings/s of the open-loop steps of capacity and hot_capacity "
         "(default 10,25,50,100,200,400; --quick 5,10)",
+    )
+    bench.add_argument(
+        "--wait",
+        choices=["push", "poll", "none"],
+        default="push",
+        help="how the clients learn their booking's outcome: pushed (Server-Sent Events, the "
+        "default), by polling (to compare), or, in the capacity phases, not at all",
     )
     bench.set_defaults(handler=_cmd_bench)
 

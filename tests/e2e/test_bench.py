@@ -72,6 +72,11 @@ def test_quick_bench_reports_every_figure_positive(settings: Settings, tmp_path:
         assert figures["failed"] == 0, (name, figures)
         assert figures["p99_ms"] >= figures["p50_ms"] > 0, (name, figures)
     assert "session_check_cpu_ms_per_request" in results["identity"]
+    for section in ("bookings", "hot_flight"):  # the clients were told by push
+        assert results[section]["wait"] == "push"
+        telling = results[section]["telling_cpu_ms_per_booking"]
+        assert telling["query-api"] > 0, telling
+        assert telling["total"] >= telling["query-api"], telling
     assert all(
         results["replay"][f"{n}_exit_code"] == 0
         for n in ("rebuild_flights", "rebuild_bookings", "audit_verify")
@@ -118,6 +123,13 @@ def _assert_capacity_phase_is_consistent(phase: dict[str, Any]) -> None:
             assert latency is None
         elif step["confirmed"]:
             assert latency["p99_ms"] >= latency["p50_ms"] > 0, latency
+        told = step["told"]  # every accepted booking's customer waited for its outcome
+        assert step["wait"] == "push"
+        assert sum(told.values()) == step["accepted"], step
+        assert told.get("CONFIRMED", 0) <= step["confirmed"], step
+        if told.get("CONFIRMED"):
+            told_latency = step["told_end_to_end_latency"]
+            assert told_latency["p99_ms"] >= told_latency["p50_ms"] > 0, told_latency
         cpu = step["cpu_ms_per_booking"]
         assert set(cpu["flightbook"]) == set(PROCESSES), cpu
         assert set(cpu["servers"]) == SERVERS, cpu

@@ -1,22 +1,7 @@
-"""Reading a ``text/event-stream`` the way a browser's EventSource does."""
+"""Reading a ``text/event-stream``: the benchmark's reader (one home for the format)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from flightbook.bench.sse import events, events_of
 
-__all__ = ("events",)
-
-
-def events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
-    """The events of the stream (comment lines skipped), each as field -> value."""
-    event: dict[str, str] = {}
-    for line in lines:
-        if not line:
-            if event:
-                yield event
-            event = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            event[name] = value.removeprefix(" ")
-    if event:
-        yield event
+__all__ = ("events", "events_of")

@@ -5,12 +5,14 @@
 offers one rate (:mod:`flightbook.bench.openloop`) for the step's seconds, then waits, at
 most ``drain_seconds``, for its stragglers; only the bookings confirmed by then count.
 
-Every figure comes from the system itself, none from polling the query API: outcomes and
+Every verdict comes from the system itself, none from the clients: outcomes and
 end-to-end latency from the events' commit timestamps in PostgreSQL, the backlog from
 ``booking.bookings_in_progress`` and the saga's ``flightbook_saga_lag_positions`` gauge,
 commits and statements from PostgreSQL's statistics (:mod:`flightbook.bench.pgstats`), CPU
 per process group from the kernel (:mod:`flightbook.bench.cpu`). The rules that judge a
-step, and the capacity, are in :mod:`flightbook.bench.capacity`.
+step, and the capacity, are in :mod:`flightbook.bench.capacity`. The customers still wait
+for their outcome, pushed to them (``wait``, :mod:`flightbook.bench.outcomes`), so that a
+step costs what telling them costs; ``--wait none`` leaves that out, to tell the two apart.
 
 After the first step that does not pass, the higher rates are skipped: they would only
 pile up a backlog that the next phases inherit.
@@ -19,6 +21,7 @@ pile up a backlog that the next phases inherit.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 import uuid
@@ -70,12 +73,14 @@ class CapacityPlan:
         drain_seconds: The most a step waits for its stragglers after it.
         settle_seconds: The most a phase waits, after a step past capacity, for the backlog
             to clear before the next phase.
+        wait: How customers learn their outcome: ``push``, ``poll`` or ``none``.
     """
 
     rates: tuple[float, ...]
     seconds: float
     drain_seconds: float = 10.0
     settle_seconds: float = 60.0
+    wait: str = "push"
 
 
 class _Backlog:
@@ -112,8 +117,12 @@ class _Sampler:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
+        self.stop()
         self._thread.join()
+
+    def stop(self) -> None:
+        """No samples after this (the step's schedule is over)."""
+        self._stop.set()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
@@ -152,6 +161,7 @@ def capacity_phase(
             "rates": list(plan.rates),
             "server_commit_times": step.commit_times,
             "server_statement_counts": step.statements,
+            "wait": plan.wait,
         }
         say(
             f"{name}: {flights} flight(s), {', '.join(f'{r:g}' for r in plan.rates)} "
@@ -258,6 +268,7 @@ class _Step:
     ) -> None:
         self._settings = system.settings
         self._command_url = system.url("command-api")
+        self._query_url = system.url("query-api")
         self._plan = plan
         self._name = name
         self._probe = probe
@@ -290,13 +301,27 @@ class _Step:
         cpu = self._meter.snapshot()
         start = self._backlog.point(0.0)
         interval = max(0.2, min(1.0, plan.seconds / 30))
+        ended: list[tuple[BacklogPoint, float]] = []
+
+        def schedule_over() -> None:  # the customers may still be waiting for outcomes
+            sampler.stop()
+            ended.append((self._backlog.point(0.0), time.monotonic()))
+
         load = OpenLoad(
-            command_url=self._command_url, bookings=bookings, rate=rate, seconds=plan.seconds
+            command_url=self._command_url,
+            bookings=bookings,
+            rate=rate,
+            seconds=plan.seconds,
+            query_url=self._query_url,
+            wait=plan.wait,
+            wait_seconds=plan.drain_seconds,
+            at_schedule_end=schedule_over,
         )
         with _Sampler(self._sampled, interval) as sampler:
             result = load.run()
-        end = self._backlog.point(result.seconds)
-        drained, drain_seconds = self._drain(result.booking_ids, start, end.at)
+        end_point, drain_began = ended[0] if ended else (self._backlog.point(0.0), None)
+        end = dataclasses.replace(end_point, at=result.seconds)
+        drained, drain_seconds = self._drain(result.booking_ids, start, end.at, drain_began)
         spent = self._meter.snapshot()
         counters_after = self._probe.counters(statements=self.statements, also=(self._sampling,))
         gateway_after = self._gateway_counters()
@@ -359,6 +384,9 @@ class _Step:
             "end_to_end_latency": (
                 latency_ms(outcomes.end_to_end) if outcomes.end_to_end is not None else None
             ),
+            "wait": plan.wait,
+            "told": dict(sorted(result.told.items())),
+            "told_end_to_end_latency": latency_ms(result.told_end_to_end),
             "backlog": {
                 "in_progress_start": start.in_progress,
                 "in_progress_end": end.in_progress,
@@ -380,6 +408,9 @@ class _Step:
                 "servers": {name: cpu_ms[name] for name in self._servers if name in cpu_ms},
                 LOADGEN: cpu_ms.get(LOADGEN),
             },
+            # what telling customers their outcome costs: the query API and MongoDB (whose
+            # figure also holds the projection workers' writes; compare with --wait none)
+            "telling_cpu_ms_per_booking": _sum_of(cpu_ms, ("query-api", "mongo")),
             "postgres_per_booking": {
                 "commits": per_booking(commits),
                 "write_transactions": per_booking(writes),
@@ -404,14 +435,19 @@ class _Step:
         return self._gateway.counters(statements=self._gateway_statements)
 
     def _drain(
-        self, booking_ids: list[str], start: BacklogPoint, since: float
+        self,
+        booking_ids: list[str],
+        start: BacklogPoint,
+        since: float,
+        began: float | None = None,
     ) -> tuple[BacklogPoint, float]:
         """The backlog once the step's stragglers are in, and how long that took.
 
-        Waits (at most ``drain_seconds``) until the step's bookings are all final and the
-        saga has caught up.
+        Waits (at most ``drain_seconds`` from ``began``, the schedule's end: customers may
+        have waited part of it) until the step's bookings are all final and the saga has
+        caught up.
         """
-        began = time.monotonic()
+        began = time.monotonic() if began is None else began
         deadline = began + self._plan.drain_seconds
         while True:
             left = self._probe.in_progress(booking_ids) if booking_ids else 0
@@ -422,6 +458,11 @@ class _Step:
             time.sleep(_POLL)
         took = time.monotonic() - began
         return self._backlog.point(since + took), took
+
+
+def _sum_of(values: dict[str, float | None], names: Sequence[str]) -> float | None:
+    found = [values[name] for name in names if values.get(name) is not None]
+    return round(sum(v for v in found if v is not None), 3) if found else None
 
 
 def _progress(name: str, step: dict[str, Any]) -> str:
@@ -447,7 +488,7 @@ def render_steps(name: str, phase: dict[str, Any]) -> str:
         rows.append((label, [_cell(cell(step)) for step in steps]))
 
     def latency(kind: str, figure: str) -> Callable[[dict[str, Any]], object]:
-        return lambda step: (step[kind] or {}).get(figure)
+        return lambda step: (step.get(kind) or {}).get(figure)
 
     def trio(kind: str) -> Callable[[dict[str, Any]], object]:
         return lambda step: "/".join(
@@ -460,6 +501,9 @@ def render_steps(name: str, phase: dict[str, Any]) -> str:
     row("e2e p50 ms (server)", latency("end_to_end_latency", "p50_ms"))
     row("e2e p99 ms (server)", latency("end_to_end_latency", "p99_ms"))
     row("command p99 ms", latency("command_latency", "p99_ms"))
+    row("told CONFIRMED (customers)", lambda step: step.get("told", {}).get("CONFIRMED"))
+    row("e2e p50 ms (told)", latency("told_end_to_end_latency", "p50_ms"))
+    row("e2e p99 ms (told)", latency("told_end_to_end_latency", "p99_ms"))
     row("send lag max ms", latency("send_lag", "max_ms"))
     row("in progress start/end/drained", trio("in_progress"))
     row(
@@ -477,6 +521,7 @@ def render_steps(name: str, phase: dict[str, Any]) -> str:
     for server in dict.fromkeys(s for figures in cpu for s in figures["servers"]):
         row(f"cpu ms/booking {server}", _cpu("servers", server))
     row(f"cpu ms/booking {LOADGEN}", _cpu(None, LOADGEN))
+    row("cpu ms/booking query-api + mongo", lambda step: step.get("telling_cpu_ms_per_booking"))
     row("commits/booking", lambda step: step["postgres_per_booking"]["commits"])
     row(
         "write transactions/booking",
@@ -488,7 +533,10 @@ def render_steps(name: str, phase: dict[str, Any]) -> str:
         lambda step: step["postgres_per_booking"].get("gateway_commits"),
     )
 
-    header = f"{name} ({phase['flights']} flight(s), {phase['seconds']:g}s a step)"
+    header = (
+        f"{name} ({phase['flights']} flight(s), {phase['seconds']:g}s a step, "
+        f"customers wait: {phase.get('wait', 'none')})"
+    )
     heads = [f"{step['rate_per_s']:g}/s" for step in steps]
     width = max(len(header), *(len(label) for label, _ in rows))
     cells = max(8, *(len(c) for _, values in rows for c in values), *(len(h) for h in heads))

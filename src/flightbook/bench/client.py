@@ -1,7 +1,9 @@
 """A minimal keep-alive HTTP/1.1 client on asyncio streams, so the load is not the bottleneck.
 
 General clients (httpx) spend milliseconds per request in Python; this one writes the
-request bytes and reads exactly Content-Length bytes back, nothing more.
+request bytes and reads exactly Content-Length bytes back, nothing more. A chunked body (a
+``text/event-stream`` the server ends, say) is read to its last chunk, so ``request``
+returns when the stream is over.
 """
 
 from __future__ import annotations
@@ -73,8 +75,25 @@ class HttpConnection:
             if ":" in line:
                 key, _, value = line.partition(":")
                 response_headers[key.strip().lower()] = value.strip()
-        length = int(response_headers.get("content-length", "0"))
-        payload = await self._reader.readexactly(length) if length else b""
+        if response_headers.get("transfer-encoding", "").lower() == "chunked":
+            payload = await self._read_chunked(self._reader)
+        else:
+            length = int(response_headers.get("content-length", "0"))
+            payload = await self._reader.readexactly(length) if length else b""
         if response_headers.get("connection", "").lower() == "close":
             await self.close()
         return Response(status, response_headers, payload)
+
+    @staticmethod
+    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+        """A ``Transfer-Encoding: chunked`` body, up to and including its last (empty) chunk."""
+        parts: list[bytes] = []
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, if any
+                    pass
+                return b"".join(parts)
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)  # the chunk's CRLF

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from flightbook.bench.client import HttpConnection
+from flightbook.bench.outcomes import outcome
 from flightbook.http.tokens import mint_token
 
 if TYPE_CHECKING:
@@ -24,11 +25,6 @@ if TYPE_CHECKING:
 __all__ = ("BookingLoad", "LoadResult", "ReadLoad", "fare_code", "schedule_flights")
 
 _DEPARTURE = "2031-06-0{day}T10:00:00Z"
-_FIRST_POLL = 0.025
-_LONGEST_POLL = 0.1
-"""A client waiting for CONFIRMED polls like an app would, backing off to every 100 ms.
-Polling every 20 ms from 32 clients (the first version) made the query API use a whole
-core and took that CPU from the pipeline being measured (BENCHMARKS.md)."""
 
 
 @dataclass
@@ -126,7 +122,10 @@ def schedule_flights(
 
 
 class BookingLoad:
-    """``clients`` customers booking in a loop, each waiting for CONFIRMED on the query API."""
+    """``clients`` customers booking in a loop, each waiting for its outcome on the query API.
+
+    ``wait`` is how a client learns it (:mod:`flightbook.bench.outcomes`): pushed, or polled.
+    """
 
     def __init__(
         self,
@@ -137,8 +136,10 @@ class BookingLoad:
         flights: list[str],
         clients: int,
         seconds: float,
+        wait: str = "push",
     ) -> None:
         self._settings = settings
+        self._wait = wait
         self._command_port = _port(command_url)
         self._query_port = _port(query_url)
         self._flights = flights
@@ -147,7 +148,13 @@ class BookingLoad:
 
     @classmethod
     def against(
-        cls, system: SystemUnderTest, *, flights: list[str], clients: int, seconds: float
+        cls,
+        system: SystemUnderTest,
+        *,
+        flights: list[str],
+        clients: int,
+        seconds: float,
+        wait: str = "push",
     ) -> BookingLoad:
         """The load on the command and query API of a running system."""
         return cls(
@@ -157,6 +164,7 @@ class BookingLoad:
             flights=flights,
             clients=clients,
             seconds=seconds,
+            wait=wait,
         )
 
     def run(self) -> LoadResult:
@@ -195,7 +203,15 @@ class BookingLoad:
                 position = response.headers.get("x-flightbook-position", "")
                 result.booking_ids.append(booking_id)
                 result.positions.append(position)
-                if await self._await_confirmed(queries, auth, booking_id, position, deadline + 60):
+                final = await outcome(
+                    self._wait,
+                    queries,
+                    auth=auth,
+                    booking_id=booking_id,
+                    position=position,
+                    give_up=deadline + 60,
+                )
+                if final == "CONFIRMED":
                     result.end_to_end.append(time.perf_counter() - sent)
                     result.completed += 1
                 else:
@@ -203,29 +219,6 @@ class BookingLoad:
         finally:
             await commands.close()
             await queries.close()
-
-    async def _await_confirmed(
-        self,
-        queries: HttpConnection,
-        auth: dict[str, str],
-        booking_id: str,
-        position: str,
-        give_up: float,
-    ) -> bool:
-        headers = {**auth, "X-Flightbook-After": position}
-        pause = _FIRST_POLL
-        while time.perf_counter() < give_up:
-            response = await queries.request("GET", f"/bookings/{booking_id}", headers=headers)
-            headers = auth
-            if response.status == 200:
-                status = json.loads(response.body)["status"]
-                if status == "CONFIRMED":
-                    return True
-                if status in {"REJECTED", "CANCELLED"}:
-                    return False
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, _LONGEST_POLL)
-        return False
 
 
 class ReadLoad:

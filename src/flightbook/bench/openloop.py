@@ -6,7 +6,11 @@ delays the next booking: the generator opens as many connections as the answers 
 to ``max_in_flight``) and reports how late each request left (``send_lags``) and the rate it
 achieved. Every request is prepared before the clock starts, each from a customer of its
 own (a token each), so the per-customer caps of bookings in progress never refuse one.
-It does not wait for outcomes: the phase asks the server (:mod:`flightbook.bench.pgstats`).
+The step's verdict never depends on the clients: the phase asks the server for outcomes
+(:mod:`flightbook.bench.pgstats`). With ``wait`` (``push`` or ``poll``, :mod:`flightbook.
+bench.outcomes`) each accepted booking's customer also waits for its outcome on the query
+API, as an app would, so that the step measures what telling them costs; ``told`` and
+``told_end_to_end`` are what the customers learnt, and when.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from flightbook.bench.capacity import arrival_offsets
 from flightbook.bench.client import HttpConnection
+from flightbook.bench.outcomes import outcome
 from flightbook.http.tokens import mint_token
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from flightbook.config.settings import Settings
 
@@ -80,6 +85,9 @@ class OpenLoopResult:
         latencies: Seconds from sending to the ``202``, for those accepted.
         statuses: Answers by HTTP status.
         peak_in_flight: Most requests awaiting their answer at once.
+        told: Final statuses the waiting customers learnt, by status (``unknown``: none
+            by the time they gave up).
+        told_end_to_end: Seconds from sending to learning ``CONFIRMED``.
     """
 
     scheduled: int
@@ -93,6 +101,8 @@ class OpenLoopResult:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     peak_in_flight: int = 0
+    told: dict[str, int] = field(default_factory=dict)
+    told_end_to_end: list[float] = field(default_factory=list)
 
     @property
     def offered_per_s(self) -> float:
@@ -109,6 +119,11 @@ class OpenLoad:
         seconds: How long the schedule lasts.
         max_in_flight: A bound on concurrent requests (and so on connections): past it,
             requests leave late, and the lateness shows in ``send_lags``.
+        query_url: The query API, where customers wait (with ``wait``).
+        wait: ``none``, or how customers learn their outcome (``push``, ``poll``).
+        wait_seconds: How long after the last request customers still wait.
+        at_schedule_end: Called (in a thread) once every request has its answer, while
+            customers may still wait: the phase notes its backlog then.
     """
 
     def __init__(
@@ -119,7 +134,13 @@ class OpenLoad:
         rate: float,
         seconds: float,
         max_in_flight: int = 1024,
+        query_url: str | None = None,
+        wait: str = "none",
+        wait_seconds: float = 10.0,
+        at_schedule_end: Callable[[], object] | None = None,
     ) -> None:
+        if wait != "none" and query_url is None:
+            raise ValueError("customers wait on the query API: give query_url")
         self._offsets = arrival_offsets(rate, seconds)
         if len(bookings) < len(self._offsets):
             raise ValueError(f"{len(self._offsets)} bookings scheduled, {len(bookings)} prepared")
@@ -127,6 +148,10 @@ class OpenLoad:
         self._interval = 1 / rate
         self._port = int(command_url.rsplit(":", 1)[1])
         self._max_in_flight = max_in_flight
+        self._query_port = int(query_url.rsplit(":", 1)[1]) if query_url else 0
+        self._wait = wait
+        self._wait_seconds = wait_seconds
+        self._at_schedule_end = at_schedule_end
 
     def run(self) -> OpenLoopResult:
         result = OpenLoopResult(scheduled=len(self._offsets))
@@ -135,6 +160,36 @@ class OpenLoad:
 
     async def _run(self, result: OpenLoopResult) -> None:
         idle: list[HttpConnection] = []
+        idle_queries: list[HttpConnection] = []
+        opened_queries: list[HttpConnection] = []
+        waiting: list[asyncio.Task[None]] = []
+
+        async def wait_for_outcome(
+            auth: dict[str, str], booking_id: str, position: str, sent: float
+        ) -> None:
+            if idle_queries:
+                queries = idle_queries.pop()
+            else:
+                queries = HttpConnection("127.0.0.1", self._query_port)
+                opened_queries.append(queries)
+            try:
+                final = await outcome(
+                    self._wait,
+                    queries,
+                    auth=auth,
+                    booking_id=booking_id,
+                    position=position,
+                    give_up=time.perf_counter() + 3600,  # cut short at the schedule's end
+                )
+            except (OSError, asyncio.IncompleteReadError):
+                await queries.close()
+                final = None
+            idle_queries.append(queries)
+            key = final or "unknown"
+            result.told[key] = result.told.get(key, 0) + 1
+            if final == "CONFIRMED":
+                result.told_end_to_end.append(time.perf_counter() - sent)
+
         slots = asyncio.Semaphore(self._max_in_flight)
         in_flight = 0
         start = time.perf_counter()
@@ -167,7 +222,14 @@ class OpenLoad:
                     return
                 result.latencies.append(time.perf_counter() - sent)
                 result.accepted += 1
-                result.booking_ids.append(json.loads(response.body)["booking_id"])
+                booking_id = json.loads(response.body)["booking_id"]
+                result.booking_ids.append(booking_id)
+                if self._wait != "none":
+                    auth = {"Authorization": booking.headers["Authorization"]}
+                    position = response.headers.get("x-flightbook-position", "")
+                    waiting.append(
+                        asyncio.create_task(wait_for_outcome(auth, booking_id, position, sent))
+                    )
 
         tasks = []
         try:
@@ -177,7 +239,16 @@ class OpenLoad:
                     await asyncio.sleep(delay)
                 tasks.append(asyncio.create_task(send(booking, start + offset)))
             await asyncio.gather(*tasks)
+            give_up = time.perf_counter() + self._wait_seconds
+            if self._at_schedule_end is not None:
+                await asyncio.to_thread(self._at_schedule_end)
+            if waiting:
+                _, late = await asyncio.wait(waiting, timeout=give_up - time.perf_counter())
+                for task in late:
+                    task.cancel()
+                result.told["unknown"] = result.told.get("unknown", 0) + len(late)
+                await asyncio.gather(*late, return_exceptions=True)
         finally:
-            for connection in idle:
+            for connection in (*idle, *opened_queries):
                 await connection.close()
         result.seconds = max(last_sent - start, self._offsets[-1]) + self._interval

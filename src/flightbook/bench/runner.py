@@ -29,6 +29,7 @@ from flightbook.bench.capacity_phase import (
     capacity_phase,
     render_steps,
 )
+from flightbook.bench.cpu import LOADGEN, CpuMeter, server_pids
 from flightbook.bench.identity import IdentityLoad
 from flightbook.bench.load import BookingLoad, ReadLoad, schedule_flights
 from flightbook.bench.measure import RssWatcher, latency_ms, percentile
@@ -73,6 +74,7 @@ class BenchOptions:
     rates: tuple[float, ...] = DEFAULT_RATES  # bookings/s of each capacity step
     drain_seconds: float = 10.0  # the most a capacity step waits for its stragglers
     settle_seconds: float = 60.0  # ... and a phase for the backlog of a step past capacity
+    wait: str = "push"  # how clients learn their booking's outcome (bench.outcomes.WAYS)
 
     @classmethod
     def quick_run(cls, output: Path) -> BenchOptions:
@@ -228,6 +230,7 @@ def _load_phases(
         seconds=options.seconds,
         drain_seconds=options.drain_seconds,
         settle_seconds=options.settle_seconds,
+        wait=options.wait,
     )
     for name in CAPACITY_PHASES:
         if name in phases:
@@ -309,6 +312,8 @@ def _booking_phase(
     flight_ids = schedule_flights(command_url, s, flights, seats=10_000)
     saga_url = system.url("saga")
     retries_before = _metric(saga_url, "flightbook_saga_conflict_retries_total")
+    meter = _telling_meter(system)
+    cpu = meter.snapshot()
     load = BookingLoad(
         settings=s,
         command_url=command_url,
@@ -316,9 +321,13 @@ def _booking_phase(
         flights=flight_ids,
         clients=options.clients,
         seconds=options.seconds,
+        wait=options.wait,
     ).run()
+    spent = meter.snapshot()
     retries = _metric(saga_url, "flightbook_saga_conflict_retries_total") - retries_before
     return {
+        "wait": options.wait,
+        "telling_cpu_ms_per_booking": _per_booking(spent, cpu, load.completed),
         "confirmed_per_s": load.completed / load.seconds,
         "confirmed": load.completed,
         "failed": load.failed,
@@ -328,6 +337,33 @@ def _booking_phase(
         "loadgen_cpu_percent": load.loadgen_cpu_percent,
         "_booking_ids": load.booking_ids,
     }
+
+
+def _telling_meter(system: SystemUnderTest) -> CpuMeter:
+    """CPU of the processes that tell clients their outcome: the query API and MongoDB.
+
+    MongoDB's also includes what the projection workers write there; the capacity phases,
+    whose clients may not wait at all, tell the two apart.
+    """
+    mongo = server_pids(system.settings, system.server_pids).get("mongo")
+    pids = {"query-api": system.processes["query-api"].pid}
+    if mongo is not None:
+        pids["mongo"] = mongo
+    return CpuMeter(pids)
+
+
+def _per_booking(
+    spent: dict[str, float], before: dict[str, float], bookings: int
+) -> dict[str, float | None]:
+    """CPU ms per booking of each of the meter's groups, and of the two together."""
+    names = [name for name in before if name in spent and name != LOADGEN]
+    each: dict[str, float | None] = {
+        name: round((spent[name] - before[name]) * 1000 / bookings, 3) if bookings else None
+        for name in names
+    }
+    total = sum(spent[name] - before[name] for name in names)
+    each["total"] = round(total * 1000 / bookings, 3) if bookings else None
+    return each
 
 
 def _projection_lag(settings: Settings) -> dict[str, float]:

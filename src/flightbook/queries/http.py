@@ -222,13 +222,12 @@ async def _caught_up(service: QueryService, read_model: str, after: str) -> bool
     try:
         await service.wait_for(read_model, positions)
     except NotCaughtUpError as exc:
-        raise Problem(
-            503,
-            "not_caught_up",
-            f"{exc}; retry shortly",
-            headers={"Retry-After": "1"},
-        ) from None
+        raise _not_caught_up(exc) from None
     return True
+
+
+def _not_caught_up(exc: NotCaughtUpError) -> Problem:
+    return Problem(503, "not_caught_up", f"{exc}; retry shortly", headers={"Retry-After": "1"})
 
 
 def _bad_cursor() -> Problem:
@@ -350,7 +349,10 @@ class BookingController(Controller):
             "is `{booking_id, status, at, version, final}` and its `id` counts the statuses "
             "sent (1 = REQUESTED). Reconnect with `Last-Event-ID` to get only what came "
             "after. The stream ends after CONFIRMED, REJECTED or CANCELLED; a comment every "
-            "15 s keeps it open. The same 404 as `GET /bookings/{id}` for anyone else."
+            "15 s keeps it open. The same 404 as `GET /bookings/{id}` for anyone else. Right "
+            "after `POST /bookings`, send its `X-Flightbook-Position` as `X-Flightbook-After`: "
+            "the stream then waits (by push, up to the read-your-writes bound) for the booking "
+            "to reach the read model instead of answering 404."
         ),
         responses=_problems(400, 401, 404, 503),
     )
@@ -360,9 +362,19 @@ class BookingController(Controller):
         service: NamedDependency[QueryService],
         principal: NamedDependency[Principal],
         state: State,
+        after: After = "",
         last_event_id: LastEventId = 0,
     ) -> ServerSentEvent:
-        if await service.booking(booking_id, principal) is None:
+        positions = _positions(after)
+        try:
+            found = await (
+                service.arriving_booking(booking_id, principal, positions)
+                if positions
+                else service.booking(booking_id, principal)
+            )
+        except NotCaughtUpError as exc:
+            raise _not_caught_up(exc) from None
+        if found is None:
             raise Problem(404, "not_found", "no such booking")
         gate: StreamGate = state[_STREAMS_STATE_KEY]
         return status_stream(service, booking_id, after=last_event_id, gate=gate)

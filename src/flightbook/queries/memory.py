@@ -65,6 +65,10 @@ class MemoryReadModels:
         for queue in self._watchers.get(key, []):
             queue.put_nowait(None)
 
+    def watching(self, key: str) -> bool:
+        """Whether a change feed listens on ``key`` now (tests wait for it)."""
+        return bool(self._watchers.get(key))
+
     def delete_key(self, key: str) -> None:
         self.hashes.pop(key, None)
         self.strings.pop(key, None)

@@ -6,6 +6,7 @@ No HTTP here (that is :mod:`.http`).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -17,7 +18,11 @@ from flightbook.queries.cursors import (
     encode_cursor,
     encode_time_key,
 )
-from flightbook.queries.freshness import wait_until_applied
+from flightbook.queries.freshness import (
+    NotCaughtUpError,
+    pending_positions,
+    wait_until_applied,
+)
 from flightbook.queries.ports import SalesQuery
 
 if TYPE_CHECKING:
@@ -162,6 +167,36 @@ class QueryService:
         if found is None or not may_see(principal, found):
             return None
         return found
+
+    async def arriving_booking(
+        self, booking_id: UUID, principal: Principal, positions: Mapping[str, int]
+    ) -> models.BookingView | None:
+        """:meth:`booking`, once the read model has it, for a caller who just wrote it.
+
+        A client that opens the booking's status stream right after ``POST /bookings``
+        sends the command's positions; the booking may not be in the read model yet. This
+        listens on the booking's change feed and reads again on each announcement (no
+        polling), until the booking is there, or the positions are applied without it (it
+        does not exist: None), for at most ``wait_seconds``.
+
+        Raises:
+            NotCaughtUpError: neither within ``wait_seconds``.
+        """
+        pending = pending_positions("bookings", positions)
+        deadline = time.monotonic() + self.wait_seconds
+        async with self.read_models.changes.watch(str(booking_id)) as feed:
+            while True:
+                found = await self.read_models.bookings.find_booking(str(booking_id))
+                if found is not None:
+                    return found if may_see(principal, found) else None
+                progress = self.read_models.progress
+                pending = [p for p in pending if not await progress.has_applied("bookings", *p)]
+                if not pending:
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NotCaughtUpError("bookings", pending)
+                await feed.next_change(remaining)
 
     async def status_events(
         self, booking_id: UUID, *, after: int, keepalive: float

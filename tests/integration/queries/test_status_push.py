@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from flightbook.bootstrap import build_query_api
 from flightbook.config.settings import Settings
+from flightbook.http.positions import encode_positions
 from tests.support import documents, sse
 from tests.support.api import Api, Headers
 from tests.support.processes import free_port
@@ -83,6 +84,49 @@ def test_a_stream_resumed_with_last_event_id_repeats_nothing_and_loses_nothing(
 
     assert [e["id"] for e in got] == ["3", "4"]
     assert [json.loads(e["data"])["status"] for e in got] == ["PAYMENT_AUTHORIZED", "CONFIRMED"]
+
+
+def test_a_stream_opened_right_after_the_command_waits_for_the_booking_by_its_announcement(
+    live: httpx.Client, auth: Headers, servers: ServerReadSide
+) -> None:
+    doc = documents.booking_through(1)
+    channel = f"{servers.settings.redis_prefix}v1:booking:{doc['_id']}"
+    after = encode_positions({"booking": 10**9})  # not applied: the booking is still coming
+    headers = auth("alice", "customer", **{"X-Flightbook-After": after})
+    got: list[dict[str, str]] = []
+
+    def read() -> None:
+        with live.stream("GET", f"/bookings/{doc['_id']}/events", headers=headers) as stream:
+            got.append({"status_code": str(stream.status_code)})
+            got.extend(sse.events(stream.iter_lines()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    eventually(
+        lambda: dict(servers.redis.pubsub_numsub(channel)).get(channel.encode(), 0),
+        bool,
+        within=10,
+        what="the stream listening for the booking",
+    )
+    write_booking(servers, doc)  # the worker writes it and announces it
+    write_booking(servers, documents.booking_through(4, doc["_id"]))
+    reader.join(30)
+
+    assert got[0] == {"status_code": "200"}
+    assert [json.loads(e["data"])["status"] for e in got[1:]] == list(PATH)
+
+
+def test_a_stream_after_positions_applied_without_the_booking_is_404(
+    query_api: Api, auth: Headers, servers: ServerReadSide
+) -> None:
+    servers.put_document("projection_checkpoints", {"_id": "bookings:booking", "low_watermark": 9})
+    after = encode_positions({"booking": 7})
+    headers = auth("alice", "customer", **{"X-Flightbook-After": after})
+
+    answer = query_api.get(f"/bookings/{documents.new_id()}/events", headers=headers)
+
+    assert answer.status_code == 404
+    assert answer.json()["title"]
 
 
 def test_another_customer_gets_the_same_404_as_for_the_booking_itself(

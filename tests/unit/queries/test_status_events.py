@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from flightbook.http.problems import Problem
+from flightbook.http.tokens import Principal
+from flightbook.queries.freshness import NotCaughtUpError
 from flightbook.queries.memory import MemoryReadModels
 from flightbook.queries.models import StatusEvent
 from flightbook.queries.push import StreamGate, _messages
@@ -125,3 +127,66 @@ def test_a_stream_is_counted_only_while_its_body_runs() -> None:
 
     assert asyncio.run(two_frames_counted()) == [1]
     assert gate.open == 0
+
+
+def _customer(subject: str = "alice") -> Principal:
+    return Principal(subject=subject, roles=frozenset({"customer"}))
+
+
+def test_a_booking_not_yet_projected_is_waited_for_by_its_announcement_not_by_polling() -> None:
+    store = MemoryReadModels()
+    service = QueryService(store.read_models(), wait_seconds=5.0)
+    booking_id = str(uuid.uuid4())
+
+    async def scenario() -> tuple[int, str | None]:
+        waiting = asyncio.create_task(
+            service.arriving_booking(uuid.UUID(booking_id), _customer(), {"booking": 7})
+        )
+        while not store.watching(f"v1:booking:{booking_id}"):  # it listens before it reads
+            await asyncio.sleep(0)
+        reads = store.reads.get("bookings_v1", 0)
+        _write(store, booking_id, 1)  # the worker writes it and announces it
+        found = await waiting
+        return store.reads.get("bookings_v1", 0) - reads, found.status if found else None
+
+    reads_after_the_write, status = asyncio.run(scenario())
+
+    assert status == "REQUESTED"
+    assert reads_after_the_write == 1  # one read, on the announcement
+
+
+def test_an_arriving_booking_of_another_customer_is_not_shown() -> None:
+    store = MemoryReadModels()
+    service = QueryService(store.read_models(), wait_seconds=5.0)
+    booking_id = str(uuid.uuid4())
+    _write(store, booking_id, 1)
+
+    found = asyncio.run(
+        service.arriving_booking(uuid.UUID(booking_id), _customer("mallory"), {"booking": 7})
+    )
+
+    assert found is None
+
+
+def test_a_booking_absent_once_its_positions_are_applied_does_not_exist() -> None:
+    store = MemoryReadModels()
+    service = QueryService(store.read_models(), wait_seconds=5.0)
+    store.put_document(
+        "projection_checkpoints", {"_id": "bookings:booking", "low_watermark": 9}
+    )
+
+    found = asyncio.run(
+        service.arriving_booking(uuid.uuid4(), _customer(), {"booking": 7})
+    )
+
+    assert found is None
+
+
+def test_a_booking_neither_there_nor_applied_within_the_bound_is_not_caught_up() -> None:
+    store = MemoryReadModels()
+    service = QueryService(store.read_models(), wait_seconds=0.05)
+
+    with pytest.raises(NotCaughtUpError) as raised:
+        asyncio.run(service.arriving_booking(uuid.uuid4(), _customer(), {"booking": 7}))
+
+    assert raised.value.pending == [("booking", 7)]
