@@ -196,11 +196,13 @@ def build_query_api(settings: Settings, *, registry: CollectorRegistry | None = 
             mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000
         )
         cache = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2)
+        models = mongo_redis_read_models(
+            mongo[settings.mongo_database], cache, redis_prefix=settings.redis_prefix
+        )
         try:
-            yield mongo_redis_read_models(
-                mongo[settings.mongo_database], cache, redis_prefix=settings.redis_prefix
-            )
+            yield models
         finally:
+            await models.changes.aclose()
             await cache.aclose()
             await mongo.close()
 

@@ -93,15 +93,17 @@ class ServerReadSide:
             self.settings.mongo_url, tz_aware=True
         )
         cache = redis.asyncio.Redis.from_url(self.settings.redis_url)
+        # version_ttl=0: a test that switches versions sees the switch at once
+        models = mongo_redis_read_models(
+            mongo[self.settings.mongo_database],
+            cache,
+            redis_prefix=self.settings.redis_prefix,
+            version_ttl=0.0,
+        )
         try:
-            # version_ttl=0: a test that switches versions sees the switch at once
-            yield mongo_redis_read_models(
-                mongo[self.settings.mongo_database],
-                cache,
-                redis_prefix=self.settings.redis_prefix,
-                version_ttl=0.0,
-            )
+            yield models
         finally:
+            await models.changes.aclose()
             await cache.aclose()
             await mongo.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from flightbook.contracts import readmodels
 from flightbook.queries import models
+from flightbook.queries.feeds import QueueFeed
 from flightbook.queries.ports import ReadModels, seats_from_hash
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ class MemoryReadModels:
         self.reads: dict[str, int] = {}
         """How many times each collection was queried (tests assert cache hits with it)."""
         self._clock = clock
-        self._watchers: dict[str, list[asyncio.Queue[None]]] = {}
+        self._watchers: dict[str, list[QueueFeed]] = {}
 
     # seeding, as the projection workers would
 
@@ -62,8 +62,8 @@ class MemoryReadModels:
     def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
         """Write the hash and announce it, as the worker's script does."""
         self.hashes.setdefault(key, {}).update({k: str(v) for k, v in mapping.items()})
-        for queue in self._watchers.get(key, []):
-            queue.put_nowait(None)
+        for feed in self._watchers.get(key, []):
+            feed.announce()
 
     def watching(self, key: str) -> bool:
         """Whether a change feed listens on ``key`` now (tests wait for it)."""
@@ -127,14 +127,17 @@ class MemoryReadModels:
         return models.status_path_from_document(found[0]) if found else None
 
     @contextlib.asynccontextmanager
-    async def watch(self, booking_id: str) -> AsyncIterator[_Feed]:
+    async def watch(self, booking_id: str) -> AsyncIterator[QueueFeed]:
         key = self._key(readmodels.booking_key(booking_id))
-        queue: asyncio.Queue[None] = asyncio.Queue()
-        self._watchers.setdefault(key, []).append(queue)
+        feed = QueueFeed()
+        self._watchers.setdefault(key, []).append(feed)
         try:
-            yield _Feed(queue)
+            yield feed
         finally:
-            self._watchers[key].remove(queue)
+            self._watchers[key].remove(feed)
+
+    async def aclose(self) -> None:
+        """Nothing to close (the Redis hub's listener stops here)."""
 
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
@@ -215,17 +218,3 @@ class MemoryReadModels:
     ) -> None:
         key = self._key(readmodels.search_key(origin, destination, day))
         self.strings[key] = (answer, self._clock() + ttl_seconds)
-
-
-class _Feed:
-    def __init__(self, queue: asyncio.Queue[None]) -> None:
-        self._queue = queue
-
-    async def next_change(self, timeout: float) -> bool:
-        try:
-            await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return False
-        while not self._queue.empty():  # several announcements: one read answers them all
-            self._queue.get_nowait()
-        return True

@@ -257,5 +257,5 @@ def mongo_redis_read_models(
         progress=MongoProgress(database),
         seats=RedisSeats(client, prefix=redis_prefix, versions=versions),
         search_cache=RedisSearchCache(client, prefix=redis_prefix, versions=versions),
-        changes=RedisBookingChanges(client, prefix=redis_prefix, versions=versions),
+        changes=RedisBookingChanges(client, prefix=redis_prefix),
     )

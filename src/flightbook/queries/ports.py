@@ -155,6 +155,10 @@ class BookingChanges(Protocol):
         """Announcements from now on (so a read after entering misses none)."""
         ...
 
+    async def aclose(self) -> None:
+        """Stop listening (when the app stops)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ReadModels:

@@ -1,7 +1,8 @@
 """Redis readers of the read models: seats, the search cache, changed bookings.
 
 The bookings worker publishes on each ``booking:<id>`` hash it writes, on a channel named
-like the key; :class:`RedisBookingChanges` listens there.
+like the key; :class:`RedisBookingChanges` listens there: one pattern subscription per
+process, on one connection, fanned out to the streams that watch a booking.
 
 Redis is a cache here: when it fails, the readers log ``query.redis_unavailable`` and
 answer as for a miss (MongoDB's figures are then used). :class:`RedisSearchCache` is the
@@ -10,8 +11,8 @@ one writer on the query side: it fills the cache that the flights worker invalid
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -23,13 +24,13 @@ from flightbook.contracts.readmodels import (
     search_key,
     seats_key,
 )
+from flightbook.queries.feeds import QueueFeed
 from flightbook.queries.ports import seats_from_hash
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
     import redis.asyncio
-    from redis.asyncio.client import PubSub
 
     from flightbook.queries.ports import Versions
 
@@ -107,36 +108,109 @@ class RedisSearchCache(_RedisReader):
             _log.warning("query.redis_unavailable", write="search", error=repr(exc))
 
 
-class _Subscription:
-    def __init__(self, pubsub: PubSub) -> None:
-        self._pubsub = pubsub
-
-    async def next_change(self, timeout: float) -> bool:
-        # get_message answers None at once for the subscription's own confirmation: wait on
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            if message is not None:
-                return True
-        return False
+_RETRY_SECONDS = 0.5
+_READY_SECONDS = 5.0
+_IDLE_SECONDS = 1.0
 
 
-class RedisBookingChanges(_RedisReader):
-    """The ``booking:<id>`` channels the bookings worker publishes on.
+def _glob_escaped(text: str) -> str:
+    """``text`` matched literally in a Redis glob pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisBookingChanges:
+    """The ``booking:<id>`` channels the bookings worker publishes on, for the whole process.
+
+    One ``PSUBSCRIBE`` on ``<prefix>v*:booking:*`` (every version of the read model, so a
+    stream keeps hearing its booking across a switch of versions), started with the first
+    watch: a watch costs no Redis command and no connection of its own, and an
+    announcement reaches the watchers of its booking only. When the connection fails, every
+    watcher is woken (it reads again) and the subscription is made again; once it holds, they
+    are woken once more, so an announcement missed meanwhile costs a read, never a status.
 
     Args:
-        client: a ``redis.asyncio`` client. Owned by the caller; each watch takes a
-            connection of its own from its pool while it lasts.
+        client: a ``redis.asyncio`` client (owned by the caller; the subscription takes one
+            connection of its pool until :meth:`aclose`).
         prefix: the deployment's ``redis_prefix``.
-        versions: the active versions (read model ``redis``).
     """
 
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str) -> None:
+        self._client = client
+        self._pattern = f"{_glob_escaped(prefix)}v*:{booking_key('*')}"
+        self._watchers: dict[str, set[QueueFeed]] = {}
+        self._listening = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
     @contextlib.asynccontextmanager
-    async def watch(self, booking_id: str) -> AsyncIterator[_Subscription]:
-        channel = await self._key(booking_key(booking_id))
-        pubsub = self._client.pubsub()
+    async def watch(self, booking_id: str) -> AsyncIterator[QueueFeed]:
+        feed = QueueFeed()
+        self._watchers.setdefault(booking_id, set()).add(feed)
         try:
-            await pubsub.subscribe(channel)
-            yield _Subscription(pubsub)
+            await self._listen_started()
+            yield feed
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            watchers = self._watchers.get(booking_id)
+            if watchers is not None:
+                watchers.discard(feed)
+                if not watchers:
+                    del self._watchers[booking_id]
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _listen_started(self) -> None:
+        """Once the subscription holds (the read that follows a watch misses nothing).
+
+        Raises:
+            RedisError: it does not hold within a few seconds (Redis is away).
+        """
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._listen(), name="booking-changes")
+        if not self._listening.is_set():
+            try:
+                await asyncio.wait_for(self._listening.wait(), _READY_SECONDS)
+            except TimeoutError:
+                raise RedisError("the booking changes subscription does not hold") from None
+
+    async def _listen(self) -> None:
+        failed = False
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.psubscribe(self._pattern)
+                while await pubsub.get_message(timeout=_IDLE_SECONDS) is None:
+                    pass  # until Redis confirms the subscription
+                self._listening.set()
+                if failed:
+                    self._wake_all()  # what was announced while it did not hold
+                failed = False
+                while True:
+                    # a bounded wait: the client's socket timeout would end an unbounded one
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=_IDLE_SECONDS
+                    )
+                    if message is not None and message.get("type") == "pmessage":
+                        self._announce(message["channel"])
+            except (RedisError, OSError) as exc:
+                failed = True
+                self._listening.clear()
+                self._wake_all()
+                _log.warning("query.redis_unavailable", read="booking changes", error=repr(exc))
+                await asyncio.sleep(_RETRY_SECONDS)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _announce(self, channel: bytes | str) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        for feed in self._watchers.get(name.rsplit(":", 1)[-1], ()):
+            feed.announce()
+
+    def _wake_all(self) -> None:
+        for feeds in self._watchers.values():
+            for feed in feeds:
+                feed.announce()

@@ -191,8 +191,9 @@ class QueryService:
                     return found if may_see(principal, found) else None
                 progress = self.read_models.progress
                 pending = [p for p in pending if not await progress.has_applied("bookings", *p)]
-                if not pending:
-                    return None
+                if not pending:  # applied; it may have been written since the read above
+                    found = await self.read_models.bookings.find_booking(str(booking_id))
+                    return found if found is not None and may_see(principal, found) else None
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise NotCaughtUpError("bookings", pending)

@@ -90,7 +90,7 @@ def test_a_stream_opened_right_after_the_command_waits_for_the_booking_by_its_an
     live: httpx.Client, auth: Headers, servers: ServerReadSide
 ) -> None:
     doc = documents.booking_through(1)
-    channel = f"{servers.settings.redis_prefix}v1:booking:{doc['_id']}"
+    patterns = servers.redis.pubsub_numpat()
     after = encode_positions({"booking": 10**9})  # not applied: the booking is still coming
     headers = auth("alice", "customer", **{"X-Flightbook-After": after})
     got: list[dict[str, str]] = []
@@ -102,8 +102,8 @@ def test_a_stream_opened_right_after_the_command_waits_for_the_booking_by_its_an
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    eventually(
-        lambda: dict(servers.redis.pubsub_numsub(channel)).get(channel.encode(), 0),
+    eventually(  # the process's announcements subscription, made by the stream's first watch
+        lambda: servers.redis.pubsub_numpat() > patterns,
         bool,
         within=10,
         what="the stream listening for the booking",

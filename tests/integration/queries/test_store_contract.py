@@ -6,14 +6,16 @@ them; the fake must answer exactly as the real adapters do (STYLE G12).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 import uuid
 
 import pytest
 
 from flightbook.queries.ports import ReadModels, SalesQuery
 from tests.support import documents
-from tests.support.readside import MemoryReadSide, ReadSide
+from tests.support.readside import MemoryReadSide, ReadSide, ServerReadSide
 
 DAY = documents.DEPARTURE.date().isoformat()
 
@@ -271,3 +273,24 @@ def test_a_write_of_the_bookings_hash_is_announced_to_who_watches_it(side: ReadS
             assert await feed.next_change(10.0)
 
     side.run(check)
+
+
+def test_a_watch_wakes_after_its_subscription_was_dropped_and_hears_what_came_later(
+    servers: ServerReadSide,
+) -> None:
+    booking_id = str(uuid.uuid4())
+
+    async def check(models: ReadModels) -> None:
+        async with models.changes.watch(booking_id) as feed:
+            servers.redis.client_kill_filter(_type="pubsub")  # Redis drops the subscription
+            assert await feed.next_change(10.0)  # woken: it reads again, nothing is missed
+            deadline = time.monotonic() + 10
+            while not servers.redis.pubsub_numpat():  # subscribed again
+                assert time.monotonic() < deadline, "the subscription did not come back"
+                await asyncio.sleep(0.01)
+            while await feed.next_change(0.1):  # the wake-up that follows it
+                pass
+            servers.put_hash(f"v1:booking:{booking_id}", {"_v": 2, "status": "SEATS_HELD"})
+            assert await feed.next_change(10.0)
+
+    servers.run(check)
