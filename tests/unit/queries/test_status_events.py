@@ -171,13 +171,9 @@ def test_an_arriving_booking_of_another_customer_is_not_shown() -> None:
 def test_a_booking_absent_once_its_positions_are_applied_does_not_exist() -> None:
     store = MemoryReadModels()
     service = QueryService(store.read_models(), wait_seconds=5.0)
-    store.put_document(
-        "projection_checkpoints", {"_id": "bookings:booking", "low_watermark": 9}
-    )
+    store.put_document("projection_checkpoints", {"_id": "bookings:booking", "low_watermark": 9})
 
-    found = asyncio.run(
-        service.arriving_booking(uuid.uuid4(), _customer(), {"booking": 7})
-    )
+    found = asyncio.run(service.arriving_booking(uuid.uuid4(), _customer(), {"booking": 7}))
 
     assert found is None
 
