@@ -13,6 +13,7 @@ import redis.asyncio
 
 from flightbook.config.settings import Settings
 from flightbook.projections.ports import HashWrite
+from flightbook.projections.projectors import booking_hash
 from flightbook.projections.redis import RedisHashes
 from flightbook.queries.memory import MemoryReadModels
 from flightbook.queries.mongo import mongo_redis_read_models
@@ -130,7 +131,7 @@ class Seeds(Protocol):
 def write_booking(seeds: Seeds, doc: Mapping[str, Any]) -> None:
     """As the bookings worker does: the document, then its hash (whose write is announced)."""
     seeds.put_document("bookings_v1", doc)
-    seeds.put_hash(f"v1:booking:{doc['_id']}", {"_v": doc["_v"], "status": doc["status"]})
+    seeds.put_hash(f"v1:booking:{doc['_id']}", booking_hash(dict(doc)))
 
 
 def _run(side: ReadSide, check: Callable[[ReadModels], Awaitable[T]]) -> T:

@@ -195,8 +195,21 @@ def skip_private(doc: Document, *, version: int, position: int) -> Document:
 
 
 def booking_hash(doc: Document) -> dict[str, str]:
-    """The Redis ``booking:<id>`` hash of a booking document."""
-    return {"_v": str(doc["_v"]), "status": str(doc["status"])}
+    """The Redis ``booking:<id>`` hash of a booking document.
+
+    Besides the version and the status: the customer (an opaque subject id, no personal
+    data) and ``at:<STATUS>``, when each status was reached, so that the status push can
+    check who may see the booking and send its statuses from Redis alone.
+    """
+    fields = {
+        "_v": str(doc["_v"]),
+        "status": str(doc["status"]),
+        "customer_id": str(doc["customer_id"]),
+    }
+    for status, at in (doc.get("reached") or {}).items():
+        if isinstance(at, dt.datetime):
+            fields[f"at:{status}"] = ms(at).isoformat()
+    return fields
 
 
 # -- flights --------------------------------------------------------------------------------

@@ -368,9 +368,9 @@ class BookingController(Controller):
         positions = _positions(after)
         try:
             found = await (
-                service.arriving_booking(booking_id, principal, positions)
+                service.arriving_status_path(booking_id, principal, positions)
                 if positions
-                else service.booking(booking_id, principal)
+                else service.status_path(booking_id, principal)
             )
         except NotCaughtUpError as exc:
             raise _not_caught_up(exc) from None

@@ -136,6 +136,10 @@ class MemoryReadModels:
         finally:
             self._watchers[key].remove(feed)
 
+    async def latest(self, booking_id: str) -> models.StatusPath | None:
+        raw = self.hashes.get(self._key(readmodels.booking_key(booking_id)))
+        return models.status_path_from_hash(raw) if raw else None
+
     async def aclose(self) -> None:
         """Nothing to close (the Redis hub's listener stops here)."""
 

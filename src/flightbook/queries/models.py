@@ -43,6 +43,7 @@ __all__ = (
     "load_factor_from_documents",
     "sales_from_document",
     "status_path_from_document",
+    "status_path_from_hash",
     "with_seats_left",
 )
 
@@ -392,6 +393,8 @@ class StatusPath(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     """The read model's version of the booking (its ``_v``)."""
     steps: tuple[StatusStep, ...]
+    customer_id: str
+    """Whose booking it is (who may see it: :func:`~flightbook.queries.service.may_see`)."""
 
 
 class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -407,11 +410,24 @@ class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 def status_path_from_document(doc: Mapping[str, Any]) -> StatusPath:
     """The ``reached`` map of a ``bookings_v<N>`` document as the statuses in their order."""
-    reached = doc.get("reached") or {}
+    return _status_path(doc.get("reached") or {}, doc.get("_v", 0), doc.get("customer_id"))
+
+
+def status_path_from_hash(raw: Mapping[str, str]) -> StatusPath | None:
+    """The same from a ``booking:<id>`` hash; None for a hash without them (an older one)."""
+    if "customer_id" not in raw or "_v" not in raw:
+        return None
+    reached = {key[3:]: value for key, value in raw.items() if key.startswith("at:")}
+    return _status_path(reached, raw["_v"], raw["customer_id"])
+
+
+def _status_path(reached: Mapping[str, Any], version: object, customer_id: object) -> StatusPath:
     steps = [
         StatusStep(status=status, at=_utc(reached[status]))  # type: ignore[arg-type]
         for status in _LIFECYCLE
         if reached.get(status) is not None
     ]
     steps.sort(key=lambda step: (step.at, _LIFECYCLE.index(step.status)))
-    return StatusPath(version=int(doc.get("_v", 0)), steps=tuple(steps))
+    return StatusPath(
+        version=int(str(version)), steps=tuple(steps), customer_id=str(customer_id or "")
+    )

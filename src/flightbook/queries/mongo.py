@@ -161,7 +161,9 @@ class MongoBookings(_MongoDocuments[models.BookingView]):
 
     async def status_path(self, booking_id: str) -> models.StatusPath | None:
         documents = await self._collection(self.read_model, self.read_model)
-        found = await documents.find_one({"_id": booking_id}, {"reached": 1, "_v": 1})
+        found = await documents.find_one(
+            {"_id": booking_id}, {"reached": 1, "_v": 1, "customer_id": 1}
+        )
         return models.status_path_from_document(found) if found is not None else None
 
     async def customer_bookings(
@@ -257,5 +259,5 @@ def mongo_redis_read_models(
         progress=MongoProgress(database),
         seats=RedisSeats(client, prefix=redis_prefix, versions=versions),
         search_cache=RedisSearchCache(client, prefix=redis_prefix, versions=versions),
-        changes=RedisBookingChanges(client, prefix=redis_prefix),
+        changes=RedisBookingChanges(client, prefix=redis_prefix, versions=versions),
     )

@@ -149,10 +149,17 @@ class ChangeFeed(Protocol):
 
 @runtime_checkable
 class BookingChanges(Protocol):
-    """Where the bookings worker announces each booking it wrote."""
+    """Where the bookings worker announces each booking it wrote: its ``booking:<id>`` hash."""
 
     def watch(self, booking_id: str) -> AbstractAsyncContextManager[ChangeFeed]:
         """Announcements from now on (so a read after entering misses none)."""
+        ...
+
+    async def latest(self, booking_id: str) -> models.StatusPath | None:
+        """The statuses in the booking's announced hash.
+
+        None: no hash, or an older one without them (the document then answers).
+        """
         ...
 
     async def aclose(self) -> None:

@@ -24,6 +24,7 @@ from flightbook.contracts.readmodels import (
     search_key,
     seats_key,
 )
+from flightbook.queries import models
 from flightbook.queries.feeds import QueueFeed
 from flightbook.queries.ports import seats_from_hash
 
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 __all__ = ("RedisBookingChanges", "RedisSearchCache", "RedisSeats")
 
 _log = structlog.get_logger("flightbook.queries")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class _RedisReader:
@@ -118,7 +123,7 @@ def _glob_escaped(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-class RedisBookingChanges:
+class RedisBookingChanges(_RedisReader):
     """The ``booking:<id>`` channels the bookings worker publishes on, for the whole process.
 
     One ``PSUBSCRIBE`` on ``<prefix>v*:booking:*`` (every version of the read model, so a
@@ -132,10 +137,11 @@ class RedisBookingChanges:
         client: a ``redis.asyncio`` client (owned by the caller; the subscription takes one
             connection of its pool until :meth:`aclose`).
         prefix: the deployment's ``redis_prefix``.
+        versions: the active versions (read model ``redis``), for :meth:`latest`.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, *, prefix: str) -> None:
-        self._client = client
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str, versions: Versions) -> None:
+        super().__init__(client, prefix=prefix, versions=versions)
         self._pattern = f"{_glob_escaped(prefix)}v*:{booking_key('*')}"
         self._watchers: dict[str, set[QueueFeed]] = {}
         self._listening = asyncio.Event()
@@ -154,6 +160,14 @@ class RedisBookingChanges:
                 watchers.discard(feed)
                 if not watchers:
                     del self._watchers[booking_id]
+
+    async def latest(self, booking_id: str) -> models.StatusPath | None:
+        try:
+            raw = await self._client.hgetall(await self._key(booking_key(booking_id)))
+        except RedisError as exc:
+            _log.warning("query.redis_unavailable", read="booking", error=repr(exc))
+            return None
+        return models.status_path_from_hash({_text(k): _text(v) for k, v in raw.items()})
 
     async def aclose(self) -> None:
         if self._task is not None:

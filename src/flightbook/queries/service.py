@@ -44,6 +44,9 @@ __all__ = (
 MAX_PAGE = 100
 """The largest ``limit`` of the flight and booking lists (and what the search cache holds)."""
 SEARCH_CACHE_SECONDS = 60
+_QUIET_SECONDS = 0.25
+"""How long a stream waiting for a booking just written waits for its announcement before it
+asks whether the command's positions were applied without it (an unknown booking)."""
 SEE_ANY_BOOKING = ("agent", "auditor")
 """Roles that may read any booking; everyone else only their own."""
 
@@ -51,7 +54,7 @@ _page_encoder = msgspec.json.Encoder()
 _page_decoder = msgspec.json.Decoder(models.FlightPage)
 
 
-def may_see(principal: Principal, booking: models.BookingView) -> bool:
+def may_see(principal: Principal, booking: models.BookingView | models.StatusPath) -> bool:
     """The booking's customer, an agent or an auditor."""
     return booking.customer_id == principal.subject or principal.has(*SEE_ANY_BOOKING)
 
@@ -168,36 +171,54 @@ class QueryService:
             return None
         return found
 
-    async def arriving_booking(
+    async def status_path(self, booking_id: UUID, principal: Principal) -> models.StatusPath | None:
+        """The statuses the booking reached, if ``principal`` may see it (else None).
+
+        From the booking's Redis hash, which the bookings worker writes after the document
+        (so what it shows can be read back); from the document when the hash is missing.
+        """
+        found = await self._status_path(str(booking_id))
+        return found if found is not None and may_see(principal, found) else None
+
+    async def _status_path(self, booking_id: str) -> models.StatusPath | None:
+        found = await self.read_models.changes.latest(booking_id)
+        if found is None:
+            found = await self.read_models.bookings.status_path(booking_id)
+        return found
+
+    async def arriving_status_path(
         self, booking_id: UUID, principal: Principal, positions: Mapping[str, int]
-    ) -> models.BookingView | None:
-        """:meth:`booking`, once the read model has it, for a caller who just wrote it.
+    ) -> models.StatusPath | None:
+        """:meth:`status_path`, once the read model has the booking, for who just wrote it.
 
         A client that opens the booking's status stream right after ``POST /bookings``
         sends the command's positions; the booking may not be in the read model yet. This
         listens on the booking's change feed and reads again on each announcement (no
         polling), until the booking is there, or the positions are applied without it (it
-        does not exist: None), for at most ``wait_seconds``.
+        does not exist: None), for at most ``wait_seconds``. The positions are asked for
+        only when no announcement came for a while.
 
         Raises:
             NotCaughtUpError: neither within ``wait_seconds``.
         """
+        key = str(booking_id)
         pending = pending_positions("bookings", positions)
         deadline = time.monotonic() + self.wait_seconds
-        async with self.read_models.changes.watch(str(booking_id)) as feed:
+        async with self.read_models.changes.watch(key) as feed:
             while True:
-                found = await self.read_models.bookings.find_booking(str(booking_id))
+                found = await self._status_path(key)
                 if found is not None:
                     return found if may_see(principal, found) else None
+                remaining = deadline - time.monotonic()
+                if remaining > 0 and await feed.next_change(min(remaining, _QUIET_SECONDS)):
+                    continue  # announced: read again
                 progress = self.read_models.progress
                 pending = [p for p in pending if not await progress.has_applied("bookings", *p)]
                 if not pending:  # applied; it may have been written since the read above
-                    found = await self.read_models.bookings.find_booking(str(booking_id))
+                    found = await self._status_path(key)
                     return found if found is not None and may_see(principal, found) else None
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if time.monotonic() >= deadline:
                     raise NotCaughtUpError("bookings", pending)
-                await feed.next_change(remaining)
 
     async def status_events(
         self, booking_id: UUID, *, after: int, keepalive: float
@@ -206,14 +227,15 @@ class QueryService:
 
         Ends after a final status (:data:`models.FINAL_STATUSES`); yields None when
         ``keepalive`` seconds passed with nothing new. The caller checked that the booking
-        is the principal's (:meth:`booking`). It listens before it reads, so a status
-        written between the two is not missed, and reads the document again on each
-        announcement, so what it pushes can be read back at once.
+        is the principal's (:meth:`status_path`). It listens before it reads, so a status
+        written between the two is not missed, and reads again on each announcement, so what
+        it pushes can be read back at once.
         """
-        async with self.read_models.changes.watch(str(booking_id)) as feed:
+        key = str(booking_id)
+        async with self.read_models.changes.watch(key) as feed:
             sent = after
             while True:
-                path = await self.read_models.bookings.status_path(str(booking_id))
+                path = await self._status_path(key)
                 if path is not None:
                     for step in path.steps[sent:]:
                         yield models.StatusEvent(

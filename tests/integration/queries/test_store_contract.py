@@ -15,7 +15,7 @@ import pytest
 
 from flightbook.queries.ports import ReadModels, SalesQuery
 from tests.support import documents
-from tests.support.readside import MemoryReadSide, ReadSide, ServerReadSide
+from tests.support.readside import MemoryReadSide, ReadSide, ServerReadSide, write_booking
 
 DAY = documents.DEPARTURE.date().isoformat()
 
@@ -246,18 +246,21 @@ def test_a_bookings_statuses_come_in_the_order_reached(side: ReadSide) -> None:
         "CANCELLED": None,
     }
     doc = {**documents.booking_doc(status="PAYMENT_AUTHORIZED"), "reached": reached, "_v": 3}
-    side.put_document("bookings_v1", doc)
+    write_booking(side, doc)  # the document, then its announced hash
 
     async def check(models: ReadModels) -> None:
-        path = await models.bookings.status_path(doc["_id"])
-        assert path is not None
-        assert path.version == 3
-        assert [(s.status, s.at) for s in path.steps] == [
-            ("REQUESTED", at),
-            ("SEATS_HELD", at + dt.timedelta(seconds=1)),
-            ("PAYMENT_AUTHORIZED", at + dt.timedelta(seconds=2)),
-        ]
+        from_document = await models.bookings.status_path(doc["_id"])
+        from_hash = await models.changes.latest(doc["_id"])
+        for path in (from_document, from_hash):
+            assert path is not None
+            assert (path.version, path.customer_id) == (3, "alice")
+            assert [(s.status, s.at) for s in path.steps] == [
+                ("REQUESTED", at),
+                ("SEATS_HELD", at + dt.timedelta(seconds=1)),
+                ("PAYMENT_AUTHORIZED", at + dt.timedelta(seconds=2)),
+            ]
         assert await models.bookings.status_path(str(uuid.uuid4())) is None
+        assert await models.changes.latest(str(uuid.uuid4())) is None
 
     side.run(check)
 

@@ -229,7 +229,14 @@ def test_redis_hashes_and_analytics_are_derived_from_the_documents(setup: Setup)
     stale = setup.progress.stale("bookings")
     refreshed = bookings.refresh_analytics(LIVE)
 
-    assert setup.hashes.get(f"fb:v1:booking:{booking}") == {"_v": "4", "status": "CONFIRMED"}
+    announced = setup.hashes.get(f"fb:v1:booking:{booking}") or {}
+    assert (announced["_v"], announced["status"]) == ("4", "CONFIRMED")
+    assert [k for k in announced if k.startswith("at:")] == [
+        "at:REQUESTED",
+        "at:SEATS_HELD",
+        "at:PAYMENT_AUTHORIZED",
+        "at:CONFIRMED",
+    ]
     assert setup.hashes.get(f"fb:v1:seats:{setup.flight}") == {"_v": "3", "Y": "4", "J": "2"}
     assert setup.hashes.get("fb:v1:search:LHR:JFK:2031-12-24") is None
     assert (len(stale), refreshed, setup.progress.stale("bookings")) == (1, 1, {})

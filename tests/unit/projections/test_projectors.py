@@ -133,7 +133,13 @@ def test_each_booking_event_moves_the_status_and_records_when_it_was_reached(
     assert doc["reached"]["CANCELLED"] == ms(cancelled.occurred_at)
     assert doc["updated_at"] == ms(cancelled.occurred_at)
     assert (doc["_v"], doc["_pos"]) == (5, 5)
-    assert booking_hash(doc) == {"_v": "5", "status": "CANCELLED"}
+    assert booking_hash(doc) == {
+        "_v": "5",
+        "status": "CANCELLED",
+        "customer_id": doc["customer_id"],
+        **{f"at:{status}": at.isoformat() for status, at in doc["reached"].items() if at},
+    }
+    assert booking_hash(doc)["at:CANCELLED"] == ms(cancelled.occurred_at).isoformat()
 
 
 def test_a_rejected_booking_keeps_its_reason(booking_log: Log) -> None:
@@ -166,7 +172,10 @@ def test_an_erasure_redacts_every_passenger_field_and_keeps_the_status(booking_l
         k: v for k, v in doc.items() if k not in CHANGED_BY_ERASURE
     }
     assert "personal_data_erased" not in doc  # absent until an erasure (older documents too)
-    assert booking_hash(erased) == {"_v": "3", "status": "CONFIRMED"}  # no personal data
+    erased_hash = booking_hash(erased)  # no personal data: the statuses, and whose it is
+    reached = [status for status, at in erased["reached"].items() if at]
+    assert set(erased_hash) == {"_v", "status", "customer_id", *(f"at:{s}" for s in reached)}
+    assert erased_hash["customer_id"] == doc["customer_id"]
 
 
 def test_an_erased_booking_is_the_same_whether_it_was_opened_before_or_after_the_erasure(

@@ -133,26 +133,26 @@ def _customer(subject: str = "alice") -> Principal:
     return Principal(subject=subject, roles=frozenset({"customer"}))
 
 
-def test_a_booking_not_yet_projected_is_waited_for_by_its_announcement_not_by_polling() -> None:
+def test_a_booking_not_yet_projected_is_waited_for_by_its_announcement() -> None:
     store = MemoryReadModels()
     service = QueryService(store.read_models(), wait_seconds=5.0)
     booking_id = str(uuid.uuid4())
 
     async def scenario() -> tuple[int, str | None]:
         waiting = asyncio.create_task(
-            service.arriving_booking(uuid.UUID(booking_id), _customer(), {"booking": 7})
+            service.arriving_status_path(uuid.UUID(booking_id), _customer(), {"booking": 7})
         )
         while not store.watching(f"v1:booking:{booking_id}"):  # it listens before it reads
             await asyncio.sleep(0)
         reads = store.reads.get("bookings_v1", 0)
         _write(store, booking_id, 1)  # the worker writes it and announces it
         found = await waiting
-        return store.reads.get("bookings_v1", 0) - reads, found.status if found else None
+        return store.reads.get("bookings_v1", 0) - reads, found.steps[-1].status if found else None
 
     reads_after_the_write, status = asyncio.run(scenario())
 
     assert status == "REQUESTED"
-    assert reads_after_the_write == 1  # one read, on the announcement
+    assert reads_after_the_write == 0  # read from the announced hash, on the announcement
 
 
 def test_an_arriving_booking_of_another_customer_is_not_shown() -> None:
@@ -162,7 +162,7 @@ def test_an_arriving_booking_of_another_customer_is_not_shown() -> None:
     _write(store, booking_id, 1)
 
     found = asyncio.run(
-        service.arriving_booking(uuid.UUID(booking_id), _customer("mallory"), {"booking": 7})
+        service.arriving_status_path(uuid.UUID(booking_id), _customer("mallory"), {"booking": 7})
     )
 
     assert found is None
@@ -173,7 +173,7 @@ def test_a_booking_absent_once_its_positions_are_applied_does_not_exist() -> Non
     service = QueryService(store.read_models(), wait_seconds=5.0)
     store.put_document("projection_checkpoints", {"_id": "bookings:booking", "low_watermark": 9})
 
-    found = asyncio.run(service.arriving_booking(uuid.uuid4(), _customer(), {"booking": 7}))
+    found = asyncio.run(service.arriving_status_path(uuid.uuid4(), _customer(), {"booking": 7}))
 
     assert found is None
 
@@ -183,6 +183,21 @@ def test_a_booking_neither_there_nor_applied_within_the_bound_is_not_caught_up()
     service = QueryService(store.read_models(), wait_seconds=0.05)
 
     with pytest.raises(NotCaughtUpError) as raised:
-        asyncio.run(service.arriving_booking(uuid.uuid4(), _customer(), {"booking": 7}))
+        asyncio.run(service.arriving_status_path(uuid.uuid4(), _customer(), {"booking": 7}))
 
     assert raised.value.pending == [("booking", 7)]
+
+
+def test_a_booking_whose_hash_is_older_than_its_statuses_is_read_from_its_document() -> None:
+    store = MemoryReadModels()
+    service = QueryService(store.read_models(), wait_seconds=0.1)
+    doc = documents.booking_through(2)
+    store.put_document("bookings_v1", doc)
+    store.put_hash(f"v1:booking:{doc['_id']}", {"_v": 2, "status": "SEATS_HELD"})  # older shape
+
+    path = asyncio.run(service.status_path(uuid.UUID(doc["_id"]), _customer()))
+    foreign = asyncio.run(service.status_path(uuid.UUID(doc["_id"]), _customer("mallory")))
+
+    assert path is not None
+    assert [step.status for step in path.steps] == ["REQUESTED", "SEATS_HELD"]
+    assert foreign is None
