@@ -1,7 +1,9 @@
 """Redis readers of the read models: seats, the search cache, changed bookings.
 
 The bookings worker publishes on each ``booking:<id>`` hash it writes, on a channel named
-like the key; :class:`RedisBookingChanges` listens there.
+like the key, and the booking's id on its customer's channel
+(:func:`~flightbook.contracts.readmodels.customer_channel`); :class:`RedisBookingChanges`
+listens there.
 
 Redis is a cache here: when it fails, the readers log ``query.redis_unavailable`` and
 answer as for a miss (MongoDB's figures are then used). :class:`RedisSearchCache` is the
@@ -19,6 +21,7 @@ from redis.exceptions import RedisError
 
 from flightbook.contracts.readmodels import (
     booking_key,
+    customer_channel,
     redis_version_prefix,
     search_key,
     seats_key,
@@ -121,8 +124,26 @@ class _Subscription:
         return False
 
 
+class _CustomerSubscription:
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def next_changes(self, timeout: float) -> set[str]:
+        changed: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while not changed and (left := deadline - time.monotonic()) > 0:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            while message is not None:  # then whatever else arrived: one read answers them all
+                data = message.get("data")
+                changed.add(data.decode() if isinstance(data, bytes) else str(data))
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=0.0
+                )
+        return changed
+
+
 class RedisBookingChanges(_RedisReader):
-    """The ``booking:<id>`` channels the bookings worker publishes on.
+    """The ``booking:<id>`` and ``customer:<digest>`` channels the bookings worker publishes on.
 
     Args:
         client: a ``redis.asyncio`` client. Owned by the caller; each watch takes a
@@ -138,5 +159,15 @@ class RedisBookingChanges(_RedisReader):
         try:
             await pubsub.subscribe(channel)
             yield _Subscription(pubsub)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @contextlib.asynccontextmanager
+    async def watch_customer(self, customer_id: str) -> AsyncIterator[_CustomerSubscription]:
+        channel = self._prefix + customer_channel(customer_id)  # no version: see its docstring
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            yield _CustomerSubscription(pubsub)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
