@@ -23,7 +23,7 @@ from flightbook.queries.ports import SalesQuery
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 
     from flightbook.http.tokens import Principal
     from flightbook.queries.ports import ReadModels
@@ -213,7 +213,7 @@ class QueryService:
 
     async def customer_status_changes(
         self, customer_id: str, *, since: Mapping[str, int], wait: float = 30.0
-    ) -> AsyncIterator[models.StatusChange]:
+    ) -> AsyncGenerator[models.StatusChange, None]:
         """The statuses of the customer's bookings, each once, in order per booking; never ends.
 
         First what each unfinished booking of theirs, and each booking named in ``since``,

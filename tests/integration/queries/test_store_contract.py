@@ -6,6 +6,7 @@ them; the fake must answer exactly as the real adapters do (STYLE G12).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
@@ -13,7 +14,7 @@ import pytest
 
 from flightbook.queries.ports import ReadModels, SalesQuery
 from tests.support import documents
-from tests.support.readside import MemoryReadSide, ReadSide
+from tests.support.readside import MemoryReadSide, ReadSide, write_booking
 
 DAY = documents.DEPARTURE.date().isoformat()
 
@@ -269,5 +270,45 @@ def test_a_write_of_the_bookings_hash_is_announced_to_who_watches_it(side: ReadS
             assert not await feed.next_change(0.2)  # another booking's write
             side.put_hash(f"v1:booking:{booking_id}", {"_v": 2, "status": "SEATS_HELD"})
             assert await feed.next_change(10.0)
+
+    side.run(check)
+
+
+def test_a_customers_status_paths_are_theirs_named_or_unfinished(side: ReadSide) -> None:
+    unfinished = documents.booking_through(2)
+    finished = documents.booking_through(4)
+    named = documents.booking_through(4)
+    others = documents.booking_through(1, customer_id="bob")
+    for doc in (unfinished, finished, named, others):
+        side.put_document("bookings_v1", doc)
+
+    async def check(models: ReadModels) -> None:
+        found = await models.bookings.status_paths(
+            "alice", booking_ids=[named["_id"], others["_id"]], unfinished=True
+        )
+        assert set(found) == {unfinished["_id"], named["_id"]}
+        assert [s.status for s in found[unfinished["_id"]].steps] == ["REQUESTED", "SEATS_HELD"]
+        assert found[named["_id"]].version == 4
+        only_named = await models.bookings.status_paths("alice", booking_ids=[finished["_id"]])
+        assert set(only_named) == {finished["_id"]}
+        assert await models.bookings.status_paths("alice") == {}
+
+    side.run(check)
+
+
+def test_a_bookings_write_is_announced_to_its_customers_watchers_only(side: ReadSide) -> None:
+    mine, his = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def check(models: ReadModels) -> None:
+        async with models.changes.watch_customer("alice") as feed:
+            write_booking(side, documents.booking_through(1, his, customer_id="bob"))
+            assert await feed.next_changes(0.2) == set()  # another customer's booking
+            write_booking(side, documents.booking_through(1, mine))
+            write_booking(side, documents.booking_through(2, mine))
+            changed: set[str] = set()
+            deadline = asyncio.get_running_loop().time() + 10
+            while not changed and asyncio.get_running_loop().time() < deadline:
+                changed = await feed.next_changes(1.0)
+            assert changed == {mine}
 
     side.run(check)
