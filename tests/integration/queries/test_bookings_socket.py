@@ -94,15 +94,17 @@ def test_another_customer_gets_nothing_of_mine_even_when_naming_it(
     live_url: str, auth: Headers, servers: ServerReadSide
 ) -> None:
     mine = documents.booking_through(1)
+    his = documents.booking_through(1, customer_id="bob")
     write_booking(servers, mine)
+    write_booking(servers, his)
 
     with socket(live_url, headers=auth("bob", "customer"), since={mine["_id"]: 0}) as ws:
+        got = messages_until(ws, _has(his["_id"], 1))  # the socket has read what was there
         write_booking(servers, documents.booking_through(2, mine["_id"]))
-        his = documents.booking_through(1, customer_id="bob")
-        write_booking(servers, his)  # after mine: had mine reached him, it would come first
-        got = messages_until(ws, _has(his["_id"], 1))
+        write_booking(servers, documents.booking_through(2, his["_id"]))  # after mine
+        got += messages_until(ws, _has(his["_id"], 2))  # had mine reached him, it came first
 
-    assert [(m["booking_id"], m["seq"]) for m in got] == [(his["_id"], 1)]
+    assert [(m["booking_id"], m["seq"]) for m in got] == [(his["_id"], 1), (his["_id"], 2)]
 
 
 def test_a_token_in_the_subprotocol_is_accepted_and_never_echoed(
