@@ -20,7 +20,8 @@ is ``4000 +`` the HTTP status the same request would get, with a reason a browse
 code   when
 =====  =============================================================================
 4400   ``since`` is not ``<booking id>:<seq>`` (the reason names it)
-4401   no valid token, or its session was revoked
+4401   no valid token, or its session was revoked (checked again while the socket is
+       open, every ``session_cache_seconds``, at least 2 s)
 4403   the token has no role this system knows
 1013   the process holds :data:`~flightbook.queries.push.MAX_STREAMS` streams, or a
        read-model server is away: reconnect (with ``since``) shortly
@@ -51,6 +52,7 @@ from redis.exceptions import RedisError
 from flightbook.http.auth import principal_check
 from flightbook.http.correlation import correlation_of
 from flightbook.http.problems import Problem
+from flightbook.http.sessions import SESSIONS_STATE_KEY, SessionCheck
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from litestar.handlers import WebsocketRouteHandler
 
     from flightbook.config.settings import Settings
+    from flightbook.http.tokens import Principal
     from flightbook.queries.push import StreamGate
     from flightbook.queries.service import QueryService
 
@@ -83,6 +86,7 @@ MAX_SINCE = 100
 _MAX_SEQ = 6  # a booking reaches at most its six statuses
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason
 _TRY_AGAIN_LATER = 1013
+_MIN_RECHECK_SECONDS = 2.0  # at most one Redis EXISTS per socket per 2 s
 _encoder = msgspec.json.Encoder()
 Socket = WebSocket[Any, Any, Any]
 _log = structlog.get_logger("flightbook.queries")
@@ -156,24 +160,48 @@ async def _send_changes(
         counted[0] += 1
 
 
+async def _until_revoked(socket: Socket, session_id: str | None, every: float) -> None:
+    # a socket outlives many requests: its session is checked again as a request's would be
+    if session_id is None:
+        await asyncio.Event().wait()  # a sessionless token (local stack only): never
+        return
+    sessions = socket.app.state.get(SESSIONS_STATE_KEY)
+    if not isinstance(sessions, SessionCheck):  # pragma: no cover - a wiring mistake
+        raise RuntimeError("this app has no SessionCheckPlugin: sessions cannot be checked")
+    while await sessions.alive(session_id):
+        await asyncio.sleep(every)
+
+
 async def _stream_until_closed(
     socket: Socket,
     service: QueryService,
-    customer_id: str,
+    principal: Principal,
     since: dict[str, int],
     counted: list[int],
+    *,
+    recheck: float,
 ) -> None:
-    """Send the changes until the client goes; an error of the stream is raised here."""
-    sender = asyncio.create_task(_send_changes(socket, service, customer_id, since, counted))
-    closed = asyncio.create_task(_until_closed(socket))
+    """Send the changes until the client goes; an error of the stream is raised here.
+
+    Raises:
+        Problem: ``401`` once the token's session is revoked.
+    """
+    tasks = (
+        asyncio.create_task(_send_changes(socket, service, principal.subject, since, counted)),
+        asyncio.create_task(_until_revoked(socket, principal.session_id, recheck)),
+        asyncio.create_task(_until_closed(socket)),
+    )
     try:
-        await asyncio.wait((sender, closed), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (sender, closed):
+        for task in tasks:
             task.cancel()
-        await asyncio.wait((sender, closed))
-    if not sender.cancelled() and sender.exception() is not None:
-        raise sender.exception()  # type: ignore[misc]
+        await asyncio.wait(tasks)
+    for task in tasks[:2]:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+    if not tasks[1].cancelled():
+        raise Problem(401, "unauthorized", "the session was revoked")
 
 
 def bookings_socket(
@@ -181,6 +209,7 @@ def bookings_socket(
 ) -> WebsocketRouteHandler:
     """The ``/ws/bookings`` handler; ``resources`` gives the app's service and stream gate."""
     check = principal_check(settings)
+    recheck = max(settings.session_cache_seconds, _MIN_RECHECK_SECONDS)
 
     @websocket(PATH, name="bookings_socket")
     async def bookings(socket: Socket) -> None:
@@ -197,7 +226,9 @@ def bookings_socket(
             service, gate = resources(socket.app)
             gate.check()
             with gate.held():
-                await _stream_until_closed(socket, service, principal.subject, since, counted)
+                await _stream_until_closed(
+                    socket, service, principal, since, counted, recheck=recheck
+                )
             code = 1001  # the client went (the cancelled scope ends the stream)
         except Problem as exc:
             code, reason = close_code(exc), str(exc.detail)

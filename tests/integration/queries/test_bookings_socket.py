@@ -7,6 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
+from flightbook.config.settings import Settings
+from flightbook.http.sessions import session_key
+from flightbook.http.tokens import mint_token
 from tests.support import documents
 from tests.support.api import Headers
 from tests.support.readside import ServerReadSide, write_booking
@@ -173,3 +176,21 @@ def test_a_plain_get_is_426_and_the_socket_is_in_the_openapi_document(
     assert "101" in operation["responses"]
     assert "since=<booking_id>:<seq>" in operation["description"]
     assert operation["security"] == [{"bearer": []}]
+
+
+def test_a_socket_whose_session_is_revoked_is_closed_4401(
+    live_url: str, settings: Settings, servers: ServerReadSide
+) -> None:
+    key = session_key(settings.redis_prefix, "s-socket")
+    servers.redis.set(key, "live")
+    token = mint_token(settings, subject="alice", roles=["customer"], session_id="s-socket")
+    doc = documents.booking_through(1)
+    write_booking(servers, doc)
+
+    with socket(live_url, headers={"Authorization": f"Bearer {token}"}) as ws:
+        got = messages_until(ws, _has(doc["_id"], 1))  # admitted while the session lives
+        servers.redis.delete(key)  # logout
+        closed = closed_with(ws)
+
+    assert [m["seq"] for m in got] == [1]
+    assert closed == (4401, "the session was revoked")
