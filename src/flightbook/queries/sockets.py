@@ -243,7 +243,7 @@ def bookings_socket(
             _log.info(
                 "query.socket_closed",
                 request_id=request_id,
-                code=code,
+                close_code=code,
                 sent=counted[0],
                 duration_ms=round((time.monotonic() - started) * 1000, 1),
             )

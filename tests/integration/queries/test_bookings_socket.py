@@ -104,7 +104,7 @@ def test_another_customer_gets_nothing_of_mine_even_when_naming_it(
     with socket(live_url, headers=auth("bob", "customer"), since={mine["_id"]: 0}) as ws:
         got = messages_until(ws, _has(his["_id"], 1))  # the socket has read what was there
         write_booking(servers, documents.booking_through(2, mine["_id"]))
-        write_booking(servers, documents.booking_through(2, his["_id"]))  # after mine
+        write_booking(servers, documents.booking_through(2, his["_id"], customer_id="bob"))
         got += messages_until(ws, _has(his["_id"], 2))  # had mine reached him, it came first
 
     assert [(m["booking_id"], m["seq"]) for m in got] == [(his["_id"], 1), (his["_id"], 2)]
