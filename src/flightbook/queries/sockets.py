@@ -156,7 +156,10 @@ async def _send_changes(
     counted: list[int],
 ) -> None:
     async for change in service.customer_status_changes(customer_id, since=since):
-        await socket.send_data(_encoder.encode(change).decode())
+        try:
+            await socket.send_data(_encoder.encode(change).decode())
+        except (WebSocketDisconnect, OSError):  # uvicorn's ClientDisconnected is an OSError
+            return  # the client went
         counted[0] += 1
 
 
@@ -229,12 +232,12 @@ def bookings_socket(
                 await _stream_until_closed(
                     socket, service, principal, since, counted, recheck=recheck
                 )
-            code = 1001  # the client went (the cancelled scope ends the stream)
+            code = 1001  # the client went
         except Problem as exc:
             code, reason = close_code(exc), str(exc.detail)
         except SinceError as exc:
             code, reason = 4400, str(exc)
-        except (RedisError, PyMongoError, OSError) as exc:
+        except (RedisError, PyMongoError) as exc:
             code, reason = _TRY_AGAIN_LATER, "a read-model server is away; reconnect shortly"
             _log.warning("query.socket_failed", request_id=request_id, error=repr(exc))
         except WebSocketDisconnect:
