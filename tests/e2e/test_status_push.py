@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from flightbook.config.settings import Settings
-from tests.support import sse
+from tests.support import sockets, sse
 from tests.support.api import fare_body, flight_body
 from tests.support.pipeline import fast
 from tests.support.system import RunningSystem, eventually, running_system
@@ -68,3 +68,52 @@ def test_a_bookings_statuses_are_pushed_in_order_until_it_is_confirmed(
     assert [json.loads(e["data"])["status"] for e in resumed] == ["PAYMENT_AUTHORIZED", "CONFIRMED"]
     # what was pushed can be read back at once
     assert reader.get(f"/bookings/{booking_id}").json()["status"] == "CONFIRMED"
+
+
+def test_a_socket_opened_before_booking_hears_every_status_of_it_in_order(
+    system: RunningSystem,
+) -> None:
+    ops = system.command_caller("olga", "ops")
+    customer = system.command_caller("dora", "customer")
+    scheduled = ops.post("/flights", flight_body(fares=[fare_body(seats=5)]))
+    assert scheduled.status_code == 201, scheduled.text
+    reader = system.query_caller("dora", "customer")
+    stranger = system.query_caller("eve", "customer")
+
+    with (
+        sockets.socket(system.queries, headers=reader.headers()) as ws,
+        sockets.socket(system.queries, headers=stranger.headers()) as other,
+    ):
+        booking_id = system.book(
+            customer,
+            scheduled.json()["flight_id"],
+            [{"name": "Dora Socket", "email": "dora@push.example"}],
+            "tok_ok",
+        )
+        got = sockets.messages_until(
+            ws, lambda got: any(m["status"] == "CONFIRMED" for m in got), within=60
+        )
+        # what was pushed can be read back at once
+        assert reader.get(f"/bookings/{booking_id}").json()["status"] == "CONFIRMED"
+        # eve's socket: her own booking is the first thing it hears, none of dora's came
+        eves = system.book(
+            system.command_caller("eve", "customer"),
+            scheduled.json()["flight_id"],
+            [{"name": "Eve Other", "email": "eve@push.example"}],
+            "tok_ok",
+        )
+        heard = sockets.messages_until(other, lambda got: len(got) >= 1, within=60)
+    with sockets.socket(system.queries, headers=reader.headers(), since={booking_id: 2}) as ws:
+        resumed = sockets.messages_until(ws, lambda got: any(m["seq"] == 4 for m in got))
+
+    assert [(m["booking_id"], m["seq"], m["status"]) for m in got] == [
+        (booking_id, 1, "REQUESTED"),
+        (booking_id, 2, "SEATS_HELD"),
+        (booking_id, 3, "PAYMENT_AUTHORIZED"),
+        (booking_id, 4, "CONFIRMED"),
+    ]
+    assert [m["booking_id"] for m in heard] == [eves]
+    assert [(m["seq"], m["status"]) for m in resumed] == [
+        (3, "PAYMENT_AUTHORIZED"),
+        (4, "CONFIRMED"),
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -12,6 +12,7 @@ import redis
 import redis.asyncio
 
 from flightbook.config.settings import Settings
+from flightbook.contracts.readmodels import customer_channel
 from flightbook.projections.ports import HashWrite
 from flightbook.projections.projectors import booking_hash
 from flightbook.projections.redis import RedisHashes
@@ -23,6 +24,7 @@ T = TypeVar("T")
 
 
 Document = dict[str, Any]
+Announce = Sequence[tuple[str, str]]
 
 
 class ReadSide(Protocol):
@@ -30,8 +32,14 @@ class ReadSide(Protocol):
 
     def put_document(self, collection: str, document: Mapping[str, Any]) -> None: ...
 
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
-        """A Redis hash, ``key`` without the deployment's prefix (``v1:seats:<id>``)."""
+    def put_hash(
+        self, key: str, mapping: Mapping[str, int | str], *, announce: Announce = ()
+    ) -> None:
+        """A Redis hash, ``key`` without the deployment's prefix (``v1:seats:<id>``).
+
+        Announced as the worker's script does: on the key's channel, and each
+        ``(channel without prefix, message)`` of ``announce``.
+        """
         ...
 
     def open(self) -> AbstractAsyncContextManager[ReadModels]: ...
@@ -48,8 +56,10 @@ class MemoryReadSide:
     def put_document(self, collection: str, document: Mapping[str, Any]) -> None:
         self.store.put_document(collection, document)
 
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
-        self.store.put_hash(key, mapping)
+    def put_hash(
+        self, key: str, mapping: Mapping[str, int | str], *, announce: Announce = ()
+    ) -> None:
+        self.store.put_hash(key, mapping, announce=announce)
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[ReadModels]:
@@ -75,12 +85,17 @@ class ServerReadSide:
     def put_document(self, collection: str, document: Mapping[str, Any]) -> None:
         self.db[collection].replace_one({"_id": document["_id"]}, dict(document), upsert=True)
 
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
+    def put_hash(
+        self, key: str, mapping: Mapping[str, int | str], *, announce: Announce = ()
+    ) -> None:
         """As the workers write it: through their version-guarded script (which announces
         the write), or field by field for a hash without a ``_v``."""
+        prefix = self.settings.redis_prefix
         if "_v" in mapping:
             write = HashWrite(
-                self.settings.redis_prefix + key, {k: str(v) for k, v in mapping.items()}
+                prefix + key,
+                {k: str(v) for k, v in mapping.items()},
+                tuple((prefix + channel, message) for channel, message in announce),
             )
             RedisHashes(self.redis).put_guarded([write])
             return
@@ -125,13 +140,20 @@ class Seeds(Protocol):
 
     def put_document(self, collection: str, document: Mapping[str, Any]) -> None: ...
 
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None: ...
+    def put_hash(
+        self, key: str, mapping: Mapping[str, int | str], *, announce: Announce = ()
+    ) -> None: ...
 
 
 def write_booking(seeds: Seeds, doc: Mapping[str, Any]) -> None:
-    """As the bookings worker does: the document, then its hash (whose write is announced)."""
+    """As the bookings worker does: the document, then its hash (whose write is announced,
+    on the booking's channel and its customer's)."""
     seeds.put_document("bookings_v1", doc)
-    seeds.put_hash(f"v1:booking:{doc['_id']}", booking_hash(dict(doc)))
+    seeds.put_hash(
+        f"v1:booking:{doc['_id']}",
+        booking_hash(dict(doc)),
+        announce=[(customer_channel(str(doc["customer_id"])), str(doc["_id"]))],
+    )
 
 
 def _run(side: ReadSide, check: Callable[[ReadModels], Awaitable[T]]) -> T:

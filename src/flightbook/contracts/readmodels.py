@@ -16,6 +16,7 @@ and which projection worker consumes which context. ``docs/read-model-shapes.md`
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -45,6 +46,7 @@ __all__ = (
     "booking_key",
     "checkpoint_id",
     "collection",
+    "customer_channel",
     "marker_id",
     "projection",
     "projection_of_context",
@@ -162,6 +164,18 @@ def seats_key(flight_id: str) -> str:
 def booking_key(booking_id: str) -> str:
     """The status hash of a booking (after the version prefix)."""
     return f"booking:{booking_id}"
+
+
+def customer_channel(customer_id: str) -> str:
+    """The Redis channel (after the deployment's prefix) announcing the customer's bookings.
+
+    The bookings worker publishes a booking's id there each time it writes the booking's
+    hash; ``WebSocket /ws/bookings`` listens (ADR 0025). The customer id appears only as a
+    SHA-256 digest, so channel listings (``PUBSUB CHANNELS``) name no one. It has no read
+    model version: a socket keeps hearing its customer across a switch of versions.
+    """
+    digest = hashlib.sha256(customer_id.encode()).hexdigest()[:32]
+    return f"customer:{digest}"
 
 
 def search_key(origin: str, destination: str, day: str) -> str:

@@ -35,6 +35,8 @@ from flightbook.http.sessions import SESSIONS_STATE_KEY, SessionCheck
 from flightbook.http.tokens import InvalidTokenError, Principal, verify_token
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from litestar.config.app import AppConfig
     from litestar.connection import ASGIConnection
     from litestar.handlers import BaseRouteHandler
@@ -42,6 +44,10 @@ if TYPE_CHECKING:
     from litestar.types import Guard, Scope
 
     from flightbook.config.settings import Settings
+
+    PrincipalCheck = Callable[
+        [ASGIConnection[Any, Any, Any, Any], str | None, frozenset[str]], Awaitable[Principal]
+    ]
 
 __all__ = (
     "BEARER_SECURITY",
@@ -56,6 +62,7 @@ __all__ = (
     "bearer_security_schemes",
     "bearer_token",
     "current_principal",
+    "principal_check",
     "provide_principal",
     "public",
     "requires",
@@ -187,36 +194,38 @@ def verified_principal(scope: Scope, settings: Settings) -> Principal | None:
     return principal
 
 
-def bearer_guard(settings: Settings) -> Guard:
-    """A guard that authenticates the caller and checks the route's roles (:func:`requires`).
+def principal_check(
+    settings: Settings,
+) -> PrincipalCheck:
+    """What the guard checks, for a caller that cannot use it (``WebSocket /ws/bookings``).
 
-    A token naming a session is refused once the session is revoked (the app needs the
-    :class:`~flightbook.http.sessions.SessionCheckPlugin`); a token without one only on
-    the local stack (``flightbook token``).
+    The returned ``check(connection, authorization, roles)`` authenticates the
+    ``Authorization`` value, checks the token's session and its roles (any of ``roles``;
+    none: any role this system knows) and returns the principal.
+
+    Raises (from ``check``):
+        Problem: ``401`` or ``403`` exactly as the guard would answer.
     """
     sessionless_allowed = on_local_stack(settings)
 
-    async def guard(
-        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-    ) -> None:
-        if handler.opt.get(PUBLIC_OPT_KEY):
-            return
+    async def check(
+        connection: ASGIConnection[Any, Any, Any, Any],
+        authorization: str | None,
+        roles: frozenset[str],
+    ) -> Principal:
         verified = connection.scope["state"].get(VERIFIED_STATE_KEY)
         principal = (
-            verified
-            if isinstance(verified, Principal)
-            else authenticate(connection.headers.get(_HEADER), settings)
+            verified if isinstance(verified, Principal) else authenticate(authorization, settings)
         )
         if principal.session_id is None:
             if not sessionless_allowed:
                 raise _unauthorized("no_session", error="invalid_token")
         else:
-            check = connection.app.state.get(SESSIONS_STATE_KEY)
-            if not isinstance(check, SessionCheck):  # pragma: no cover - a wiring mistake
+            sessions = connection.app.state.get(SESSIONS_STATE_KEY)
+            if not isinstance(sessions, SessionCheck):  # pragma: no cover - a wiring mistake
                 raise RuntimeError("this app has no SessionCheckPlugin: sessions cannot be checked")
-            if not await check.alive(principal.session_id):
+            if not await sessions.alive(principal.session_id):
                 raise _unauthorized("session_revoked", error="invalid_token")
-        roles: frozenset[str] = handler.opt.get(ROLES_OPT_KEY, frozenset())
         if not principal.roles:  # signed, but for no one this system knows
             _log.info("auth.forbidden", reason="no_known_role")
             raise Problem(
@@ -232,6 +241,27 @@ def bearer_guard(settings: Settings) -> Guard:
                 f"this needs one of the roles: {', '.join(sorted(roles))}",
                 headers={"WWW-Authenticate": f'{_REALM}, error="insufficient_scope"'},
             )
+        return principal
+
+    return check
+
+
+def bearer_guard(settings: Settings) -> Guard:
+    """A guard that authenticates the caller and checks the route's roles (:func:`requires`).
+
+    A token naming a session is refused once the session is revoked (the app needs the
+    :class:`~flightbook.http.sessions.SessionCheckPlugin`); a token without one only on
+    the local stack (``flightbook token``).
+    """
+    check = principal_check(settings)
+
+    async def guard(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        if handler.opt.get(PUBLIC_OPT_KEY):
+            return
+        roles: frozenset[str] = handler.opt.get(ROLES_OPT_KEY, frozenset())
+        principal = await check(connection, connection.headers.get(_HEADER), roles)
         connection.scope["state"][PRINCIPAL_STATE_KEY] = principal
 
     return guard

@@ -362,7 +362,14 @@ class Engine:
         for version in targets.redis:
             prefix = redis_version_prefix(self._redis_prefix, version)
             for doc in docs:
-                writes += [HashWrite(prefix + key, fields) for key, fields in self.kind.hashes(doc)]
+                announce = tuple(
+                    (self._redis_prefix + channel, message)
+                    for channel, message in self.kind.announcements(doc)
+                )
+                writes += [
+                    HashWrite(prefix + key, fields, announce)
+                    for key, fields in self.kind.hashes(doc)
+                ]
                 doomed += [prefix + key for key in self.kind.invalidations(doc)]
         self._hashes.put_guarded(writes)
         self._hashes.delete(sorted(set(doomed)))

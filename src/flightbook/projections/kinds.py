@@ -14,6 +14,7 @@ from flightbook.contracts.readmodels import (
     Projection,
     booking_key,
     collection,
+    customer_channel,
     projection,
     seats_key,
 )
@@ -79,6 +80,13 @@ class Kind(Protocol):
         """Keys (after the version prefix) to delete when the document changes."""
         ...
 
+    def announcements(self, doc: Document) -> tuple[tuple[str, str], ...]:
+        """``(channel, message)`` pairs announcing a write of its hashes.
+
+        Channels are after the deployment's prefix; each hash's own channel comes besides.
+        """
+        ...
+
     def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
         """Analytics documents that follow from ``docs`` alone, by collection name."""
         ...
@@ -136,6 +144,10 @@ class BookingsKind(_SpecKind):
     def invalidations(self, doc: Document) -> list[str]:
         return []
 
+    def announcements(self, doc: Document) -> tuple[tuple[str, str], ...]:
+        # the customer's sockets learn which of their bookings to read again (ADR 0025)
+        return ((customer_channel(str(doc["customer_id"])), str(doc["_id"])),)
+
     def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
         return {}
 
@@ -172,6 +184,9 @@ class FlightsKind(_SpecKind):
 
     def invalidations(self, doc: Document) -> list[str]:
         return search_keys(doc)
+
+    def announcements(self, doc: Document) -> tuple[tuple[str, str], ...]:
+        return ()
 
     def analytics(self, docs: Sequence[Document]) -> dict[str, list[Document]]:
         return {"load_factor": [row for doc in docs for row in load_factor_documents(doc)]}

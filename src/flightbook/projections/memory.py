@@ -92,6 +92,8 @@ class MemoryHashes:
 
     def __init__(self) -> None:
         self.data: dict[str, dict[str, str]] = {}
+        self.published: list[tuple[str, str]] = []
+        """``(channel, message)`` of each announcement, in order, as Redis would publish them."""
 
     def put_guarded(self, writes: Sequence[HashWrite]) -> int:
         written = 0
@@ -100,6 +102,7 @@ class MemoryHashes:
             if current is not None and int(current.get("_v", "0")) >= int(write.fields["_v"]):
                 continue
             self.data[write.key] = {**(current or {}), **write.fields}
+            self.published += [(write.key, write.fields["_v"]), *write.announce]
             written += 1
         return written
 

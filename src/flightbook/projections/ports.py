@@ -53,6 +53,8 @@ class HashWrite:
 
     key: str
     fields: dict[str, str]
+    announce: tuple[tuple[str, str], ...] = ()
+    """``(channel, message)`` pairs published, besides the key's own channel, if it is written."""
 
 
 class DocumentStore(Protocol):

@@ -2,8 +2,8 @@
 
 The script compares the stored ``_v`` with the new one and writes the whole hash in the
 same step, so two workers (or a worker and a rebuild) can never put an older state over
-a newer one, and publishes the new ``_v`` on a channel named like the key. Every batch
-goes out in one pipeline.
+a newer one, and publishes the new ``_v`` on a channel named like the key (and the write's
+``announce`` messages on their channels). Every batch goes out in one pipeline.
 """
 
 from __future__ import annotations
@@ -24,13 +24,19 @@ local current = redis.call('HGET', KEYS[1], '_v')
 if current and tonumber(current) >= tonumber(ARGV[1]) then
   return 0
 end
-redis.call('HSET', KEYS[1], '_v', unpack(ARGV))
+local fields = 3 + 2 * tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], '_v', ARGV[1], unpack(ARGV, fields))
 redis.call('PUBLISH', KEYS[1], ARGV[1])
+for i = 3, fields - 1, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
 return 1
 """
-# ARGV = [new _v, field1, value1, field2, value2, ...]: HSET key _v <v> field1 value1 ...
-# The write is announced on a channel named like the key (the query API's pushes listen
-# there), after the documents of the batch were written, so what it announces can be read.
+# ARGV = [new _v, n, channel1, message1, ..., channel_n, message_n, field1, value1, ...]:
+# HSET key _v <v> field1 value1 ... The write is announced on a channel named like the key
+# (GET /bookings/{id}/events listens there) and on the n channels given (a customer's, for
+# WebSocket /ws/bookings), after the documents of the batch were written, so what it
+# announces can be read. Nothing is announced when the guard refuses the write.
 
 _GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
@@ -55,7 +61,9 @@ class RedisHashes:
             return 0
         pipe = self._client.pipeline(transaction=False)
         for write in writes:
-            args: list[str] = [write.fields["_v"]]
+            args: list[str] = [write.fields["_v"], str(len(write.announce))]
+            for channel, message in write.announce:
+                args += [channel, message]
             for field, value in write.fields.items():
                 if field != "_v":
                     args += [field, value]

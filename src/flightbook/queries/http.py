@@ -7,6 +7,8 @@ route                                    who                           answer
 ``GET /flights/{id}``                    any valid token               a flight
 ``GET /bookings``                        any valid token (own only)    ``{"items", "next_cursor"}``
 ``GET /bookings/{id}``                   owner, agent, auditor         a booking
+``GET /bookings/{id}/events``            owner, agent, auditor         Server-Sent Events
+``WebSocket /ws/bookings``               any valid token (own only)    status changes
 ``GET /analytics/sales?from&to``         analyst                       ``{"items", "next_cursor"}``
 ``GET /analytics/load-factor?flight_id`` analyst                       per fare and overall
 ``GET /analytics/funnel?from&to``        analyst                       per day and totals
@@ -43,10 +45,11 @@ from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import structlog
-from litestar import Controller, Response, Router, get
+from litestar import Controller, Litestar, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
 
@@ -56,9 +59,7 @@ from flightbook.http.auth import (
 )
 from flightbook.http.correlation import REQUEST_ID_HEADER
 from flightbook.http.etags import NOT_MODIFIED_RESPONSE, IfNoneMatch, tagged
-from flightbook.http.openapi import (
-    problem_responses,
-)
+from flightbook.http.openapi import ProblemDocument, problem_responses
 from flightbook.http.positions import POSITIONS_PATTERN, PositionTokenError, decode_positions
 from flightbook.http.problems import Problem
 from flightbook.http.routes import api_router
@@ -75,15 +76,17 @@ from flightbook.queries.models import (
     FunnelReport,
     LoadFactorReport,
     SalesPage,
+    StatusChange,
 )
 from flightbook.queries.push import StreamGate, status_stream
 from flightbook.queries.service import MAX_PAGE, QueryService
+from flightbook.queries.sockets import PATH as SOCKET_PATH
+from flightbook.queries.sockets import SUBPROTOCOL, bookings_socket
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from contextlib import AbstractAsyncContextManager
 
-    from litestar import Litestar
     from prometheus_client import CollectorRegistry
 
     from flightbook.config.settings import Settings
@@ -96,6 +99,7 @@ __all__ = (
     "AnalyticsController",
     "BookingController",
     "FlightController",
+    "SocketController",
     "create_query_app",
 )
 
@@ -380,6 +384,62 @@ class BookingController(Controller):
         return status_stream(service, booking_id, after=last_event_id, gate=gate)
 
 
+_SOCKET_DESCRIPTION = f"""A WebSocket (`ws://<host>{SOCKET_PATH}`): the status changes of
+**all the caller's bookings**, one JSON message each (the 101 response's schema), in order
+per booking, each once. `seq` counts a booking's statuses (1 = REQUESTED). On connect: what
+each of the caller's unfinished bookings reached so far, then every status any of their bookings
+reaches (a confirmed booking's later cancellation too).
+
+- **Credentials** as for `GET /bookings/{{id}}`: `Authorization: Bearer <token>`, or from a
+  browser the subprotocols `{SUBPROTOCOL}` and `bearer.<token>`
+  (`new WebSocket(url, ["{SUBPROTOCOL}", "bearer." + token])`); `{SUBPROTOCOL}` is selected.
+- **Resume**: `?since=<booking_id>:<seq>` per booking the client has heard of (at most 100):
+  only what came after is sent, even for a booking that became final meanwhile. A booking
+  that is not the caller's is ignored like one that does not exist.
+- **Refusals** are close frames after the handshake: 4400 bad `since` (the reason names
+  it), 4401 no valid token or a revoked session, 4403 no known role, 1013 too many streams
+  on this server or a read-model server away (reconnect with `since`).
+- The client sends nothing; the server pings. A plain GET (no `Upgrade: websocket`) is
+  answered 426."""
+
+
+class SocketController(Controller):
+    """``GET /ws/bookings`` without an upgrade: the WebSocket's entry in the OpenAPI document."""
+
+    path = SOCKET_PATH
+    tags = ("bookings",)
+
+    @get(
+        "/",
+        name="bookings_socket_doc",
+        opt=requires(),
+        status_code=101,
+        summary="WebSocket: the status changes of all the caller's bookings, as they happen",
+        description=_SOCKET_DESCRIPTION,
+        responses={
+            101: ResponseSpec(
+                data_container=StatusChange,
+                description="Switching Protocols; then one message (this JSON) per status change",
+                generate_examples=False,
+            ),
+            426: ResponseSpec(
+                data_container=ProblemDocument,
+                media_type="application/problem+json",
+                description="Not a WebSocket handshake: connect with Upgrade: websocket",
+                generate_examples=False,
+            ),
+            **_problems(401, 403, 503),
+        },
+    )
+    async def bookings_socket_doc(self) -> None:
+        raise Problem(
+            426,
+            "upgrade_required",
+            f"{SOCKET_PATH} is a WebSocket: connect with Upgrade: websocket",
+            headers={"Upgrade": "websocket", "Connection": "Upgrade"},
+        )
+
+
 class AnalyticsController(Controller):
     path = "/analytics"
     tags = ("analytics",)
@@ -445,11 +505,24 @@ def _provide_service(state: State) -> QueryService:
     return service
 
 
+def _socket_resources(app: Litestar) -> tuple[QueryService, StreamGate]:
+    service = app.state.get(_SERVICE_STATE_KEY)
+    gate = app.state.get(_STREAMS_STATE_KEY)
+    if not isinstance(service, QueryService) or not isinstance(gate, StreamGate):
+        raise RuntimeError("the query service exists only while the app runs (lifespan)")
+    return service, gate
+
+
 def query_router(settings: Settings, *, registry: CollectorRegistry) -> Router:
     """The query routes with their guard, dependencies, error handler and telemetry."""
     return api_router(
         settings,
-        route_handlers=[FlightController, BookingController, AnalyticsController],
+        route_handlers=[
+            FlightController,
+            BookingController,
+            SocketController,
+            AnalyticsController,
+        ],
         service=Provide(_provide_service, sync_to_thread=False),
         telemetry=TELEMETRY,
         registry=registry,
@@ -492,7 +565,10 @@ def create_query_app(
     return create_app(
         "flightbook query API",
         settings,
-        route_handlers=[query_router(settings, registry=registry)],
+        route_handlers=[
+            query_router(settings, registry=registry),
+            bookings_socket(settings, _socket_resources),
+        ],
         checks=checks,
         registry=registry,
         lifespan=[lifespan],

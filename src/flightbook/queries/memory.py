@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
@@ -14,7 +15,7 @@ from flightbook.queries.feeds import QueueFeed
 from flightbook.queries.ports import ReadModels, seats_from_hash
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 
     from flightbook.queries.cursors import TimeKey
     from flightbook.queries.ports import Document, SalesKey, SalesQuery
@@ -53,17 +54,31 @@ class MemoryReadModels:
         """How many times each collection was queried (tests assert cache hits with it)."""
         self._clock = clock
         self._watchers: dict[str, list[QueueFeed]] = {}
+        self._customer_watchers: dict[str, list[asyncio.Queue[str]]] = {}
 
     # seeding, as the projection workers would
 
     def put_document(self, name: str, document: Mapping[str, Any]) -> None:
         self.collections.setdefault(name, {})[str(document["_id"])] = dict(document)
 
-    def put_hash(self, key: str, mapping: Mapping[str, int | str]) -> None:
-        """Write the hash and announce it, as the worker's script does."""
+    def put_hash(
+        self,
+        key: str,
+        mapping: Mapping[str, int | str],
+        *,
+        announce: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Write the hash and announce it, as the worker's script does.
+
+        On the key's own channel, and each ``(channel, message)`` of ``announce`` (the
+        channel without prefix).
+        """
         self.hashes.setdefault(key, {}).update({k: str(v) for k, v in mapping.items()})
         for feed in self._watchers.get(key, []):
             feed.announce()
+        for channel, message in announce:
+            for customer_queue in self._customer_watchers.get(channel, []):
+                customer_queue.put_nowait(message)
 
     def watching(self, key: str) -> bool:
         """Whether a change feed listens on ``key`` now (tests wait for it)."""
@@ -142,6 +157,30 @@ class MemoryReadModels:
 
     async def aclose(self) -> None:
         """Nothing to close (the Redis hub's listener stops here)."""
+
+    @contextlib.asynccontextmanager
+    async def watch_customer(self, customer_id: str) -> AsyncIterator[_CustomerFeed]:
+        channel = readmodels.customer_channel(customer_id)
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._customer_watchers.setdefault(channel, []).append(queue)
+        try:
+            yield _CustomerFeed(queue)
+        finally:
+            self._customer_watchers[channel].remove(queue)
+
+    async def status_paths(
+        self, customer_id: str, *, booking_ids: Collection[str] = (), unfinished: bool = False
+    ) -> dict[str, models.StatusPath]:
+        wanted = set(booking_ids)
+        return {
+            str(d["_id"]): models.status_path_from_document(d)
+            for d in self._docs("bookings", "bookings")
+            if d["customer_id"] == customer_id
+            and (
+                str(d["_id"]) in wanted
+                or (unfinished and d["status"] in models.UNFINISHED_STATUSES)
+            )
+        }
 
     async def customer_bookings(
         self, customer_id: str, *, after: TimeKey | None, limit: int
@@ -222,3 +261,18 @@ class MemoryReadModels:
     ) -> None:
         key = self._key(readmodels.search_key(origin, destination, day))
         self.strings[key] = (answer, self._clock() + ttl_seconds)
+
+
+class _CustomerFeed:
+    def __init__(self, queue: asyncio.Queue[str]) -> None:
+        self._queue = queue
+
+    async def next_changes(self, timeout: float) -> set[str]:
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return set()
+        changed = {first}
+        while not self._queue.empty():
+            changed.add(self._queue.get_nowait())
+        return changed

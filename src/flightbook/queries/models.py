@@ -20,6 +20,7 @@ from flightbook.eventstore.pii import ERASED
 __all__ = (
     "ERASED",
     "FINAL_STATUSES",
+    "UNFINISHED_STATUSES",
     "BookingPage",
     "BookingView",
     "FareLoad",
@@ -33,6 +34,7 @@ __all__ = (
     "PassengerView",
     "SalesDay",
     "SalesPage",
+    "StatusChange",
     "StatusEvent",
     "StatusPath",
     "StatusStep",
@@ -378,6 +380,8 @@ FINAL_STATUSES: frozenset[str] = frozenset({"CONFIRMED", "REJECTED", "CANCELLED"
 """Where a booking's stream of statuses ends: the saga's outcome (a later cancellation of a
 confirmed booking is read with ``GET /bookings/{id}``)."""
 _LIFECYCLE: tuple[str, ...] = get_args(BookingStatusName)
+UNFINISHED_STATUSES: tuple[str, ...] = tuple(s for s in _LIFECYCLE if s not in FINAL_STATUSES)
+"""The statuses of a booking the saga has not finished yet."""
 
 
 class StatusStep(msgspec.Struct, frozen=True, kw_only=True):
@@ -406,6 +410,14 @@ class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     """The read model's version of the booking when this status was read."""
     final: bool
+
+
+class StatusChange(StatusEvent, frozen=True, kw_only=True, tag_field="type", tag="status"):
+    """One message of ``WebSocket /ws/bookings``: a status one of the caller's bookings reached."""
+
+    seq: int
+    """Counts the booking's statuses (1 = ``REQUESTED``); ``since=<booking_id>:<seq>`` resumes
+    after it."""
 
 
 def status_path_from_document(doc: Mapping[str, Any]) -> StatusPath:

@@ -24,7 +24,7 @@ from flightbook.queries.redis import RedisBookingChanges, RedisSearchCache, Redi
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
     import redis.asyncio
     from pymongo.asynchronous.collection import AsyncCollection
@@ -171,6 +171,23 @@ class MongoBookings(_MongoDocuments[models.BookingView]):
     ) -> list[models.BookingView]:
         query: Document = {"customer_id": customer_id}
         return await self._page(query, after, limit)
+
+    async def status_paths(
+        self, customer_id: str, *, booking_ids: Collection[str] = (), unfinished: bool = False
+    ) -> dict[str, models.StatusPath]:
+        documents = await self._collection(self.read_model, self.read_model)
+        queries: list[Document] = []
+        if booking_ids:
+            queries.append({"_id": {"$in": sorted(booking_ids)}, "customer_id": customer_id})
+        if unfinished:  # served by the (customer_id, created_at) index
+            queries.append(
+                {"customer_id": customer_id, "status": {"$in": list(models.UNFINISHED_STATUSES)}}
+            )
+        found: dict[str, models.StatusPath] = {}
+        for query in queries:  # two queries, not an $or (the local stand-in mishandles those)
+            async for doc in documents.find(query, {"reached": 1, "_v": 1}):
+                found[str(doc["_id"])] = models.status_path_from_document(doc)
+        return found
 
 
 class MongoAnalytics(_MongoReader):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from flightbook.queries import models
@@ -23,6 +23,7 @@ __all__ = (
     "BookingChanges",
     "BookingReadModel",
     "ChangeFeed",
+    "CustomerFeed",
     "Document",
     "FlightReadModel",
     "ProgressReadModel",
@@ -95,6 +96,17 @@ class BookingReadModel(Protocol):
         """
         ...
 
+    async def status_paths(
+        self, customer_id: str, *, booking_ids: Collection[str] = (), unfinished: bool = False
+    ) -> dict[str, models.StatusPath]:
+        """The statuses of some of the customer's bookings, by booking id.
+
+        Those among ``booking_ids`` and (``unfinished``) every one of theirs whose status
+        is not final yet. Another customer's booking is never among them, whatever
+        ``booking_ids`` says.
+        """
+        ...
+
 
 @runtime_checkable
 class AnalyticsReadModel(Protocol):
@@ -148,6 +160,18 @@ class ChangeFeed(Protocol):
 
 
 @runtime_checkable
+class CustomerFeed(Protocol):
+    """Announcements that some of one customer's bookings changed."""
+
+    async def next_changes(self, timeout: float) -> set[str]:
+        """The ids of the bookings announced within ``timeout`` s (empty: none was).
+
+        It returns at the first announcement, with every other that arrived by then.
+        """
+        ...
+
+
+@runtime_checkable
 class BookingChanges(Protocol):
     """Where the bookings worker announces each booking it wrote: its ``booking:<id>`` hash."""
 
@@ -164,6 +188,10 @@ class BookingChanges(Protocol):
 
     async def aclose(self) -> None:
         """Stop listening (when the app stops)."""
+        ...
+
+    def watch_customer(self, customer_id: str) -> AbstractAsyncContextManager[CustomerFeed]:
+        """The customer's bookings' announcements from now on (a read after it misses none)."""
         ...
 
 

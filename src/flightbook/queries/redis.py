@@ -1,8 +1,10 @@
 """Redis readers of the read models: seats, the search cache, changed bookings.
 
 The bookings worker publishes on each ``booking:<id>`` hash it writes, on a channel named
-like the key; :class:`RedisBookingChanges` listens there: one pattern subscription per
-process, on one connection, fanned out to the streams that watch a booking.
+like the key, and the booking's id on its customer's channel
+(:func:`~flightbook.contracts.readmodels.customer_channel`); :class:`RedisBookingChanges`
+listens there: one pattern subscription per process for the bookings' channels, fanned out
+to the streams that watch a booking, and a subscription per socket for a customer's.
 
 Redis is a cache here: when it fails, the readers log ``query.redis_unavailable`` and
 answer as for a miss (MongoDB's figures are then used). :class:`RedisSearchCache` is the
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,6 +23,7 @@ from redis.exceptions import RedisError
 
 from flightbook.contracts.readmodels import (
     booking_key,
+    customer_channel,
     redis_version_prefix,
     search_key,
     seats_key,
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
     import redis.asyncio
+    from redis.asyncio.client import PubSub
 
     from flightbook.queries.ports import Versions
 
@@ -123,8 +128,26 @@ def _glob_escaped(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+class _CustomerSubscription:
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def next_changes(self, timeout: float) -> set[str]:
+        changed: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while not changed and (left := deadline - time.monotonic()) > 0:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            while message is not None:  # then whatever else arrived: one read answers them all
+                data = message.get("data")
+                changed.add(data.decode() if isinstance(data, bytes) else str(data))
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=0.0
+                )
+        return changed
+
+
 class RedisBookingChanges(_RedisReader):
-    """The ``booking:<id>`` channels the bookings worker publishes on, for the whole process.
+    """The ``booking:<id>`` and ``customer:<digest>`` channels the bookings worker publishes on.
 
     One ``PSUBSCRIBE`` on ``<prefix>v*:booking:*`` (every version of the read model, so a
     stream keeps hearing its booking across a switch of versions), started with the first
@@ -132,6 +155,8 @@ class RedisBookingChanges(_RedisReader):
     announcement reaches the watchers of its booking only. When the connection fails, every
     watcher is woken (it reads again) and the subscription is made again; once it holds, they
     are woken once more, so an announcement missed meanwhile costs a read, never a status.
+    A customer's channel (:meth:`watch_customer`, the WebSocket) is a subscription of its
+    own, for as long as the socket lasts.
 
     Args:
         client: a ``redis.asyncio`` client (owned by the caller; the subscription takes one
@@ -228,3 +253,13 @@ class RedisBookingChanges(_RedisReader):
         for feeds in self._watchers.values():
             for feed in feeds:
                 feed.announce()
+
+    @contextlib.asynccontextmanager
+    async def watch_customer(self, customer_id: str) -> AsyncIterator[_CustomerSubscription]:
+        channel = self._prefix + customer_channel(customer_id)  # no version: see its docstring
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            yield _CustomerSubscription(pubsub)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]

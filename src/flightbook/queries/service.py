@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 import msgspec
 
@@ -27,8 +28,7 @@ from flightbook.queries.ports import SalesQuery
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import AsyncIterator, Mapping, Sequence
-    from uuid import UUID
+    from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 
     from flightbook.http.tokens import Principal
     from flightbook.queries.ports import ReadModels
@@ -39,6 +39,7 @@ __all__ = (
     "SEE_ANY_BOOKING",
     "QueryService",
     "may_see",
+    "status_changes",
 )
 
 MAX_PAGE = 100
@@ -65,6 +66,23 @@ def _flight_cursor(flight: models.FlightView) -> str:
 
 def _booking_cursor(booking: models.BookingView) -> str:
     return encode_time_key("bookings", (booking.created_at, str(booking.booking_id)))
+
+
+def status_changes(
+    booking_id: str, path: models.StatusPath, *, after: int
+) -> list[models.StatusChange]:
+    """The statuses of ``path`` after its first ``after``, numbered from ``after + 1``."""
+    return [
+        models.StatusChange(
+            booking_id=UUID(booking_id),
+            status=step.status,
+            at=step.at,
+            version=path.version,
+            final=step.status in models.FINAL_STATUSES,
+            seq=seq,
+        )
+        for seq, step in enumerate(path.steps[after:], start=after + 1)
+    ]
 
 
 class QueryService:
@@ -250,6 +268,33 @@ class QueryService:
                         return
                 if not await feed.next_change(keepalive):
                     yield None
+
+    async def customer_status_changes(
+        self, customer_id: str, *, since: Mapping[str, int], wait: float = 30.0
+    ) -> AsyncGenerator[models.StatusChange, None]:
+        """The statuses of the customer's bookings, each once, in order per booking; never ends.
+
+        First what each unfinished booking of theirs, and each booking named in ``since``,
+        reached after its first ``since[id]`` (0 for one not named); then every status
+        any of their bookings reaches, as the bookings worker announces it on the customer's
+        channel. It listens before it reads, so a status written between the two is not
+        missed, and reads the documents again on each announcement (``wait`` s at most
+        between listens), so what it sends can be read back at once. A booking of another
+        customer is never read, whatever ``since`` names (:meth:`BookingReadModel.status_paths`).
+        """
+        bookings = self.read_models.bookings
+        async with self.read_models.changes.watch_customer(customer_id) as feed:
+            sent = dict(since)
+            paths = await bookings.status_paths(customer_id, booking_ids=sent, unfinished=True)
+            while True:
+                for booking_id, path in sorted(paths.items()):
+                    for change in status_changes(booking_id, path, after=sent.get(booking_id, 0)):
+                        sent[booking_id] = change.seq
+                        yield change
+                changed: set[str] = set()
+                while not changed:
+                    changed = await feed.next_changes(wait)
+                paths = await bookings.status_paths(customer_id, booking_ids=changed)
 
     async def bookings_of(
         self, principal: Principal, *, cursor: str | None = None, limit: int = 20

@@ -7,6 +7,7 @@ them honest (STYLE G12).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from flightbook.projections.ports import (
     ProgressStore,
 )
 from flightbook.projections.redis import RedisHashes
+from tests.support.system import eventually
 
 AT = dt.datetime(2031, 1, 1, 12, 0, 0, 123000, tzinfo=dt.UTC)
 
@@ -138,6 +140,45 @@ def test_a_hash_is_written_only_over_a_lower_version(hashes: tuple[HashStore, st
 
     assert (written, older, same, newer) == (1, 0, 0, 1)
     assert store.get(key) == {"_v": "10", "Y": "1"}
+
+
+def _heard(request: pytest.FixtureRequest, store: HashStore, channels: list[str]) -> Any:
+    """A function giving the ``(channel, message)`` announcements on ``channels`` so far."""
+    if isinstance(store, MemoryHashes):
+        return lambda: [p for p in store.published if p[0] in channels]
+    pubsub = request.getfixturevalue("cache").pubsub()
+    pubsub.subscribe(*channels)
+    request.addfinalizer(pubsub.close)
+    heard: list[tuple[str, str]] = []
+
+    def drain() -> list[tuple[str, str]]:
+        while (
+            message := pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        ) is not None:
+            heard.append((message["channel"].decode(), message["data"].decode()))
+        return heard
+
+    return drain
+
+
+def test_a_write_is_announced_on_its_key_and_its_channels_and_a_refused_one_is_not(
+    hashes: tuple[HashStore, str], request: pytest.FixtureRequest
+) -> None:
+    store, prefix = hashes
+    key, channel = prefix + "v1:booking:b", prefix + "customer:c"
+    heard = _heard(request, store, [key, channel])
+
+    store.put_guarded([HashWrite(key, {"_v": "2", "status": "SEATS_HELD"}, ((channel, "b"),))])
+    store.put_guarded([HashWrite(key, {"_v": "1", "status": "REQUESTED"}, ((channel, "b"),))])
+    store.put_guarded([HashWrite(key, {"_v": "3", "status": "CONFIRMED"}, ((channel, "b"),))])
+
+    assert eventually(heard, lambda got: len(got) >= 4, what="four announcements") == [
+        (key, "2"),
+        (channel, "b"),
+        (key, "3"),
+        (channel, "b"),
+    ]
+    assert store.get(key) == {"_v": "3", "status": "CONFIRMED"}
 
 
 def test_keys_by_prefix_and_deletes(hashes: tuple[HashStore, str]) -> None:

@@ -8,15 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from prometheus_client import CollectorRegistry
 
-from flightbook.bootstrap import build_query_api
-from flightbook.config.settings import Settings
 from flightbook.http.positions import encode_positions
 from tests.support import documents, sse
 from tests.support.api import Api, Headers
-from tests.support.processes import free_port
 from tests.support.readside import ServerReadSide, write_booking
 from tests.support.system import eventually
 
@@ -26,21 +21,10 @@ PATH = documents.CONFIRMED_PATH
 
 
 @pytest.fixture
-def live(settings: Settings, servers: ServerReadSide) -> Iterator[httpx.Client]:
-    """The real query API served by uvicorn in a thread (a test client would wait for the
-    end of a stream before it hands over its first byte)."""
-    port = free_port()
-    app = build_query_api(settings, registry=CollectorRegistry())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    eventually(lambda: server.started, bool, within=30, what="query API listening")
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(30)
+def live(live_url: str) -> Iterator[httpx.Client]:
+    """A client of the real query API, served (:func:`live_url`)."""
+    with httpx.Client(base_url=live_url, timeout=30) as client:
+        yield client
 
 
 def test_statuses_arrive_in_order_each_once_and_the_stream_closes_when_final(

@@ -297,3 +297,43 @@ def test_a_watch_wakes_after_its_subscription_was_dropped_and_hears_what_came_la
             assert await feed.next_change(10.0)
 
     servers.run(check)
+
+
+def test_a_customers_status_paths_are_theirs_named_or_unfinished(side: ReadSide) -> None:
+    unfinished = documents.booking_through(2)
+    finished = documents.booking_through(4)
+    named = documents.booking_through(4)
+    others = documents.booking_through(1, customer_id="bob")
+    for doc in (unfinished, finished, named, others):
+        side.put_document("bookings_v1", doc)
+
+    async def check(models: ReadModels) -> None:
+        found = await models.bookings.status_paths(
+            "alice", booking_ids=[named["_id"], others["_id"]], unfinished=True
+        )
+        assert set(found) == {unfinished["_id"], named["_id"]}
+        assert [s.status for s in found[unfinished["_id"]].steps] == ["REQUESTED", "SEATS_HELD"]
+        assert found[named["_id"]].version == 4
+        only_named = await models.bookings.status_paths("alice", booking_ids=[finished["_id"]])
+        assert set(only_named) == {finished["_id"]}
+        assert await models.bookings.status_paths("alice") == {}
+
+    side.run(check)
+
+
+def test_a_bookings_write_is_announced_to_its_customers_watchers_only(side: ReadSide) -> None:
+    mine, his = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def check(models: ReadModels) -> None:
+        async with models.changes.watch_customer("alice") as feed:
+            write_booking(side, documents.booking_through(1, his, customer_id="bob"))
+            assert await feed.next_changes(0.2) == set()  # another customer's booking
+            write_booking(side, documents.booking_through(1, mine))
+            write_booking(side, documents.booking_through(2, mine))
+            changed: set[str] = set()
+            deadline = asyncio.get_running_loop().time() + 10
+            while not changed and asyncio.get_running_loop().time() < deadline:
+                changed = await feed.next_changes(1.0)
+            assert changed == {mine}
+
+    side.run(check)

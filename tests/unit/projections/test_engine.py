@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 
 import msgspec
@@ -361,3 +362,19 @@ def test_without_a_progress_store_day_analytics_are_written_at_once(setup: Setup
     (sales,) = setup.documents.collections["sales_daily_v1"].values()
     assert sales["bookings_confirmed"] == 1
     assert engine.refresh_analytics(LIVE) == 0
+
+
+def test_a_bookings_hash_write_is_announced_on_its_customers_channel_by_digest(
+    setup: Setup,
+) -> None:
+    booking = setup.book()
+    digest = hashlib.sha256(b"alice").hexdigest()[:32]
+
+    setup.engine("bookings").apply(setup.bookings.envelopes, LIVE)
+    setup.engine("flights").apply(setup.flights.envelopes, LIVE)
+
+    assert (f"fb:customer:{digest}", str(booking)) in setup.hashes.published
+    assert (f"fb:v1:booking:{booking}", "4") in setup.hashes.published
+    customer = [c for c, _ in setup.hashes.published if c.startswith("fb:customer:")]
+    assert customer == [f"fb:customer:{digest}"]  # once per batch; the flights worker: none
+    assert all("alice" not in channel for channel, _ in setup.hashes.published)
