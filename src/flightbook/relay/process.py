@@ -1,11 +1,12 @@
 """The relay process: one loop over the three contexts' logs, publishing to Kafka until stopped.
 
-Woken by LISTEN/NOTIFY on the logs' channels and polling anyway, so a lost notification
-never stalls it. The write side never waits for it: when the broker (or PostgreSQL) is
-down, every attempt fails, the loop backs off exponentially and tries again, and it
-catches up from its checkpoint when the server is back. SIGTERM finishes the batch in
-hand (flush and checkpoint) and exits; SIGKILL at any moment loses nothing, because the
-checkpoint moves only after the broker acknowledged.
+Woken by LISTEN/NOTIFY on the logs' channels, it reads only the logs that notified, in
+rounds with one flush and one checkpoint write each (ADR 0026); after a quiet poll it
+reads all of them, so a lost notification never stalls it. The write side never waits
+for it: when the broker (or PostgreSQL) is down, every attempt fails, the loop backs off
+exponentially and tries again, and it catches up from its checkpoint when the server is
+back. SIGTERM finishes the round in hand (flush and checkpoint) and exits; SIGKILL at any
+moment loses nothing, because the checkpoint moves only after the broker acknowledged.
 
 A broker that comes back empty (the local one keeps nothing across a restart) gets its
 topics created again. The relay does not publish history again: its checkpoint says
