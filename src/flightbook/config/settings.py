@@ -153,7 +153,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     # the relay (event store -> Kafka)
     relay_http_port: Port = 8011
-    relay_batch_size: Positive = 500
+    relay_batch_size: Positive = 5000
     relay_poll_seconds: Seconds = 0.5
 
     # the query API: how long a read-your-writes query waits for its read model

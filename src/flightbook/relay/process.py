@@ -1,11 +1,12 @@
 """The relay process: one loop over the three contexts' logs, publishing to Kafka until stopped.
 
-Woken by LISTEN/NOTIFY on the logs' channels and polling anyway, so a lost notification
-never stalls it. The write side never waits for it: when the broker (or PostgreSQL) is
-down, every attempt fails, the loop backs off exponentially and tries again, and it
-catches up from its checkpoint when the server is back. SIGTERM finishes the batch in
-hand (flush and checkpoint) and exits; SIGKILL at any moment loses nothing, because the
-checkpoint moves only after the broker acknowledged.
+Woken by LISTEN/NOTIFY on the logs' channels, it reads only the logs that notified, in
+rounds with one flush and one checkpoint write each (ADR 0026); after a quiet poll it
+reads all of them, so a lost notification never stalls it. The write side never waits
+for it: when the broker (or PostgreSQL) is down, every attempt fails, the loop backs off
+exponentially and tries again, and it catches up from its checkpoint when the server is
+back. SIGTERM finishes the round in hand (flush and checkpoint) and exits; SIGKILL at any
+moment loses nothing, because the checkpoint moves only after the broker acknowledged.
 
 A broker that comes back empty (the local one keeps nothing across a restart) gets its
 topics created again. The relay does not publish history again: its checkpoint says
@@ -33,7 +34,13 @@ from eventsourcing.persistence import PersistenceError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from psycopg import sql
 
-from flightbook.relay.relay import HeldCheckpoints, RelayDeliveryError, relay_batch
+from flightbook.relay.relay import (
+    HeldCheckpoints,
+    LogSource,
+    RelayDeliveryError,
+    plan_round,
+    relay_round,
+)
 from flightbook.relay.translate import to_envelope
 from flightbook.runtime.loop import ProcessLoop
 
@@ -52,8 +59,6 @@ __all__ = ("BrokerError", "KafkaBroker", "RelayProcess", "producer_config")
 _log = structlog.get_logger()
 
 _KAFKA_LOGGER = logging.getLogger("flightbook.relay.librdkafka")
-_CHECKPOINT_INTERVAL = 0.25
-"""Seconds between checkpoint writes while events flow (and at each quiet poll after)."""
 _LOCK_KEY = 0x_F11_9B_4E1A  # pg_try_advisory_lock key: one publishing relay per database
 
 
@@ -197,7 +202,7 @@ class RelayProcess:
         broker: KafkaBroker,
         postgres_url: str,
         topic_prefix: str,
-        batch_size: int = 500,
+        batch_size: int = 5000,
         poll_seconds: float = 0.5,
         registry: CollectorRegistry | None = None,
         broker_check_seconds: float = 5.0,
@@ -209,7 +214,12 @@ class RelayProcess:
         self._broker = broker
         self._url = postgres_url
         self._topics = {app.spec.name: app.spec.topic(topic_prefix) for app in store}
-        self._translators = {c: self._translator(c, a) for c, a in self._sources.items()}
+        self._log_sources = {
+            context: LogSource(
+                context, app.recorder, self._translator(context, app), self._topics[context]
+            )
+            for context, app in self._sources.items()
+        }
         self._batch_size = batch_size
         self._poll = poll_seconds
         self._broker_check = broker_check_seconds
@@ -303,22 +313,23 @@ class RelayProcess:
                 conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             # the lock is ours: the checkpoints are read once and then kept (and written)
             checkpoints = HeldCheckpoints(self._checkpoints)
-            contexts: set[str] = set(self._sources)  # after (re)connecting: every log
+            contexts: frozenset[str] = frozenset(self._sources)  # after (re)connecting: all
             while not self.loop.stop_requested():
                 producer = self._connected()
-                self._catch_up(producer, checkpoints, contexts)
+                self._catch_up(producer, checkpoints, contexts, conn, by_channel)
                 self.loop.backoff.reset()
                 self._observe()
                 self._check_broker(producer)
-                # A notification that came while catching up is waiting on this connection
-                # (nothing else reads it), so this returns at once. Only the logs that
-                # notified are read next; after a quiet poll, all of them (a lost NOTIFY).
-                notified = {
+                # Woken by the first NOTIFY (no polling sleep on the way of an event); only
+                # the logs that notified are read next; after a quiet wait, all of them.
+                notified = [
                     by_channel.get(n.channel, "")
                     for n in conn.notifies(timeout=self._poll, stop_after=1)
-                }
-                notified |= {by_channel.get(n.channel, "") for n in _pending(conn)}
-                contexts = (notified & set(self._sources)) or set(self._sources)
+                ]
+                notified += [by_channel.get(n.channel, "") for n in _pending(conn)]
+                contexts = plan_round(
+                    notified=notified, full=(), every=self._sources, quiet=not notified
+                )
             checkpoints.flush()  # stopping: what was acknowledged is not published again
 
     def _lock(self, conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -343,33 +354,39 @@ class RelayProcess:
         return self._producer
 
     def _catch_up(
-        self, producer: KafkaProducer, checkpoints: HeldCheckpoints, contexts: set[str]
+        self,
+        producer: KafkaProducer,
+        checkpoints: HeldCheckpoints,
+        contexts: frozenset[str],
+        conn: psycopg.Connection[tuple[object, ...]],
+        by_channel: dict[str, str],
     ) -> int:
+        """Rounds until no log read has more waiting: one flush and one checkpoint write each.
+
+        A round reads the logs planned for it; the next one those whose page was full and
+        those that notified meanwhile (a booking is not kept waiting behind a backlog of
+        another context, and an empty log is not read again and again).
+        """
         total = 0
-        while not self.loop.stop_requested():
-            more = False
-            for context, app in self._sources.items():
-                if context not in contexts:
-                    continue
-                result = relay_batch(
-                    context=context,
-                    source=app.recorder,
-                    translate=self._translators[context],
-                    checkpoints=checkpoints,
-                    producer=producer,
-                    topic=self._topics[context],
-                    limit=self._batch_size,
-                    timeout=self._broker.delivery_timeout + 5.0,
-                )
+        while contexts and not self.loop.stop_requested():
+            results = relay_round(
+                sources=[self._log_sources[c] for c in self._sources if c in contexts],
+                checkpoints=checkpoints,
+                producer=producer,
+                limit=self._batch_size,
+                timeout=self._broker.delivery_timeout + 5.0,
+            )
+            checkpoints.flush()  # after the broker acknowledged the round: one statement
+            for result in results:
                 if result.count:
                     self._record(result)
                     total += result.count
-                    more = more or result.count >= self._batch_size
-                if self.loop.stop_requested():
-                    break
-            checkpoints.flush(min_interval=_CHECKPOINT_INTERVAL)  # one statement, at most 4/s
-            if not more:
-                break
+            contexts = plan_round(
+                notified=[by_channel.get(n.channel, "") for n in _pending(conn)],
+                full=[r.context for r in results if r.count >= self._batch_size],
+                every=self._sources,
+                quiet=False,
+            )
         return total
 
     def _record(self, result: BatchResult) -> None:

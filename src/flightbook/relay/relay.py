@@ -1,4 +1,4 @@
-"""One relay step: the next batch of a context's event log, published, acknowledged, checkpointed.
+"""One relay round: the next page of each log that asked, published, acknowledged, checkpointed.
 
 At-least-once by construction: the checkpoint moves only after the broker acknowledged
 every message of the batch, so a crash anywhere before that publishes the batch again
@@ -14,7 +14,6 @@ has seen position N will never later find a new row below N.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -25,7 +24,7 @@ from flightbook.contracts.envelope import CONTRACT_VERSION, encoder
 from flightbook.eventstore.pools import autocommit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from confluent_kafka import KafkaError
     from eventsourcing.persistence import Notification
@@ -37,13 +36,16 @@ __all__ = (
     "BatchResult",
     "Checkpoints",
     "HeldCheckpoints",
+    "LogSource",
     "MemoryCheckpoints",
     "NotificationLog",
     "PostgresCheckpoints",
     "Producer",
     "RelayDeliveryError",
     "headers_for",
+    "plan_round",
     "relay_batch",
+    "relay_round",
 )
 
 _log = structlog.get_logger()
@@ -138,6 +140,32 @@ def headers_for(envelope: Envelope) -> list[tuple[str, str | bytes | None]]:
     ]
 
 
+@dataclass(frozen=True)
+class LogSource:
+    """One context's log as a round reads it: where it is, how it translates, where it goes."""
+
+    context: str
+    log: NotificationLog
+    translate: Callable[[Notification], Envelope | None]
+    topic: str
+
+
+def plan_round(
+    *, notified: Iterable[str], full: Iterable[str], every: Iterable[str], quiet: bool
+) -> frozenset[str]:
+    """The logs the next round reads.
+
+    Those whose channel notified, and those whose last page was full (more is waiting
+    there); after a wait that ended without any notification (``quiet``), every log, so a
+    lost NOTIFY delays an event by one poll interval at most. Names that are not one of
+    ``every`` (a channel the relay does not know) are dropped.
+    """
+    known = frozenset(every)
+    if quiet:
+        return known
+    return (frozenset(notified) | frozenset(full)) & known
+
+
 def relay_batch(
     *,
     context: str,
@@ -149,36 +177,112 @@ def relay_batch(
     limit: int = 500,
     timeout: float = 30.0,
 ) -> BatchResult:
-    """Publish the next batch of ``context``'s log after its checkpoint; return what it did.
+    """:func:`relay_round` over one context's log; what it did there."""
+    (result,) = relay_round(
+        sources=[LogSource(context, source, translate, topic)],
+        checkpoints=checkpoints,
+        producer=producer,
+        limit=limit,
+        timeout=timeout,
+    )
+    return result
 
-    Every public event becomes one message on ``topic`` with key = the aggregate id
-    (UUID text, UTF-8). The batch counts as published only when the broker has
-    acknowledged every message of it; then the checkpoint advances to the batch's last
-    position. Private events (``translate`` returns None) advance it without a message.
+
+def relay_round(
+    *,
+    sources: Sequence[LogSource],
+    checkpoints: Checkpoints,
+    producer: Producer,
+    limit: int = 500,
+    timeout: float = 30.0,
+) -> list[BatchResult]:
+    """Publish the next page of each of ``sources`` after its checkpoint; what each did.
+
+    Every public event becomes one message on its source's topic with key = the aggregate
+    id (UUID text, UTF-8). The pages of every source are produced first and then the
+    producer is flushed once: the round counts as published only when the broker has
+    acknowledged every message of it; then each source's checkpoint advances to its
+    page's last position (the caller writes them, one statement per round). Private
+    events (``translate`` returns None) advance it without a message.
 
     Args:
-        context: The bounded context (its checkpoint's name).
-        source: Its notification log.
-        translate: Stored event -> envelope, or None for a private event.
-        checkpoints: Where the last relayed position is kept.
+        sources: The logs to read (each context at most once).
+        checkpoints: Where the last relayed positions are kept.
         producer: An idempotent Kafka producer.
-        topic: Where the context's events go.
-        limit: Notifications read at most.
+        limit: Notifications read at most per log.
         timeout: Seconds to wait for the acknowledgements.
 
     Raises:
         RelayDeliveryError: A message failed or was not acknowledged within ``timeout``;
-            nothing was checkpointed, and the next call publishes the batch again.
+            no checkpoint moved, and the next round publishes the pages again.
     """
     started = time.perf_counter()
-    after = checkpoints.position(context)
-    batch = source.select_notifications(start=after + 1, limit=limit)
-    if not batch:
-        return BatchResult(context=context)
     acks = _Acks()
     deadline = time.monotonic() + timeout
+    pages: list[tuple[LogSource, Sequence[Notification], int, int]] = []
+    published = 0
+    for source in sources:
+        after = checkpoints.position(source.context)
+        batch = source.log.select_notifications(start=after + 1, limit=limit)
+        if not batch:
+            pages.append((source, batch, 0, 0))
+            continue
+        produced, correlation_ids = _produce_page(producer, source, batch, acks, deadline)
+        published += produced
+        pages.append((source, batch, produced, correlation_ids))
+    if published:
+        remaining = producer.flush(max(0.0, deadline - time.monotonic()))
+        contexts = "+".join(source.context for source, _, produced, _ in pages if produced)
+        if acks.errors:
+            raise RelayDeliveryError(
+                f"{len(acks.errors)} of {published} {contexts} messages failed: {acks.errors[0]}"
+            )
+        if remaining or acks.acknowledged != published:
+            raise RelayDeliveryError(
+                f"{published - acks.acknowledged} of {published} {contexts} messages "
+                f"not acknowledged within {timeout:.0f}s"
+            )
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    results: list[BatchResult] = []
+    for source, batch, produced, correlation_ids in pages:
+        if not batch:
+            results.append(BatchResult(context=source.context))
+            continue
+        checkpoints.advance(source.context, batch[-1].id)
+        result = BatchResult(
+            context=source.context,
+            count=len(batch),
+            published=produced,
+            first_position=batch[0].id,
+            last_position=batch[-1].id,
+            correlation_ids=correlation_ids,
+            duration_ms=duration_ms,
+        )
+        _log.info(
+            "relay.published",
+            context=result.context,
+            first_position=result.first_position,
+            last_position=result.last_position,
+            count=result.count,
+            published=result.published,
+            correlation_ids=result.correlation_ids,
+            duration_ms=result.duration_ms,
+        )
+        results.append(result)
+    return results
+
+
+def _produce_page(
+    producer: Producer,
+    source: LogSource,
+    batch: Sequence[Notification],
+    acks: _Acks,
+    deadline: float,
+) -> tuple[int, int]:
+    """Produce the public events of ``batch``; (messages produced, distinct correlation ids)."""
     published = 0
     correlation_ids: set[str] = set()
+    translate, topic = source.translate, source.topic
     for notification in batch:
         envelope = translate(notification)
         if envelope is None:
@@ -195,38 +299,7 @@ def relay_batch(
         published += 1
         if envelope.correlation_id:
             correlation_ids.add(envelope.correlation_id)
-    if published:
-        remaining = producer.flush(max(0.0, deadline - time.monotonic()))
-        if acks.errors:
-            raise RelayDeliveryError(
-                f"{len(acks.errors)} of {published} {context} messages failed: {acks.errors[0]}"
-            )
-        if remaining or acks.acknowledged != published:
-            raise RelayDeliveryError(
-                f"{published - acks.acknowledged} of {published} {context} messages "
-                f"not acknowledged within {timeout:.0f}s"
-            )
-    checkpoints.advance(context, batch[-1].id)
-    result = BatchResult(
-        context=context,
-        count=len(batch),
-        published=published,
-        first_position=batch[0].id,
-        last_position=batch[-1].id,
-        correlation_ids=len(correlation_ids),
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    _log.info(
-        "relay.published",
-        context=context,
-        first_position=result.first_position,
-        last_position=result.last_position,
-        count=result.count,
-        published=result.published,
-        correlation_ids=result.correlation_ids,
-        duration_ms=result.duration_ms,
-    )
-    return result
+    return published, len(correlation_ids)
 
 
 def _produce(
@@ -304,17 +377,15 @@ class HeldCheckpoints:
     While the lock is held no other relay moves them, so each context's position is read
     from ``stored`` on first use and afterwards known. :meth:`advance` (after a batch was
     acknowledged) moves it in memory; :meth:`flush` writes every moved one in one
-    statement, at most every ``min_interval`` seconds (a commit per interval, not per
-    batch). A crash before the flush publishes those batches again, which the consumers
-    pass over (ADR 0013). Make a new one each
-    time the lock is taken again.
+    statement, once per round (ADR 0026). A crash between the broker's acknowledgement
+    and that write publishes the round again, which the consumers pass over (ADR 0013).
+    Make a new one each time the lock is taken again.
     """
 
     def __init__(self, stored: PostgresCheckpoints | MemoryCheckpoints) -> None:
         self._stored = stored
         self._known: dict[str, int] = {}
         self._moved: dict[str, int] = {}
-        self._flushed_at = -math.inf
 
     def position(self, context: str) -> int:
         if context not in self._known:
@@ -325,13 +396,12 @@ class HeldCheckpoints:
         self._known[context] = max(position, self._known.get(context, 0))
         self._moved[context] = self._known[context]
 
-    def flush(self, *, min_interval: float = 0.0) -> None:
-        """Write the moved checkpoints, unless the last write is under ``min_interval`` old."""
-        if not self._moved or time.monotonic() - self._flushed_at < min_interval:
+    def flush(self) -> None:
+        """Write the moved checkpoints in one statement (none moved: no statement)."""
+        if not self._moved:
             return
         self._stored.advance_many(self._moved)
         self._moved = {}
-        self._flushed_at = time.monotonic()
 
 
 class MemoryCheckpoints:

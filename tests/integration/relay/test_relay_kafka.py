@@ -22,14 +22,14 @@ from flightbook.contracts.envelope import decoder
 from flightbook.domain.booking import Booking
 from flightbook.domain.payment import Payment, payment_id_for
 from flightbook.domain.values import Money
-from flightbook.eventstore.applications import Bookings
+from flightbook.eventstore.applications import Bookings, EventStore
 from flightbook.eventstore.contexts import CONTEXT_NAMES as CONTEXTS
 from flightbook.eventstore.contexts import topic_for
 from flightbook.eventstore.metadata import recording
-from flightbook.relay.process import RelayProcess
+from flightbook.relay.process import KafkaBroker, RelayProcess
 from flightbook.relay.relay import Checkpoints, MemoryCheckpoints, PostgresCheckpoints
 from flightbook.relay.translate import to_envelope
-from tests.support.builders import a_booking
+from tests.support.builders import a_booking, a_flight
 from tests.support.relay import (
     checkpoints_of,
     envelopes_by_context,
@@ -315,3 +315,80 @@ def test_a_checkpoint_starts_at_zero_and_only_moves_forward(checkpoints: Checkpo
     assert checkpoints.position("booking") == 40
     assert checkpoints.position("payment") == 3
     assert checkpoints.position("inventory") == 0
+
+
+class FailingFirstWrite(PostgresCheckpoints):
+    """The relay's checkpoints, whose first write fails: a crash after the broker
+    acknowledged a round and before its checkpoint was written. Each write is recorded."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        super().__init__(pool)
+        self.writes: list[dict[str, int]] = []
+
+    def advance_many(self, positions: dict[str, int]) -> None:
+        self.writes.append(dict(positions))
+        if len(self.writes) == 1:
+            raise RuntimeError("the relay died before its checkpoint was written")
+        super().advance_many(positions)
+
+
+def test_a_round_lost_between_the_acknowledgement_and_its_checkpoint_is_published_again(
+    settings: Settings, write_side: WriteSide
+) -> None:
+    """120 flights wait in the inventory log; the relay pages 50 at a time. The first
+    round's checkpoint write fails after the broker acknowledged it: the relay starts over
+    from the stored checkpoint and publishes that round again (positions 1-50 twice, the
+    consumers pass over them) and loses nothing. Each round after writes one checkpoint."""
+    with recording(actor="ops"):
+        for start in range(0, 120, 40):
+            write_side.inventory.record(
+                *(
+                    a_flight(
+                        departure=dt.datetime(2027, 3, 1, 8, tzinfo=dt.UTC)
+                        + dt.timedelta(minutes=start + n),
+                        flight_number=f"FB{start + n + 1}",
+                    )
+                    for n in range(40)
+                )
+            )
+    assert settings.postgres_url is not None
+    assert settings.kafka_bootstrap is not None
+    pool = ConnectionPool(settings.postgres_url, min_size=1, max_size=2, open=True)
+    store = EventStore(settings, pool_size=2)
+    checkpoints = FailingFirstWrite(pool)
+    relay = RelayProcess(
+        store=store,
+        checkpoints=checkpoints,
+        broker=KafkaBroker(
+            settings.kafka_bootstrap,
+            topics=[topic_for(settings.topic_prefix, c) for c in CONTEXTS],
+            partitions=settings.kafka_partitions,
+        ),
+        postgres_url=settings.postgres_url,
+        topic_prefix=settings.topic_prefix,
+        batch_size=50,
+        poll_seconds=0.05,
+        max_backoff_seconds=0.1,
+    )
+    thread = threading.Thread(target=relay.run, name="relay", daemon=True)
+    thread.start()
+    try:
+        wait_until_relayed(settings, timeout=30)
+    finally:
+        relay.stop()
+        thread.join(30)
+        store.close()
+        pool.close()
+
+    assert checkpoints.writes == [
+        {"inventory": 50},  # failed: the round is published again
+        {"inventory": 50},
+        {"inventory": 100},
+        {"inventory": 120},
+    ]
+    topic = topic_for(settings.topic_prefix, "inventory")
+    published = read_topics(settings, [topic], at_least=170, idle=1.0)
+    times = collections.Counter(r.envelope.position for r in published)
+    assert sorted(times) == stored_positions(settings)["inventory"] == list(range(1, 121))
+    assert {p for p, n in times.items() if n > 1} == set(range(1, 51))
+    assert max(times.values()) == 2
