@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -428,6 +429,8 @@ def _relay_phase(
         query = sql.SQL("SELECT max(notification_id) FROM {}").format(INVENTORY.events)
         row = conn.execute(query).fetchone()
     head = int(row[0]) if row and row[0] else 0
+    worker = psutil.Process(system.processes["flights-projection"].pid)
+    worker_cpu = _cpu_seconds(worker)
     started = time.perf_counter()
     system.start("relay")
     while True:
@@ -442,12 +445,14 @@ def _relay_phase(
     say("waiting for the flights worker to apply the backlog ...")
     _wait_projected(s, "flights", "inventory", head)
     projected = time.perf_counter() - started
+    worker_cpu = _cpu_seconds(worker) - worker_cpu
     return {
         "events": options.backlog,
         "seconds": round(took, 2),
         "events_per_s": options.backlog / took,
         "projected_seconds": round(projected, 2),
         "projected_events_per_s": options.backlog / projected,
+        "projection_worker_cpu_ms_per_1000_events": round(worker_cpu * 1e6 / options.backlog, 1),
     }
 
 
@@ -488,6 +493,7 @@ def _replay_phase(
         ("audit_verify", ["audit", "verify"]),
     ):
         say(f"{' '.join(argv)} over {events} events ...")
+        cpu = _children_cpu_seconds()
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "flightbook.cli", *argv],
@@ -497,13 +503,21 @@ def _replay_phase(
             check=False,
         )
         took = time.perf_counter() - started
+        cpu = _children_cpu_seconds() - cpu
         figures[f"{name}_seconds"] = round(took, 2)
+        figures[f"{name}_cpu_ms_per_1000_events"] = round(cpu * 1e6 / events, 1) if events else 0.0
         figures[f"{name}_events_per_s"] = events / took if done.returncode == 0 else 0.0
         figures[f"{name}_exit_code"] = done.returncode
         if done.returncode != 0:  # what went wrong, for the JSON file
             say(f"{' '.join(argv)} failed: {(done.stdout + done.stderr).strip()[-500:]}")
     figures["events"] = events
     return figures
+
+
+def _children_cpu_seconds() -> float:
+    """CPU of the finished child processes (the CLI runs), from the OS's own accounting."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _ratios(results: dict[str, Any]) -> dict[str, float]:

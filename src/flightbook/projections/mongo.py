@@ -201,7 +201,8 @@ class MongoProgress:
 
     def ensure_indexes(self) -> None:
         """The indexes of the unversioned collections (idempotent)."""
-        self._markers.create_index([("rm", 1), ("pos", 1)])
+        # Markers are found by _id only (applied_between) and purged by ``at``: an index on
+        # (rm, pos) cost every marker insert its upkeep and served no query (ADR 0027).
         self._markers.create_index([("at", 1)])
         self._letters.create_index([("read_model", 1), ("failed_at", 1)])
         self._stale.create_index([("rm", 1)])

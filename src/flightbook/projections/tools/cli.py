@@ -131,8 +131,9 @@ def add_projection_commands(sub: argparse._SubParsersAction[Any]) -> None:
     rebuild.add_argument(
         "--grace-seconds",
         type=float,
-        default=10.0,
-        help="wait this long after the switch before dropping the old version (default 10)",
+        default=3.0,
+        help="wait this long after the switch before dropping the old version (default 3;"
+        " readers re-read the active version every second)",
     )
     rebuild.add_argument("--keep-old", action="store_true", help="do not drop the old version")
     rebuild.add_argument(

@@ -1,7 +1,9 @@
 """Rebuild a read model into a new version from the event store, then switch to it without downtime.
 
 1. ``read_model_versions.building = M`` (M = active + 1). The live workers see it within a
-   second and from then on write every new event to both N and M.
+   second and from then on write every new event to both N and M. The replay starts at
+   once: whatever a worker writes to N only meanwhile is in the event store, and so in
+   the replay (ADR 0027).
 2. Replay the event store into version M (the same engine as the workers, with the
    version guards, so the replay and the live workers can write M in any order).
 3. When the replay has reached the head, ``active = M`` and ``building = null``: readers
@@ -113,7 +115,7 @@ def rebuild(
     read_model: str,
     *,
     say: Callable[[str], None],
-    grace_seconds: float = 10.0,
+    grace_seconds: float = 3.0,
     settle_seconds: float = 2.0,
     keep_old: bool = False,
     force: bool = False,
@@ -146,7 +148,8 @@ def rebuild(
     drop_version(services, read_model, new)  # what an interrupted rebuild left
     progress.start_building(read_model, new)
     say(f"{label}: building (active: v{old}); the live workers now write both versions")
-    time.sleep(settle_seconds)
+    # No wait here: an event a worker writes to the old version only, before it sees the
+    # build, is in the event store, so the replay below (or its last pass) writes it anew.
     started = time.monotonic()
     reached: dict[str, int] = {}
     switched = False
