@@ -236,6 +236,9 @@ def _load_phases(
     for name in CAPACITY_PHASES:
         if name in phases:
             results[name] = capacity_phase(system, plan, name=name, say=say)
+    if "bookings" not in phases and any(name in phases for name in CAPACITY_PHASES):
+        # the open-loop steps' own lag (commit -> read model), at the rates they offered
+        results["projection_lag"] = _projection_lag(system.settings)
     if "identity" in phases:
         results["identity"] = _identity_phase(system, options, say)
     if "relay" in phases:
