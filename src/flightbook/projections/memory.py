@@ -6,13 +6,15 @@ They back the unit tests and ``flightbook audit verify`` (a fresh replay in memo
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import decimal
+import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from flightbook.projections.ports import Checkpoint, DeadLetter, GuardedWrite, VersionInfo
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Collection, Iterator, Mapping, Sequence
 
     from flightbook.contracts.readmodels import Index
@@ -21,10 +23,35 @@ if TYPE_CHECKING:
 __all__ = ("MemoryDocuments", "MemoryHashes", "MemoryProgress")
 
 
+_IMMUTABLE = frozenset(
+    (str, int, float, bool, type(None), dt.datetime, dt.date, decimal.Decimal, uuid.UUID)
+)
+
+
+def _clone(value: object) -> object:
+    """A deep copy of a document's value: what ``copy.deepcopy`` gives, many times cheaper.
+
+    Documents are dicts and lists of immutable scalars, which are shared rather than
+    copied; anything else falls back to ``copy.deepcopy`` (ADR 0028).
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: _clone(v) for k, v in value.items()}  # type: ignore[attr-defined]
+    if kind is list:
+        return [_clone(v) for v in value]  # type: ignore[attr-defined]
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
+
+
+def _copy(doc: Document) -> Document:
+    return {k: _clone(v) for k, v in doc.items()}
+
+
 def _project(doc: Document, fields: Sequence[str]) -> Document:
     if not fields:
-        return copy.deepcopy(doc)
-    return {k: copy.deepcopy(v) for k, v in doc.items() if k == "_id" or k in fields}
+        return _copy(doc)
+    return {k: _clone(v) for k, v in doc.items() if k == "_id" or k in fields}
 
 
 class MemoryDocuments:
@@ -39,7 +66,7 @@ class MemoryDocuments:
 
     def get_many(self, collection: str, ids: Collection[str]) -> dict[str, Document]:
         stored = self.collections.get(collection, {})
-        return {i: copy.deepcopy(stored[i]) for i in ids if i in stored}
+        return {i: _copy(stored[i]) for i in ids if i in stored}
 
     def write_guarded(self, collection: str, writes: Sequence[GuardedWrite]) -> set[str]:
         stored = self._collection(collection)
@@ -51,7 +78,7 @@ class MemoryDocuments:
             else:
                 ok = current is not None and current.get("_v") == write.expected_version
             if ok:
-                stored[write.id] = {**copy.deepcopy(write.document), "_id": write.id}
+                stored[write.id] = {**_copy(write.document), "_id": write.id}
             else:
                 failed.add(write.id)
         return failed
@@ -62,7 +89,7 @@ class MemoryDocuments:
         stored = self._collection(collection)
         for doc in documents:
             current = stored.get(str(doc["_id"]), {})
-            stored[str(doc["_id"])] = {**current, **copy.deepcopy(doc)}  # like $set
+            stored[str(doc["_id"])] = {**current, **_copy(doc)}  # like $set
 
     def find_in(
         self, collection: str, field: str, values: Collection[object], fields: Sequence[str] = ()

@@ -14,7 +14,11 @@ from flightbook.projections.engine import Targets
 from flightbook.projections.ports import DeadLetter
 from flightbook.projections.services import ProjectionServices
 from flightbook.projections.tools.status import read_model_status
-from flightbook.projections.tools.verify import compare_read_models, replay_read_models
+from flightbook.projections.tools.verify import (
+    compare_read_models,
+    expected_from_event_store,
+    replay_read_models,
+)
 from flightbook.projections.watermarks import advance_low_watermark
 from tests.support.catchup import catch_up
 from tests.support.history import History
@@ -203,3 +207,43 @@ def test_a_dead_letter_is_replayed_once_what_it_needs_is_there(
     assert letters["bookings:t:0:1"]["replayed_at"] is None
     assert letters["bookings:t:0:1"]["attempts"] == 2
     assert services.progress.count_dead_letters("bookings") == 1
+
+
+def test_verify_in_small_pages_finds_a_difference_in_the_last_page_and_a_bool_turned_number(
+    settings: Settings, services: ProjectionServices, history: History
+) -> None:
+    """Pages of two events, two documents, two keys: every page boundary of the log is crossed.
+
+    The last booking of the log is altered in MongoDB and in Redis, so those differences
+    sit in the last page of every read; in the first booking only ``refundable`` turns
+    from a bool into the number that equals it, which ``==`` alone would not see.
+    """
+    apply_all(services, {c: stored(services, c) for c in ("booking", "inventory")})
+    bookings = stored(services, "booking")
+    first, last = str(bookings[0].aggregate_id), str(bookings[-1].aggregate_id)
+    assert first != last
+    document = services.database["bookings_v1"].find_one({"_id": first})
+    assert document is not None
+    assert isinstance(document["refundable"], bool)
+    number = int(document["refundable"])
+    services.database["bookings_v1"].update_one({"_id": first}, {"$set": {"refundable": number}})
+    services.database["bookings_v1"].update_one({"_id": last}, {"$set": {"status": "LOST"}})
+    services.redis.hset(f"{settings.redis_prefix}v1:booking:{last}", "status", "LOST")
+
+    expected = expected_from_event_store(
+        services.reader, services.vault, redis_prefix=settings.redis_prefix, page_size=2
+    )
+    whole = replay_read_models(settings)
+    differences = compare_read_models(expected, services.database, services.redis, page_size=2)
+
+    assert (expected.documents, expected.hashes, expected.heads) == (
+        whole.documents,
+        whole.hashes,
+        whole.heads,
+    )
+    found = {(d.store, d.where, d.key, d.field, d.found) for d in differences}
+    assert found == {
+        ("mongo", "bookings_v1", first, "refundable", number),
+        ("mongo", "bookings_v1", last, "status", "LOST"),
+        ("redis", f"{settings.redis_prefix}v1:", f"booking:{last}", "status", "LOST"),
+    }
