@@ -47,8 +47,13 @@ DOCS_CSP = "; ".join(
 """The docs UI's policy: nothing from anywhere but the API itself, no inline script."""
 
 
-def security_headers(message: Message, _scope: Scope) -> None:
-    """Add the headers to the start of every HTTP answer."""
+async def security_headers(message: Message, _scope: Scope) -> None:
+    """Add the headers to the start of every HTTP answer.
+
+    A coroutine function on purpose: Litestar runs a plain function given as a
+    ``before_send`` hook in a worker thread, twice per answer (start and body), which
+    cost the query API about 15% of its CPU per request (ADR 0029).
+    """
     if message["type"] != "http.response.start":
         return
     headers = MutableScopeHeaders.from_message(message)

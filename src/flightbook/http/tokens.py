@@ -15,12 +15,21 @@ Verifying (:func:`verify_token`) needs only the public keys. A token is refused 
 A token from the identity service names its session (``sid``); the APIs check that the
 session is still live (:mod:`flightbook.http.sessions`). A token without ``sid``
 (``flightbook token``) is accepted only on the local stack.
+
+A client sends the same token with every request until it expires, and checking its
+signature was a tenth of a read's CPU: :func:`verify_token` remembers a token it accepted
+(:class:`_Verified`) for at most :data:`REMEMBER_SECONDS` and never past its ``exp``,
+and accepts it again only while the key that verified it is still the very key its
+source holds for that ``kid`` (a rotation that drops the key refuses it at once).
+Refusals are not remembered. (ADR 0029)
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
@@ -44,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = (
     "ALGORITHMS",
     "LEEWAY_SECONDS",
+    "REMEMBER_SECONDS",
     "ROLES",
     "InvalidTokenError",
     "Principal",
@@ -56,6 +66,9 @@ Role = Literal["customer", "agent", "ops", "analyst", "auditor", "privacy"]
 ROLES: frozenset[str] = frozenset({"customer", "agent", "ops", "analyst", "auditor", "privacy"})
 _EMBEDDED_KEYS = ("jwk", "jku", "x5u", "x5c")
 _LONGEST_KID = 64
+REMEMBER_SECONDS = 30.0
+"""The longest an accepted token is accepted again without checking its signature."""
+_REMEMBERED = 10_000  # tokens remembered per process; all are forgotten beyond
 
 
 class InvalidTokenError(Exception):
@@ -126,12 +139,56 @@ def mint_token(
     return signer.sign(subject=subject, roles=roles, ttl_seconds=ttl_seconds, session_id=session_id)
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A token accepted earlier: what it was checked against, and until when it holds."""
+
+    principal: Principal
+    checks: tuple[str, str, str, int]
+    """The key source, audience, issuer and longest lifetime it was checked against."""
+    kid: str
+    key: jwt.PyJWK
+    until: float
+
+
+_verified: dict[str, _Verified] = {}
+_verified_lock = threading.Lock()
+
+
+def _checks_of(settings: Settings, keys_source: str) -> tuple[str, str, str, int]:
+    return (keys_source, settings.jwt_audience, settings.jwt_issuer, settings.jwt_max_ttl_seconds)
+
+
+def _remembered(token: str, checks: tuple[str, str, str, int]) -> Principal | None:
+    seen = _verified.get(token)
+    if seen is None or seen.checks != checks or time.time() >= seen.until:
+        return None
+    try:
+        current = public_keys_at(checks[0]).get(seen.kid)
+    except KeyFileError:
+        return None
+    return seen.principal if current is seen.key else None
+
+
+def _remember(token: str, entry: _Verified) -> None:
+    with _verified_lock:
+        if len(_verified) >= _REMEMBERED:
+            _verified.clear()
+        _verified[token] = entry
+
+
 def verify_token(settings: Settings, token: str) -> Principal:
     """Check header, key, signature, expiry, audience and issuer; return the principal.
 
-    The public keys are where :func:`flightbook.http.keys.jwks_source` says.
+    The public keys are where :func:`flightbook.http.keys.jwks_source` says. A token
+    accepted within :data:`REMEMBER_SECONDS` is accepted again without the checks while
+    its key is unchanged and it has not expired.
     """
     keys_source = jwks_source(settings)
+    checks = _checks_of(settings, keys_source)
+    remembered = _remembered(token, checks)
+    if remembered is not None:
+        return remembered
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError as exc:
@@ -159,9 +216,12 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise InvalidTokenError("claim 'sub' must be a non-empty string")
     if session is not None and (not isinstance(session, str) or not session):
         raise InvalidTokenError("claim 'sid' must be a non-empty string")
-    return Principal(
+    principal = Principal(
         subject=subject, roles=frozenset(r for r in roles if r in ROLES), session_id=session
     )
+    until = min(float(claims["exp"]), time.time() + REMEMBER_SECONDS)
+    _remember(token, _Verified(principal, checks, str(header["kid"]), key, until))
+    return principal
 
 
 def _key_of(header: dict[str, Any], keys_source: str) -> jwt.PyJWK:

@@ -143,6 +143,43 @@ def test_a_rotated_key_verifies_its_tokens_until_the_last_can_have_expired(
         verify_token(changed, before)
 
 
+def test_a_token_accepted_once_is_accepted_again_without_its_signature_checked(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changed, _ = rotating(tmp_path, settings, keep=settings.jwt_max_ttl_seconds + 30)
+    token = mint_token(changed, subject="alice", roles=["customer"])
+    assert verify_token(changed, token).subject == "alice"
+
+    def no_more_checks(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the remembered token was checked again")
+
+    monkeypatch.setattr(jwt, "decode", no_more_checks)
+
+    assert verify_token(changed, token).subject == "alice"
+    # other checks (another audience) are not answered from what was remembered
+    other = msgspec.structs.replace(changed, jwt_audience="someone-else")
+    with pytest.raises(AssertionError, match="checked again"):
+        verify_token(other, token)
+
+
+def test_a_remembered_token_is_checked_again_once_its_exp_has_passed(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changed, _ = rotating(tmp_path, settings, keep=settings.jwt_max_ttl_seconds + 30)
+    token = mint_token(changed, subject="alice", roles=["customer"], ttl_seconds=5)
+    assert verify_token(changed, token).subject == "alice"
+    later = time.time() + 6
+
+    def checked(*_args: object, **_kwargs: object) -> None:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt, "decode", checked)
+
+    with pytest.raises(InvalidTokenError, match="expired"):
+        verify_token(changed, token)
+
+
 def test_the_jwks_holds_public_keys_only(settings: Settings) -> None:
     published = signing_keys_from_settings(settings).jwks()
 
