@@ -6,6 +6,7 @@ Every reader resolves the active version of its read model per request (cached a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -79,17 +80,30 @@ class MongoVersions:
         self._clock = clock
         self._active: dict[str, int] = {}
         self._read_at: float | None = None
+        self._reading: asyncio.Future[dict[str, int]] | None = None
 
     async def active_version(self, read_model: str) -> int:
         now = self._clock()
         if self._read_at is None or now - self._read_at >= self._ttl:
-            active: dict[str, int] = {}
-            async for doc in self._collection.find({}, {"active": 1}):
-                value = doc.get("active")
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    active[str(doc["_id"])] = value
-            self._active, self._read_at = active, now
+            # one read for every request that finds the figures stale meanwhile
+            if self._reading is None:
+                self._reading = asyncio.ensure_future(self._read())
+                reading = self._reading
+                try:  # shielded: a request that goes away does not cancel the others' read
+                    self._active, self._read_at = await asyncio.shield(reading), now
+                finally:
+                    self._reading = None
+            else:
+                return (await asyncio.shield(self._reading)).get(read_model, DEFAULT_VERSION)
         return self._active.get(read_model, DEFAULT_VERSION)
+
+    async def _read(self) -> dict[str, int]:
+        active: dict[str, int] = {}
+        async for doc in self._collection.find({}, {"active": 1}):
+            value = doc.get("active")
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                active[str(doc["_id"])] = value
+        return active
 
 
 class _MongoReader:
