@@ -44,7 +44,6 @@ __all__ = (
     "RelayDeliveryError",
     "headers_for",
     "plan_round",
-    "relay_batch",
     "relay_round",
 )
 
@@ -101,7 +100,7 @@ class RelayDeliveryError(RuntimeError):
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What one :func:`relay_batch` call did."""
+    """What one round (:func:`relay_round`) did with one context's log."""
 
     context: str
     count: int = 0
@@ -164,28 +163,6 @@ def plan_round(
     if quiet:
         return known
     return (frozenset(notified) | frozenset(full)) & known
-
-
-def relay_batch(
-    *,
-    context: str,
-    source: NotificationLog,
-    translate: Callable[[Notification], Envelope | None],
-    checkpoints: Checkpoints,
-    producer: Producer,
-    topic: str,
-    limit: int = 500,
-    timeout: float = 30.0,
-) -> BatchResult:
-    """:func:`relay_round` over one context's log; what it did there."""
-    (result,) = relay_round(
-        sources=[LogSource(context, source, translate, topic)],
-        checkpoints=checkpoints,
-        producer=producer,
-        limit=limit,
-        timeout=timeout,
-    )
-    return result
 
 
 def relay_round(

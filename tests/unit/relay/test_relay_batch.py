@@ -1,4 +1,4 @@
-"""relay_batch over an in-memory log, a fake producer and in-memory checkpoints (no sockets)."""
+"""A relay round over one in-memory log, a fake producer and in-memory checkpoints (no sockets)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from flightbook.eventstore.mapper import MetadataMapper
 from flightbook.eventstore.metadata import recording
 from flightbook.relay.relay import (
     BatchResult,
+    LogSource,
     MemoryCheckpoints,
     RelayDeliveryError,
-    relay_batch,
+    relay_round,
 )
 from flightbook.relay.translate import to_envelope
 from tests.support.builders import a_booking
@@ -135,16 +136,14 @@ def run_batch(
     translate: Callable[[Notification], Envelope | None] | None = None,
     limit: int = 500,
 ) -> BatchResult:
-    return relay_batch(
-        context="booking",
-        source=log.recorder,
-        translate=translate or log.translate,
+    (result,) = relay_round(
+        sources=[LogSource("booking", log.recorder, translate or log.translate, TOPIC)],
         checkpoints=checkpoints,
         producer=producer,
-        topic=TOPIC,
         limit=limit,
         timeout=1.0,
     )
+    return result
 
 
 def test_every_public_event_is_published_in_log_order_keyed_by_its_aggregate() -> None:
